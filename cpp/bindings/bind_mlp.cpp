@@ -1,0 +1,170 @@
+// Bindings of the forward/backward core (cpp/dnnkit/mlp.hpp), the dropout RNG and the thread settings.
+#include <mutex>
+#include <string>
+
+#include "dnnkit/mlp.hpp"
+#include "pybind11.hpp"
+
+using namespace dnnkit;
+
+namespace {
+
+template <class T>
+using Arr = py::array_t<T, py::array::c_style>;  // no forcecast: the Python layer converts deliberately
+
+// Python-side owner of one MLP workspace. The mutex serialises calls from several Python threads, since
+// the work runs with the GIL released and shares the workspace.
+template <class T>
+struct PyMLP {
+    MLP<T> net;
+    std::mutex mu;
+    PyMLP(std::vector<int> dims, const std::string& hidden, const std::string& output, const std::string& loss,
+          double alpha)
+        : net(Arch(std::move(dims), parse_act(hidden), parse_act(output), parse_loss(loss), alpha)) {}
+
+    void check_theta(const Arr<T>& theta) const {
+        if (theta.ndim() != 1 || size_t(theta.shape(0)) != net.arch.nparams)
+            throw py::value_error("theta has the wrong size for this architecture");
+    }
+    int check_x(const Arr<T>& X) const {
+        if (X.ndim() != 2 || X.shape(0) != net.arch.n(0) || X.shape(1) < 1)
+            throw py::value_error("X must be (n_x, m) with m >= 1");
+        return int(X.shape(1));
+    }
+    void check_y(const Arr<T>& Y, int m) const {
+        if (Y.ndim() != 2 || Y.shape(0) != net.arch.n(net.arch.L()) || Y.shape(1) != m)
+            throw py::value_error("Y must be (n_y, m)");
+    }
+    // keep/masks lists -> Dropout, keeping the mask arrays alive in `hold`.
+    Dropout<T> dropout(const std::vector<double>& keep, uint64_t seed, uint32_t step, const py::list& masks, int m,
+                       std::vector<Arr<T>>& hold) const {
+        Dropout<T> dp;
+        dp.keep = keep;
+        dp.seed = seed;
+        dp.step = step;
+        if (int(keep.size()) > net.arch.L()) throw py::value_error("keep has more entries than layers");
+        for (size_t l = 0; l < masks.size(); ++l) {
+            if (masks[l].is_none()) { dp.masks.push_back(nullptr); continue; }
+            Arr<T> a = masks[l].cast<Arr<T>>();
+            if (a.ndim() != 2 || a.shape(0) != net.arch.n(int(l)) || a.shape(1) != m)
+                throw py::value_error("mask " + std::to_string(l) + " has the wrong shape");
+            dp.masks.push_back(a.data());
+            hold.push_back(std::move(a));
+        }
+        return dp;
+    }
+};
+
+py::array_t<uint8_t> dropout_mask(int n, int m, double keep, uint64_t seed, uint32_t step, uint32_t layer) {
+    py::array_t<uint8_t> out({n, m});
+    uint8_t* p = out.mutable_data();
+    const uint64_t thr = keep_threshold(keep);
+    {
+        py::gil_scoped_release nogil;  // safe: writes only into `out`, which we own; no Python objects touched
+        dropout_bits(seed, step, layer, n, 0, m, thr, [&](int i, int j, bool k) { p[size_t(i) * m + j] = k; });
+    }
+    return out;
+}
+
+template <class T>
+void register_mlp(py::module_& m, const char* name) {
+    using P = PyMLP<T>;
+    py::class_<P>(m, name)
+        .def(py::init<std::vector<int>, const std::string&, const std::string&, const std::string&, double>())
+        .def_property_readonly("n_params", [](const P& p) { return p.net.arch.nparams; })
+        .def("forward",
+             [](P& p, const Arr<T>& theta, const Arr<T>& X, const std::vector<double>& keep, uint64_t seed,
+                uint32_t step, const py::list& masks) {
+                 p.check_theta(theta);
+                 const int mm = p.check_x(X);
+                 std::vector<Arr<T>> hold;
+                 auto dp = p.dropout(keep, seed, step, masks, mm, hold);
+                 const int L = p.net.arch.L();
+                 Arr<T> out({p.net.arch.n(L), mm});
+                 {
+                     // Releasing the GIL is safe: the arrays are kept alive by this frame and `hold`, and the
+                     // native code only reads/writes raw buffers and the workspace guarded by p.mu.
+                     py::gil_scoped_release nogil;
+                     std::lock_guard<std::mutex> lock(p.mu);
+                     p.net.forward(theta.data(), X.data(), mm, dp);
+                     std::copy(p.net.A[L].begin(), p.net.A[L].end(), out.mutable_data());
+                 }
+                 return out;
+             })
+        .def("cost",
+             [](P& p, const Arr<T>& theta, const Arr<T>& X, const Arr<T>& Y, const std::vector<double>& keep,
+                uint64_t seed, uint32_t step, const py::list& masks, double l2, double l1) {
+                 p.check_theta(theta);
+                 const int mm = p.check_x(X);
+                 p.check_y(Y, mm);
+                 std::vector<Arr<T>> hold;
+                 auto dp = p.dropout(keep, seed, step, masks, mm, hold);
+                 py::gil_scoped_release nogil;  // safe: see forward
+                 std::lock_guard<std::mutex> lock(p.mu);
+                 return p.net.forward(theta.data(), X.data(), mm, dp, Y.data(), l2, l1);
+             })
+        .def("backward",
+             [](P& p, const Arr<T>& theta, const Arr<T>& X, const Arr<T>& Y, const std::vector<double>& keep,
+                uint64_t seed, uint32_t step, const py::list& masks, double l2, double l1, Arr<T>& grad) {
+                 p.check_theta(theta);
+                 const int mm = p.check_x(X);
+                 p.check_y(Y, mm);
+                 if (grad.ndim() != 1 || size_t(grad.shape(0)) != p.net.arch.nparams || !grad.writeable())
+                     throw py::value_error("grad buffer has the wrong size or is read-only");
+                 std::vector<Arr<T>> hold;
+                 auto dp = p.dropout(keep, seed, step, masks, mm, hold);
+                 T* g = grad.mutable_data();
+                 py::gil_scoped_release nogil;  // safe: see forward
+                 std::lock_guard<std::mutex> lock(p.mu);
+                 return p.net.backward(theta.data(), X.data(), Y.data(), mm, dp, l2, l1, g);
+             })
+        .def("cache",
+             [](P& p) {
+                 // Copies of Z[l] and A[l] of the last forward pass (A0 only when the input was dropped out).
+                 std::lock_guard<std::mutex> lock(p.mu);
+                 py::dict d;
+                 const int L = p.net.arch.L(), mm = p.net.m;
+                 if (mm == 0) return d;
+                 for (int l = 0; l <= L; ++l) {
+                     const int nl = p.net.arch.n(l);
+                     if (l > 0) {
+                         Arr<T> z({nl, mm});
+                         std::copy(p.net.Z[l].begin(), p.net.Z[l].end(), z.mutable_data());
+                         d[("Z" + std::to_string(l)).c_str()] = z;
+                     }
+                     if (!p.net.A[l].empty()) {
+                         Arr<T> a({nl, mm});
+                         std::copy(p.net.A[l].begin(), p.net.A[l].end(), a.mutable_data());
+                         d[("A" + std::to_string(l)).c_str()] = a;
+                     }
+                 }
+                 return d;
+             })
+        .def("release", [](P& p) {
+            std::lock_guard<std::mutex> lock(p.mu);
+            p.net.release();
+        });
+}
+
+}  // namespace
+
+void bind_mlp(py::module_& m) {
+    blas_set_threads(1);  // one thread pool: BLAS runs single-threaded, dnnkit splits work over OpenMP itself
+    register_mlp<double>(m, "MLP64");
+    register_mlp<float>(m, "MLP32");
+    m.def("dropout_mask", &dropout_mask, py::arg("n"), py::arg("m"), py::arg("keep_prob"), py::arg("seed"),
+          py::arg("step"), py::arg("layer"),
+          "0/1 keep decisions of layer `layer` for units x examples, as the native passes draw them");
+    m.def("set_num_threads", [](int n) {
+        if (n < 0) throw py::value_error("n must be >= 0 (0 = default)");
+        set_num_threads(n);
+    });
+    m.def("get_num_threads", []() { return num_threads(); });
+    m.def("blas_info", []() {
+        py::dict d;
+        d["corename"] = std::string(blas_corename());
+        d["config"] = std::string(blas_config());
+        d["threads"] = blas_get_threads();
+        return d;
+    });
+}

@@ -1,0 +1,6 @@
+#include "pybind11.hpp"
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "dnnkit native core (private; use the dnnkit package)";
+    bind_mlp(m);
+}

@@ -1,0 +1,74 @@
+// Activations, their derivatives, and numerically stable per-example losses. Pure C++.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace dnnkit {
+
+enum class Act : int { linear = 0, relu = 1, leaky_relu = 2, tanh = 3, sigmoid = 4, softmax = 5 };
+enum class Loss : int { bce = 0, ce = 1, mse = 2 };
+
+template <class T>
+inline T sigmoid(T z) {
+    // stable on both sides: never exp of a large positive number
+    if (z >= T(0)) return T(1) / (T(1) + std::exp(-z));
+    const T e = std::exp(z);
+    return e / (T(1) + e);
+}
+
+// A = g(Z) elementwise on n values (softmax is handled column-wise by the caller).
+template <class T>
+inline void act_forward(Act a, const T* z, T* out, size_t n, T alpha) {
+    switch (a) {
+        case Act::linear: for (size_t i = 0; i < n; ++i) out[i] = z[i]; break;
+        case Act::relu: for (size_t i = 0; i < n; ++i) out[i] = z[i] > T(0) ? z[i] : T(0); break;
+        case Act::leaky_relu: for (size_t i = 0; i < n; ++i) out[i] = z[i] > T(0) ? z[i] : alpha * z[i]; break;
+        case Act::tanh: for (size_t i = 0; i < n; ++i) out[i] = std::tanh(z[i]); break;
+        case Act::sigmoid: for (size_t i = 0; i < n; ++i) out[i] = sigmoid(z[i]); break;
+        case Act::softmax: throw std::logic_error("softmax is column-wise");
+    }
+}
+
+// dz = da * g'(z) elementwise.
+template <class T>
+inline void act_backward(Act a, const T* z, const T* da, T* dz, size_t n, T alpha) {
+    switch (a) {
+        case Act::linear: for (size_t i = 0; i < n; ++i) dz[i] = da[i]; break;
+        case Act::relu: for (size_t i = 0; i < n; ++i) dz[i] = z[i] > T(0) ? da[i] : T(0); break;
+        case Act::leaky_relu: for (size_t i = 0; i < n; ++i) dz[i] = z[i] > T(0) ? da[i] : alpha * da[i]; break;
+        case Act::tanh:
+            for (size_t i = 0; i < n; ++i) { const T t = std::tanh(z[i]); dz[i] = da[i] * (T(1) - t * t); }
+            break;
+        case Act::sigmoid:
+            for (size_t i = 0; i < n; ++i) { const T s = sigmoid(z[i]); dz[i] = da[i] * s * (T(1) - s); }
+            break;
+        case Act::softmax: throw std::logic_error("softmax backward is fused with the loss");
+    }
+}
+
+// Stable binary cross-entropy from the logit z: -(y log s(z) + (1-y) log(1-s(z))).
+template <class T>
+inline double bce_logit(T z, T y) {
+    const double zd = z, yd = y;
+    return std::max(zd, 0.0) - zd * yd + std::log1p(std::exp(-std::fabs(zd)));
+}
+
+inline Act parse_act(const std::string& s) {
+    if (s == "linear") return Act::linear;
+    if (s == "relu") return Act::relu;
+    if (s == "leaky_relu") return Act::leaky_relu;
+    if (s == "tanh") return Act::tanh;
+    if (s == "sigmoid") return Act::sigmoid;
+    if (s == "softmax") return Act::softmax;
+    throw std::invalid_argument("unknown activation '" + s + "'");
+}
+inline Loss parse_loss(const std::string& s) {
+    if (s == "bce") return Loss::bce;
+    if (s == "ce") return Loss::ce;
+    if (s == "mse") return Loss::mse;
+    throw std::invalid_argument("unknown loss '" + s + "'");
+}
+
+}  // namespace dnnkit

@@ -1,0 +1,81 @@
+"""Flat parameter layout shared by every part of dnnkit.
+
+theta concatenates W1, b1, W2, b2, ..., WL, bL, each in C order.
+W[l] is (n[l], n[l-1]); b[l] is (n[l], 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["layer_slices", "param_views", "params_to_vector", "vector_to_params", "n_params"]
+
+
+def _dims(layer_dims) -> list[int]:
+    dims = [int(d) for d in layer_dims]
+    if len(dims) < 2:
+        raise ValueError(f"layer_dims needs at least 2 entries (input and output), got {dims}")
+    if any(d < 1 for d in dims):
+        raise ValueError(f"every layer size must be >= 1, got {dims}")
+    return dims
+
+
+def layer_slices(layer_dims) -> dict[str, tuple[slice, tuple[int, int]]]:
+    """{"W1": (slice, shape), "b1": ..., ...} in theta order."""
+    dims = _dims(layer_dims)
+    out: dict[str, tuple[slice, tuple[int, int]]] = {}
+    off = 0
+    for l in range(1, len(dims)):
+        for name, shape in ((f"W{l}", (dims[l], dims[l - 1])), (f"b{l}", (dims[l], 1))):
+            size = shape[0] * shape[1]
+            out[name] = (slice(off, off + size), shape)
+            off += size
+    return out
+
+
+def n_params(layer_dims) -> int:
+    dims = _dims(layer_dims)
+    return sum(dims[l] * (dims[l - 1] + 1) for l in range(1, len(dims)))
+
+
+def param_views(theta: np.ndarray, layer_dims, prefix: str = "") -> dict[str, np.ndarray]:
+    """Dict of reshaped views into the flat buffer ``theta`` (no copies)."""
+    return {prefix + k: theta[s].reshape(shape) for k, (s, shape) in layer_slices(layer_dims).items()}
+
+
+def _infer_dims(params: dict, prefix: str = "") -> list[int]:
+    L = 0
+    while f"{prefix}W{L + 1}" in params:
+        L += 1
+    if L == 0:
+        raise KeyError(f"no '{prefix}W1' in the parameter dict (keys: {sorted(params)})")
+    dims = [np.shape(params[f"{prefix}W1"])[1]] + [np.shape(params[f"{prefix}W{l}"])[0] for l in range(1, L + 1)]
+    return dims
+
+
+def params_to_vector(params: dict, prefix: str = "") -> np.ndarray:
+    """Concatenate W1, b1, ..., WL, bL (C order) into one float64 vector.
+
+    ``prefix="d"`` flattens a gradient dict (dW1, db1, ...).
+    """
+    dims = _infer_dims(params, prefix)
+    parts = []
+    for name, (_, shape) in layer_slices(dims).items():
+        key = prefix + name
+        if key not in params:
+            raise KeyError(f"missing '{key}' in the parameter dict")
+        a = np.asarray(params[key])
+        if a.size != shape[0] * shape[1]:
+            raise ValueError(f"'{key}' has shape {a.shape}, expected {shape}")
+        parts.append(a.reshape(-1))
+    return np.concatenate(parts).astype(np.result_type(*parts, np.float32), copy=False)
+
+
+def vector_to_params(theta, layer_dims, prefix: str = "") -> dict[str, np.ndarray]:
+    """Split a flat vector back into a dict of (copied) arrays with the contract's shapes."""
+    theta = np.asarray(theta)
+    if theta.ndim != 1:
+        raise ValueError(f"theta must be 1-D, got shape {theta.shape}")
+    need = n_params(layer_dims)
+    if theta.size != need:
+        raise ValueError(f"theta has {theta.size} entries, layer_dims {list(layer_dims)} need {need}")
+    return {k: v.copy() for k, v in param_views(theta, layer_dims, prefix).items()}

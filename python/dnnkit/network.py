@@ -1,0 +1,218 @@
+"""`Network`: a fully-connected net on ONE contiguous parameter buffer, computed by the native core."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from . import _validation as V
+from ._params import layer_slices, n_params, param_views
+
+__all__ = ["Network", "default_init", "dropout_mask"]
+
+
+def default_init(hidden: str) -> str:
+    """He for ReLU-family hidden layers, Glorot (Xavier) otherwise — the seeds' advice."""
+    return "he" if hidden in ("relu", "leaky_relu") else "glorot"
+
+
+def dropout_mask(shape, keep_prob: float, seed: int, step: int = 0, layer: int = 1) -> np.ndarray:
+    """The 0/1 mask the native passes draw for one layer: keyed by (seed, step, layer, unit, example),
+    so it does not depend on the thread count and can be given to ``dnnkit.reference`` to compare."""
+    n, m = (int(s) for s in shape)
+    if n < 1 or m < 1:
+        raise ValueError(f"shape must be (n_units >= 1, m >= 1), got {shape}")
+    kp = V.normalize_keep_prob(keep_prob, 2)[1]
+    return _core.dropout_mask(n, m, kp, V.check_seed(seed), V.check_seed(step, "step"), int(layer)).astype(np.float64)
+
+
+def _fresh_seed() -> int:
+    return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
+
+
+class Network:
+    """A fully-connected network ``layer_dims = [n_x, n_1, ..., n_L]``.
+
+    ``theta`` is one contiguous buffer (W1, b1, W2, b2, ... each in C order); ``params["W1"]`` etc. are
+    views into it, and ``grads["dW1"]`` etc. are views into one flat gradient buffer written by
+    :meth:`backward`. Examples are columns: ``X`` is ``(n_x, m)``, ``Y`` is ``(n_y, m)``.
+
+    hidden: relu | leaky_relu | tanh | sigmoid | linear. output: sigmoid | softmax | linear.
+    loss: bce (sigmoid), ce (softmax), mse (linear or sigmoid); defaults to the output's natural loss.
+    """
+
+    def __init__(self, layer_dims, hidden: str = "relu", output: str = "sigmoid", loss: str | None = None,
+                 dtype="float64", params: dict | None = None, alpha: float = 0.01):
+        dims = [V.check_positive_int(d, "layer size") for d in layer_dims] if _is_seq(layer_dims) else None
+        if dims is None or len(dims) < 2:
+            raise ValueError(f"layer_dims must list at least the input and output sizes, got {layer_dims!r}")
+        V.check_choice(hidden, V.HIDDEN_ACTIVATIONS, "hidden activation")
+        V.check_choice(output, V.OUTPUT_ACTIVATIONS, "output activation")
+        loss = V.DEFAULT_LOSS[output] if loss is None else V.check_choice(loss, V.LOSSES, "loss")
+        if (output, loss) not in V.VALID_PAIRS:
+            raise ValueError(f"loss {loss!r} does not go with a {output} output; valid pairs: "
+                             + ", ".join(f"{o}+{lo}" for o, lo in sorted(V.VALID_PAIRS)))
+        alpha = V.check_nonneg(alpha, "alpha")
+        self.layer_dims = tuple(dims)
+        self.hidden, self.output, self.loss, self.alpha = hidden, output, loss, alpha
+        self.dtype = V.check_dtype(dtype)
+        core_cls = _core.MLP64 if self.dtype == np.float64 else _core.MLP32
+        self._core = core_cls(list(dims), hidden, output, loss, alpha)
+        self._theta = np.zeros(n_params(dims), dtype=self.dtype)
+        self._grad = np.zeros_like(self._theta)
+        self.params = param_views(self._theta, dims)
+        self.grads = param_views(self._grad, dims, prefix="d")
+        self.normalizer = None  # set by the toolkit (dnnkit.data.Standardizer) and saved with the model
+        if params is not None:
+            self.set_params(params)
+
+    # ---------------------------------------------------------------- parameters
+    @property
+    def L(self) -> int:
+        return len(self.layer_dims) - 1
+
+    @property
+    def n_params(self) -> int:
+        return self._theta.size
+
+    @property
+    def theta(self) -> np.ndarray:
+        """The flat parameter buffer (writes go straight into the network)."""
+        return self._theta
+
+    @theta.setter
+    def theta(self, value) -> None:
+        v = V.as_array(value, "theta", self.dtype, ndim=1)
+        if v.size != self._theta.size:
+            raise ValueError(f"theta has {v.size} entries, this network has {self._theta.size}")
+        self._theta[...] = v  # in place: the dict views stay valid
+
+    @property
+    def grad_vector(self) -> np.ndarray:
+        """The flat gradient buffer written by :meth:`backward` (``grads`` are views into it)."""
+        return self._grad
+
+    def set_params(self, params: dict) -> "Network":
+        """Copy a ``{"W1": ..., "b1": ...}`` dict into the buffer (all checked before anything is written)."""
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+        new = np.empty_like(self._theta)
+        for name, (sl, shape) in layer_slices(self.layer_dims).items():
+            if name not in params:
+                raise KeyError(f"params is missing {name!r}")
+            a = np.asarray(params[name])
+            if name.startswith("b") and a.ndim == 1:
+                a = a.reshape(-1, 1)
+            if a.shape != shape:
+                raise ValueError(f"params[{name!r}] has shape {a.shape}, expected {shape}")
+            new[sl] = V.as_array(a, f"params[{name!r}]", self.dtype).reshape(-1)
+        self._theta[...] = new
+        return self
+
+    def get_params(self) -> dict:
+        """A copy of the parameters as a dict."""
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def initialize(self, method: str | None = None, rng=None, scale=None) -> "Network":
+        """Fill the parameters with ``dnnkit.initialize_parameters`` (default: He for ReLU, else Glorot)."""
+        from .init import initialize_parameters
+
+        method = default_init(self.hidden) if method is None else method
+        return self.set_params(initialize_parameters(list(self.layer_dims), method=method, rng=rng, scale=scale))
+
+    # ---------------------------------------------------------------- inputs
+    def _x(self, X) -> np.ndarray:
+        return V.as_array(X, "X", self.dtype, rows=self.layer_dims[0])
+
+    def _y(self, Y, m: int) -> np.ndarray:
+        Y = V.as_array(Y, "Y", self.dtype, rows=self.layer_dims[-1], cols=m)
+        V.check_labels(Y, self.loss)
+        return Y
+
+    def _dropout(self, keep_prob, seed, masks, step, m):
+        keep = V.normalize_keep_prob(keep_prob, self.L)
+        step = V.check_seed(step, "step")
+        mlist = []
+        if masks is not None:
+            mlist = V.normalize_masks(masks, keep, self.layer_dims, m, self.dtype)
+            missing = [l for l in range(self.L) if keep[l] < 1.0 and mlist[l] is None]
+            if missing and seed is None:
+                raise ValueError(f"keep_prob < 1 on layers {missing} but no mask for them and no seed")
+        if seed is None:
+            seed = _fresh_seed()
+        return keep, V.check_seed(seed), step, mlist
+
+    # ---------------------------------------------------------------- passes
+    def forward(self, X, keep_prob=1.0, seed=None, masks=None, step=0):
+        """Returns ``(AL, cache)``; cache holds ``A0`` (X), ``Z1``, ``A1``, ..., ``D{l}`` for dropped layers,
+        and ``seed``/``step``/``keep_prob`` so the same masks can be regenerated."""
+        X = self._x(X)
+        m = X.shape[1]
+        keep, seed, step, mlist = self._dropout(keep_prob, seed, masks, step, m)
+        AL = self._core.forward(self._theta, X, keep, seed, step, mlist)
+        cache = self._core.cache()
+        cache.setdefault("A0", X)
+        for l in range(self.L):
+            if keep[l] < 1.0:
+                D = mlist[l] if mlist and mlist[l] is not None else \
+                    _core.dropout_mask(self.layer_dims[l], m, keep[l], seed, step, l).astype(self.dtype)
+                cache[f"D{l}"] = D
+        cache.update(seed=seed, step=step, keep_prob=keep)
+        return AL, cache
+
+    def cost(self, X, Y, l2=0.0, l1=0.0, keep_prob=1.0, seed=None, masks=None, step=0) -> float:
+        """J = (1/m) sum(loss) + (l2/(2m)) sum ||W||_F^2 + (l1/(2m)) sum |W| (no dropout unless asked)."""
+        X = self._x(X)
+        Y = self._y(Y, X.shape[1])
+        l2, l1 = V.check_nonneg(l2, "l2"), V.check_nonneg(l1, "l1")
+        keep, seed, step, mlist = self._dropout(keep_prob, seed, masks, step, X.shape[1])
+        return float(self._core.cost(self._theta, X, Y, keep, seed, step, mlist, l2, l1))
+
+    def backward(self, X, Y, l2=0.0, l1=0.0, keep_prob=1.0, seed=None, masks=None, step=0) -> dict:
+        """Forward + backward; fills and returns ``grads`` (views of one flat buffer). The cost of the same
+        pass is kept in ``last_cost``. With dropout, the same ``seed``/``step`` reproduce the same masks."""
+        X = self._x(X)
+        Y = self._y(Y, X.shape[1])
+        l2, l1 = V.check_nonneg(l2, "l2"), V.check_nonneg(l1, "l1")
+        keep, seed, step, mlist = self._dropout(keep_prob, seed, masks, step, X.shape[1])
+        self.last_cost = float(self._core.backward(self._theta, X, Y, keep, seed, step, mlist, l2, l1, self._grad))
+        return self.grads
+
+    def predict_proba(self, X) -> np.ndarray:
+        """The output activations AL (no dropout)."""
+        X = self._x(X)
+        return self._core.forward(self._theta, X, [], 0, 0, [])
+
+    def predict(self, X) -> np.ndarray:
+        """sigmoid: 0/1 labels (1, m); softmax: class indices (m,); linear: the outputs."""
+        AL = self.predict_proba(X)
+        if self.output == "sigmoid" and self.loss == "bce":
+            return (AL > 0.5).astype(np.int64)
+        if self.output == "softmax":
+            return np.argmax(AL, axis=0)
+        return AL
+
+    def evaluate(self, X, Y, l2=0.0, l1=0.0) -> dict:
+        """``{"cost", "error", "accuracy"}`` (classification) or ``{"cost", "mse"}`` (regression)."""
+        X = self._x(X)
+        Y = self._y(Y, X.shape[1])
+        J = self.cost(X, Y, l2=l2, l1=l1)
+        AL = self._core.forward(self._theta, X, [], 0, 0, [])
+        if self.loss == "bce":
+            acc = float(np.mean((AL > 0.5) == (Y > 0.5)))
+        elif self.loss == "ce":
+            acc = float(np.mean(np.argmax(AL, axis=0) == np.argmax(Y, axis=0)))
+        else:
+            return {"cost": J, "mse": float(np.mean(np.sum((AL - Y) ** 2, axis=0)))}
+        return {"cost": J, "error": 1.0 - acc, "accuracy": acc}
+
+    def __repr__(self) -> str:
+        return (f"Network({list(self.layer_dims)}, hidden={self.hidden!r}, output={self.output!r}, "
+                f"loss={self.loss!r}, dtype={self.dtype.name!r}, n_params={self.n_params})")
+
+
+def _is_seq(x) -> bool:
+    try:
+        len(x)
+        return not isinstance(x, (str, bytes))
+    except TypeError:
+        return False
