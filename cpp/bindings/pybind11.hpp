@@ -16,3 +16,5 @@ inline bool interrupted() {
 }  // namespace dnnkit_py
 
 void bind_mlp(py::module_& m);
+void bind_gradcheck(py::module_& m);
+void bind_train(py::module_& m);
