@@ -205,6 +205,26 @@ class Network:
             return {"cost": J, "mse": float(np.mean(np.sum((AL - Y) ** 2, axis=0)))}
         return {"cost": J, "error": 1.0 - acc, "accuracy": acc}
 
+    # ---------------------------------------------------------------- training and persistence
+    def fit(self, X, Y, **kwargs):
+        """Train in place; see :func:`dnnkit.training.fit` for the options. Returns a ``History``."""
+        from .training import fit
+
+        return fit(self, X, Y, **kwargs)
+
+    def save(self, path) -> None:
+        """Write architecture, parameters, normalizer and training config (see :mod:`dnnkit.io`); atomic."""
+        from .io import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path) -> "Network":
+        """Read a file written by :meth:`save`; raises ``dnnkit.io.ModelFileError`` on a bad file."""
+        from .io import load
+
+        return load(path)
+
     def __repr__(self) -> str:
         return (f"Network({list(self.layer_dims)}, hidden={self.hidden!r}, output={self.output!r}, "
                 f"loss={self.loss!r}, dtype={self.dtype.name!r}, n_params={self.n_params})")
