@@ -108,6 +108,8 @@ def normalize_keep_prob(keep_prob, L: int) -> list[float]:
     if isinstance(keep_prob, numbers.Real) and not isinstance(keep_prob, bool):
         kp = _check_kp(keep_prob, "")
         return [1.0] + [kp] * (L - 1)
+    if isinstance(keep_prob, (str, bytes)):
+        raise TypeError(f"keep_prob must be a float or a sequence of floats, got {keep_prob!r}")
     try:
         seq = list(keep_prob)
     except TypeError:

@@ -1,0 +1,103 @@
+"""One forward+backward of a fully-connected net: dnnkit's native core vs dnnkit.reference (NumPy) vs
+PyTorch CPU eager, measured in the same run. Not a test: prints a table (and --json writes the numbers).
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_core.py
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+import dnnkit as dk
+from dnnkit import reference as R
+
+
+def best_of(fn, repeat=7, number=None):
+    fn()  # warm-up
+    if number is None:
+        t0 = time.perf_counter(); fn(); dt = time.perf_counter() - t0
+        number = max(1, int(0.05 / max(dt, 1e-7)))
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - t0) / number)
+    return min(times), float(np.median(times))
+
+
+def bench(dims, m, dtype, threads, hidden="relu", output="softmax"):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((dims[0], m)).astype(dtype)
+    Y = np.eye(dims[-1])[:, rng.integers(0, dims[-1], m)].astype(dtype)
+    net = dk.Network(dims, hidden=hidden, output=output, dtype=dtype)
+    net.initialize("he", rng=0)
+    params = {k: v.copy() for k, v in net.params.items()}
+    dk.set_num_threads(threads)
+
+    def native():
+        net.backward(X, Y)
+
+    def reference():
+        AL, caches = R.forward_propagation(X, params, hidden, output)
+        R.backward_propagation(X, Y, caches, params, hidden, output, "ce")
+
+    rows = {"dnnkit": best_of(native), "reference (NumPy)": best_of(reference)}
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        tdt = torch.float64 if dtype == "float64" else torch.float32
+        tp = {k: torch.tensor(v, dtype=tdt, requires_grad=True) for k, v in params.items()}
+        tX, ty = torch.tensor(X), torch.tensor(Y.argmax(0))
+        L = len(dims) - 1
+
+        def torch_step():
+            A = tX
+            for l in range(1, L + 1):
+                Z = tp[f"W{l}"] @ A + tp[f"b{l}"]
+                A = torch.relu(Z) if l < L else Z
+            J = torch.nn.functional.cross_entropy(A.T, ty)
+            for v in tp.values():
+                v.grad = None
+            J.backward()
+
+        rows[f"torch {torch.__version__} eager"] = best_of(torch_step)
+    except ImportError:
+        pass
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    info = {"blas": dk.blas_info()["corename"], "threads": args.threads, "machine": platform.processor() or platform.machine(),
+            "load": os.getloadavg()}
+    try:
+        from threadpoolctl import threadpool_info
+        info["numpy_blas"] = [(p["internal_api"], p.get("architecture"), p["num_threads"]) for p in threadpool_info()]
+    except ImportError:
+        pass
+    print("# forward+backward, [784,128,64,10] relu/softmax, m=256", info)
+    out = {}
+    for dtype in ("float64", "float32"):
+        rows = bench([784, 128, 64, 10], 256, dtype, args.threads)
+        base = rows["dnnkit"][0]
+        print(f"\n{dtype}:  {'':24s} best ms   median ms   vs dnnkit")
+        for name, (best, med) in rows.items():
+            print(f"  {name:32s} {best * 1e3:8.3f}  {med * 1e3:9.3f}   {best / base:6.2f}x")
+        out[dtype] = {k: {"best_s": v[0], "median_s": v[1]} for k, v in rows.items()}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"info": info, "results": out}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
