@@ -314,3 +314,17 @@ def test_torch_cross_check():
     assert net.last_cost == pytest.approx(J.item(), rel=1e-12)
     for k, v in t.items():
         np.testing.assert_allclose(grads["d" + k], v.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_pickle_and_copy_are_independent():
+    import copy
+    import pickle
+
+    net = _net()
+    X = np.random.default_rng(0).standard_normal((2, 6))
+    for other in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net), net.copy()):
+        np.testing.assert_array_equal(other.theta, net.theta)
+        np.testing.assert_array_equal(other.forward(X)[0], net.forward(X)[0])
+        other.params["W1"][0, 0] += 1.0
+        assert other.theta[0] == other.params["W1"][0, 0]  # views rebuilt on the copy's own buffer
+        assert net.theta[0] != other.theta[0]

@@ -225,6 +225,25 @@ class Network:
 
         return load(path)
 
+    # ---------------------------------------------------------------- copy / pickle
+    def __getstate__(self) -> dict:
+        # the native workspace is rebuilt on unpickling; everything else is plain data
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_core", "params", "grads")}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        core_cls = _core.MLP64 if self.dtype == np.float64 else _core.MLP32
+        self._core = core_cls(list(self.layer_dims), self.hidden, self.output, self.loss, self.alpha)
+        self.params = param_views(self._theta, self.layer_dims)
+        self.grads = param_views(self._grad, self.layer_dims, prefix="d")
+
+    def copy(self) -> "Network":
+        """An independent copy (parameters, normalizer, configuration)."""
+        import copy
+
+        return copy.deepcopy(self)
+
     def __repr__(self) -> str:
         return (f"Network({list(self.layer_dims)}, hidden={self.hidden!r}, output={self.output!r}, "
                 f"loss={self.loss!r}, dtype={self.dtype.name!r}, n_params={self.n_params})")
