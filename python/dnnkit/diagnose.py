@@ -1,0 +1,401 @@
+"""Diagnostics from the seeds: bias/variance with the basic recipe, and vanishing/exploding signals.
+
+- ``bias_variance(train_error, dev_error, bayes_error=0.0)``: the seeds' four cases, judged relative to
+  the Bayes (optimal) error, with the basic recipe's next steps.
+- ``propagation(...)``: forward a batch through a deep net and backpropagate a unit gradient, recording
+  the per-layer activation and gradient scales (the seeds' deep-linear 1.5^(L-1) / 0.5^(L-1) example,
+  and He / LeCun / Glorot initialization keeping the scale near 1).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import _as_array, _check_int, _check_real, _is_real
+
+__all__ = ["Diagnosis", "bias_variance", "PropagationReport", "propagation",
+           "HIGH_BIAS_RECIPE", "HIGH_VARIANCE_RECIPE"]
+
+
+# --------------------------------------------------------------------------------------------------
+# bias / variance
+# --------------------------------------------------------------------------------------------------
+
+HIGH_BIAS_RECIPE = (
+    "try a bigger network (more hidden units or more layers)",
+    "train longer (more epochs, a better optimizer or learning rate)",
+    "try a different architecture",
+)
+HIGH_VARIANCE_RECIPE = (
+    "get more training data",
+    "regularize: L2 (l2=...), dropout (keep_prob < 1), data augmentation (dk.data.augment_images / "
+    "augment_noise), early stopping (dk.EarlyStopping)",
+    "try a different architecture",
+)
+
+DEFAULT_TOLERANCE = 0.02
+
+
+@dataclass
+class Diagnosis:
+    """Result of ``bias_variance``. Errors are fractions (0.11 = 11%).
+
+    avoidable_bias = train_error - bayes_error;  variance = dev_error - train_error.
+    """
+
+    train_error: float
+    dev_error: float
+    bayes_error: float
+    avoidable_bias: float
+    variance: float
+    high_bias: bool
+    high_variance: bool
+    verdict: str
+    recommendations: list = field(default_factory=list)
+    tolerance: tuple = (DEFAULT_TOLERANCE, DEFAULT_TOLERANCE)
+    notes: list = field(default_factory=list)
+
+    def __str__(self) -> str:
+        def pct(v):
+            return f"{100 * v:.2f}%"
+
+        tb, tv = self.tolerance
+        lines = [
+            f"train error {pct(self.train_error)}, dev error {pct(self.dev_error)}, "
+            f"Bayes error {pct(self.bayes_error)}",
+            f"  avoidable bias (train - Bayes): {pct(self.avoidable_bias):>8}  "
+            f"{'HIGH' if self.high_bias else 'ok'} (high when > {pct(tb)})",
+            f"  variance       (dev - train):   {pct(self.variance):>8}  "
+            f"{'HIGH' if self.high_variance else 'ok'} (high when > {pct(tv)})",
+            f"verdict: {self.verdict}",
+        ]
+        if self.recommendations:
+            lines.append("next steps (the basic recipe):")
+            lines += [f"  - {r}" for r in self.recommendations]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _error(v, name: str) -> float:
+    if not _is_real(v):
+        raise TypeError(f"{name} must be a real number (an error fraction), got {v!r}")
+    f = float(v)
+    if not math.isfinite(f):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+    if f < 0:
+        raise ValueError(f"{name} must be >= 0, got {v!r}")
+    if f > 1:
+        hint = f" (it looks like a percentage: pass {f / 100:g} for {f:g}%)" if f <= 100 else ""
+        raise ValueError(f"{name} must be a fraction in [0, 1], got {v!r}{hint}")
+    return f
+
+
+def _last(seq, name: str) -> float:
+    if _is_real(seq):
+        return seq
+    try:
+        vals = list(seq)
+    except TypeError:
+        raise TypeError(f"history.{name} must be a list of errors or a number, got {type(seq).__name__}") from None
+    if not vals:
+        raise ValueError(f"history.{name} is empty: train (with validation data) before diagnosing")
+    return vals[-1]
+
+
+def _from_history(h):
+    """(train_error, dev_error) from a History-like object: attributes or keys train_error/dev_error."""
+    if isinstance(h, Mapping):
+        if "train_error" in h and "dev_error" in h:
+            return _last(h["train_error"], "train_error"), _last(h["dev_error"], "dev_error")
+        return None
+    if hasattr(h, "train_error") and hasattr(h, "dev_error"):
+        return _last(h.train_error, "train_error"), _last(h.dev_error, "dev_error")
+    return None
+
+
+def bias_variance(train_error, dev_error=None, bayes_error: float = 0.0, tolerance=DEFAULT_TOLERANCE) -> Diagnosis:
+    """Bias/variance diagnosis from the train and dev errors, relative to the Bayes error.
+
+    ``train_error`` and ``dev_error`` are fractions in [0, 1] (a value above 1 raises, with a hint if
+    it looks like a percentage). Instead of two numbers, the first argument may be a History-like
+    object with attributes (or keys) ``train_error`` and ``dev_error`` (lists: the last values are
+    used), e.g. ``bias_variance(history, bayes_error=0.05)``.
+
+    Definitions (the seeds)::
+
+        avoidable bias = train_error - bayes_error      high bias     when  > tolerance
+        variance       = dev_error - train_error        high variance when  > tolerance
+
+    ``tolerance`` is in absolute error (fraction) units: default 0.02, i.e. a gap counts as "high" when
+    it is more than 2 percentage points. A pair ``(bias_tol, variance_tol)`` sets them apart. With the
+    default the seeds' table holds: 1%/11% high variance; 15%/16% high bias; 15%/30% both; 0.5%/1%
+    neither; and with ``bayes_error=0.15`` the 15%/16% model is neither (it is as good as it gets).
+
+    Returns a ``Diagnosis`` with ``verdict`` one of "high variance", "high bias",
+    "high bias and high variance", "low bias and low variance", and ``recommendations`` from the
+    basic recipe (bias first: fix the fit to the training set, then the variance).
+    """
+    if dev_error is None:
+        pair = _from_history(train_error)
+        if pair is None:
+            raise TypeError("bias_variance needs (train_error, dev_error) numbers or a History-like first "
+                            "argument with train_error and dev_error")
+        train_error, dev_error = pair
+    elif _from_history(train_error) is not None and not _is_real(train_error):
+        raise TypeError("pass either a History or (train_error, dev_error), not both")
+    tr = _error(train_error, "train_error")
+    dv = _error(dev_error, "dev_error")
+    be = _error(bayes_error, "bayes_error")
+    if isinstance(tolerance, (tuple, list)):
+        if len(tolerance) != 2:
+            raise ValueError("tolerance must be a number or a (bias_tol, variance_tol) pair")
+        tb = _check_real(tolerance[0], "tolerance[0]", 0.0, 1.0)
+        tv = _check_real(tolerance[1], "tolerance[1]", 0.0, 1.0)
+    else:
+        tb = tv = _check_real(tolerance, "tolerance", 0.0, 1.0)
+
+    bias = tr - be
+    var = dv - tr
+    high_bias = bias > tb
+    high_var = var > tv
+    if high_bias and high_var:
+        verdict = "high bias and high variance"
+    elif high_bias:
+        verdict = "high bias"
+    elif high_var:
+        verdict = "high variance"
+    else:
+        verdict = "low bias and low variance"
+    recs: list = []
+    if high_bias:
+        recs += list(HIGH_BIAS_RECIPE)
+    if high_var:
+        recs += [r for r in HIGH_VARIANCE_RECIPE if r not in recs]
+    if not recs:
+        recs = ["done: evaluate the chosen model once on the test set"]
+    notes = []
+    if bias < -tb:
+        notes.append("the training error is below the Bayes error estimate: the estimate may be too high")
+    if var < -tv:
+        notes.append("the dev error is below the training error: check that dev comes from the same "
+                     "distribution and is large enough (dk.data.check_shift)")
+    return Diagnosis(tr, dv, be, bias, var, bool(high_bias), bool(high_var), verdict, recs, (tb, tv), notes)
+
+
+# --------------------------------------------------------------------------------------------------
+# vanishing / exploding
+# --------------------------------------------------------------------------------------------------
+
+_ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
+DEFAULT_FACTOR = 10.0
+
+
+def _g(name, Z):
+    if name == "linear":
+        return Z
+    if name == "relu":
+        return np.maximum(Z, 0.0)
+    if name == "tanh":
+        return np.tanh(Z)
+    return 1.0 / (1.0 + np.exp(-Z))
+
+
+def _dg(name, Z, A):
+    if name == "linear":
+        return np.ones_like(Z)
+    if name == "relu":
+        return (Z > 0).astype(Z.dtype)
+    if name == "tanh":
+        return 1.0 - A * A
+    return A * (1.0 - A)
+
+
+def _rms(a: np.ndarray) -> float:
+    """Root mean square, robust to huge values (scaled by max |a| first)."""
+    mx = float(np.max(np.abs(a))) if a.size else 0.0
+    if mx == 0.0 or not math.isfinite(mx):
+        return mx
+    return mx * float(np.sqrt(np.mean((a / mx) ** 2)))
+
+
+@dataclass
+class PropagationReport:
+    """Per-layer scales of one forward/backward pass (layers 0..L; layer 0 is the input x).
+
+    activation_scale[l] = RMS(A[l]), l = 0..L (length L+1)
+    gradient_scale[l-1] = RMS(dW[l]), l = 1..L (length L)
+    dA_scale[l]         = RMS(dA[l]), l = 0..L (length L+1; dA[L] is the unit upstream gradient)
+    ratio        = activation_scale[L-1] / activation_scale[0]: the seeds' quantity, the signal that
+                   reaches the last layer, (W[L-1] ... W[1]) x vs x; c^(L-1) for W[l] = c I, linear
+    output_ratio = activation_scale[L] / activation_scale[0] (c^L in that example)
+    gradient_ratio = dA_scale[0] / dA_scale[L]: how the gradient grows/shrinks from output to input
+    verdict: "exploding" if max(output_ratio, gradient_ratio) > factor, else "vanishing" if
+             min(output_ratio, gradient_ratio) < 1/factor, else "stable" (factor 10 by default).
+    """
+
+    layer_dims: list
+    activation: str
+    init: str
+    activation_scale: list
+    gradient_scale: list
+    dA_scale: list
+    ratio: float
+    output_ratio: float
+    gradient_ratio: float
+    verdict: str
+    factor: float = DEFAULT_FACTOR
+
+    @property
+    def depth(self) -> int:
+        return len(self.layer_dims) - 1
+
+    def __str__(self) -> str:
+        head = f"{'layer':>5} {'units':>6} {'RMS A[l]':>12} {'RMS dA[l]':>12} {'RMS dW[l]':>12}"
+        lines = [f"propagation: layers {self.layer_dims}, activation {self.activation}, init {self.init}",
+                 head, "-" * len(head)]
+        for l, n in enumerate(self.layer_dims):
+            dw = f"{self.gradient_scale[l - 1]:>12.4g}" if l > 0 else f"{'':>12}"
+            lines.append(f"{l:>5} {n:>6} {self.activation_scale[l]:>12.4g} {self.dA_scale[l]:>12.4g} {dw}")
+        lines.append(f"ratio A[L-1]/A[0] = {self.ratio:.6g}, A[L]/A[0] = {self.output_ratio:.6g}, "
+                     f"dA[0]/dA[L] = {self.gradient_ratio:.6g}")
+        lines.append(f"verdict: {self.verdict} (exploding above x{self.factor:g}, vanishing below "
+                     f"x{1 / self.factor:g}, end to end)")
+        return "\n".join(lines)
+
+
+def _dims_from(layer_dims, depth, width) -> list:
+    if layer_dims is not None:
+        if isinstance(layer_dims, (str, bytes)) or not hasattr(layer_dims, "__len__"):
+            raise TypeError(f"layer_dims must be a sequence of ints, got {layer_dims!r}")
+        dims = [_check_int(d, "layer sizes", 1) for d in layer_dims]
+        if len(dims) < 2:
+            raise ValueError(f"layer_dims needs at least 2 entries (input and one layer), got {dims}")
+        return dims
+    depth = _check_int(depth, "depth", 1)
+    width = _check_int(width, "width", 1)
+    return [width] * (depth + 1)
+
+
+def _weights(weights, dims, init, scale, gen):
+    L = len(dims) - 1
+    if weights is None:
+        from .init import initialize_parameters  # the one source of the init formulas
+
+        if not isinstance(init, str):
+            raise TypeError(f"init must be a method name, got {init!r}")
+        params = initialize_parameters(dims, init, gen, scale)
+        return [params[f"W{l}"] for l in range(1, L + 1)], init
+    if _is_real(weights):
+        c = _check_real(weights, "weights")
+        return [c * np.eye(dims[l], dims[l - 1]) for l in range(1, L + 1)], f"W[l] = {c:g} * I"
+    if isinstance(weights, Mapping):
+        try:
+            Ws = [weights[f"W{l}"] for l in range(1, L + 1)]
+        except KeyError as exc:
+            raise ValueError(f"weights dict is missing {exc.args[0]!r}") from None
+    elif isinstance(weights, (list, tuple)):
+        Ws = list(weights)
+        if len(Ws) != L:
+            raise ValueError(f"weights has {len(Ws)} matrices but layer_dims {dims} need {L}")
+    else:
+        raise TypeError("weights must be None, a number c (W[l] = c I), a list of matrices or a "
+                        "{'W1': ...} dict")
+    out = []
+    for l, W in enumerate(Ws, start=1):
+        W = _as_array(W, f"W{l}").astype(np.float64)
+        if W.shape != (dims[l], dims[l - 1]):
+            raise ValueError(f"W{l} has shape {W.shape}, expected {(dims[l], dims[l - 1])}")
+        out.append(W)
+    return out, "given"
+
+
+def propagation(layer_dims=None, depth: int = 10, width: int = 2, activation: str = "linear", init: str = "he",
+                weights=None, m: int = 1000, seed=0, x=None, scale=None,
+                factor: float = DEFAULT_FACTOR, upstream: str = "signs") -> PropagationReport:
+    """Forward a batch through a deep net (biases 0) and backpropagate a unit gradient; report scales.
+
+    Network: ``layer_dims`` (n[0], ..., n[L]), or ``depth`` L layers of ``width`` units on a
+    ``width``-dimensional input (the seeds' example: width 2, depth 10). The same ``activation``
+    (linear, relu, tanh, sigmoid) is used at every layer, the output layer included, biases are 0.
+
+    Weights: ``weights=None`` initializes with ``dnnkit.init.initialize_parameters(layer_dims, init,
+    rng, scale)`` (init "he", "lecun", "glorot"/"xavier", "random" with ``scale`` as std (0.01 by
+    default), the *_uniform variants...); a number c gives ``W[l] = c I`` (``np.eye(n[l], n[l-1])``);
+    a list of matrices or a {"W1": ...} dict is used as is.
+
+    Input: ``x`` (n[0], m) if given, else an (n[0], m) standard normal batch drawn from ``seed``.
+
+    Backward: a unit upstream gradient ``dA[L]`` (n[L], m) with every entry +-1, i.e. RMS exactly 1:
+    ``upstream="signs"`` (default) draws random signs from ``seed`` (like a loss gradient, it does not
+    correlate with the activations); ``upstream="ones"`` uses all ones (the cost J = (1/m) sum of all
+    outputs; through ReLU masks it then picks up a component along the activations and grows with
+    depth even under He init). Then the course's formulas ``dZ = dA * g'(Z)``,
+    ``dW[l] = (1/m) dZ[l] A[l-1]^T``, ``dA[l-1] = W[l]^T dZ[l]``. For W = c I and a linear net both
+    choices give RMS(dA[l]) = c^(L-l) exactly.
+
+    ``report.ratio`` is the seeds' statement ``y_hat = W[L] (c I)^(L-1) x ~ c^(L-1) x``: the RMS of
+    the input to the last layer, A[L-1], over the RMS of x, exactly c^(L-1) for W = c I (1.5^9 and
+    0.5^9 for L = 10); ``report.output_ratio`` is RMS(A[L]) / RMS(x) = c^L including the last layer.
+    See ``PropagationReport`` for the verdict thresholds.
+    """
+    dims = _dims_from(layer_dims, depth, width)
+    L = len(dims) - 1
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+    factor = _check_real(factor, "factor", 1.0, lo_open=True)
+    if isinstance(seed, bool) or not (seed is None or isinstance(seed, (int, np.integer, np.random.Generator))):
+        raise TypeError(f"seed must be None, an int or an np.random.Generator, got {seed!r}")
+    gen = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if x is None:
+        m = _check_int(m, "m", 1)
+        A0 = gen.standard_normal((dims[0], m))  # x first, then the weights, from one stream
+    else:
+        A0 = _as_array(x, "x").astype(np.float64)
+        if A0.shape[0] != dims[0]:
+            raise ValueError(f"x has {A0.shape[0]} rows but the input layer has {dims[0]} units")
+        m = A0.shape[1]
+    Ws, init_name = _weights(weights, dims, init, scale, gen)
+    if upstream == "signs":
+        dA_L = np.where(gen.random((dims[-1], m)) < 0.5, -1.0, 1.0)
+    elif upstream == "ones":
+        dA_L = np.ones((dims[-1], m))
+    else:
+        raise ValueError(f"upstream must be 'signs' or 'ones', got {upstream!r}")
+
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        As, Zs = [A0], [None]
+        for W in Ws:
+            Z = W @ As[-1]
+            Zs.append(Z)
+            As.append(_g(activation, Z))
+        dA = dA_L
+        dA_scale = [0.0] * (L + 1)
+        dW_scale = [0.0] * L
+        dA_scale[L] = _rms(dA)
+        for l in range(L, 0, -1):
+            dZ = dA * _dg(activation, Zs[l], As[l])
+            dW_scale[l - 1] = _rms(dZ @ As[l - 1].T / m)
+            dA = Ws[l - 1].T @ dZ
+            dA_scale[l - 1] = _rms(dA)
+        act_scale = [_rms(A) for A in As]
+
+    def ratio(a, b):
+        if b == 0:
+            return math.inf if a > 0 else 1.0
+        return a / b
+
+    r_prev = ratio(act_scale[L - 1], act_scale[0])
+    r_out = ratio(act_scale[L], act_scale[0])
+    r_grad = ratio(dA_scale[0], dA_scale[L])
+    ends = (r_out, r_grad)
+    if any(math.isnan(r) or r > factor for r in ends):  # NaN comes from inf - inf: overflow
+        verdict = "exploding"
+    elif any(r < 1.0 / factor for r in ends):
+        verdict = "vanishing"
+    else:
+        verdict = "stable"
+    return PropagationReport(dims, activation, init_name, act_scale, dW_scale, dA_scale, r_prev, r_out, r_grad,
+                             verdict, factor)
