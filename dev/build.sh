@@ -12,4 +12,8 @@ if [ ! -f build/dev/build.ninja ]; then
         -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" >/dev/null
 fi
 cmake --build build/dev
-cp -f build/dev/_core*.so python/dnnkit/
+# copy then rename: never overwrite a .so in place (running interpreters have it mapped and would crash)
+for so in build/dev/_core*.so; do
+  cp -f "$so" "python/dnnkit/.$(basename "$so").tmp"
+  mv -f "python/dnnkit/.$(basename "$so").tmp" "python/dnnkit/$(basename "$so")"
+done
