@@ -1,0 +1,683 @@
+"""Gradient checking that is exact, fast, and says where the bug is.
+
+``gradcheck`` compares gradients with centered differences ``(J(theta+eps) - J(theta-eps)) / 2eps`` — the
+seeds' method — and returns a :class:`GradcheckReport`: the seeds' relative difference
+``||a - g|| / (||a|| + ||g||)``, a verdict, and one row per W[l] / b[l] with its own difference, worst
+element and a *finding* (gradient scaled by a constant, sign flipped, L2/L1 term missing, block never
+written, transposed, worst rows/columns). ReLU/leaky kinks crossed within +-eps are flagged as unreliable
+coordinates instead of being reported as bugs.
+
+Three call forms::
+
+    gradcheck(net, X, Y, l2=0.7)                  # checks net.backward (computed in float64)
+    gradcheck(net, X, Y, grads=my_grads)          # checks YOUR gradients (dict "dW1", ... or flat)
+    gradcheck(cost_fn, params, grads)             # any Python J(params) -> float (params dict or flat)
+
+For a Network the native engine is used (float64, OpenMP; see cpp/dnnkit/gradcheck.hpp): it computes the
+cost CHANGE of each perturbation by propagating deltas, so the only error left is the O(eps^2) truncation
+of the centered difference — correct gradients score ~1e-10 or better (the straight loop of the seeds
+scores ~1e-9: two totals J+ and J- of size ~1 subtracted lose u*J/eps ~ 2e-9).
+
+eps (default 1e-7, the seeds' value): the centered difference has truncation error ~eps^2 |J'''| / 6
+(1e-14 relative here) and, for the straight loop, rounding error ~u |J| / eps (2e-9 at eps = 1e-7): at
+1e-7 both are far below the 1e-7 "great" threshold, the course's numbers reproduce, and the window
++-eps in which a ReLU kink can be crossed stays small. The native engine has no u/eps term, so a smaller
+eps only narrows the kink window further; a larger one (1e-5 .. 1e-4) suits a noisy user ``cost_fn``.
+
+Verdict (thresholds of the seeds, on the coordinates not flagged as kinks):
+    "correct"  difference < 2e-7 (the course's own cut-off; "~1e-7 great")
+    "check"    2e-7 <= difference < 1e-3 ("1e-5: look closer at the components")
+    "bug"      difference >= 1e-3, or any component >= 1e-3 (a bug in a small block is not hidden by
+               a large correct one).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._params import layer_slices
+
+__all__ = ["gradcheck", "assert_gradients_close", "GradcheckReport", "ComponentRow", "DEFAULT_EPS",
+           "CORRECT_BELOW", "BUG_FROM"]
+
+DEFAULT_EPS = 1e-7
+CORRECT_BELOW = 2e-7
+BUG_FROM = 1e-3
+KINK_ACT, KINK_L1 = 1, 2
+
+
+def _rel(a, g) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    num = np.linalg.norm(g - a)
+    den = np.linalg.norm(g) + np.linalg.norm(a)
+    if not np.isfinite(num) or not np.isfinite(den):
+        return math.inf
+    return 0.0 if den == 0 else float(num / den)
+
+
+def _verdict(d: float) -> str:
+    if not d < BUG_FROM:  # also NaN / inf
+        return "bug"
+    return "correct" if d < CORRECT_BELOW else "check"
+
+
+# ----------------------------------------------------------------------------- report
+
+@dataclass
+class ComponentRow:
+    name: str
+    shape: tuple
+    difference: float
+    max_abs_error: float
+    worst_index: tuple | None  # (layer, row, col) for W[l]/b[l] (col 0 for b); (i,) for a flat theta
+    n_checked: int
+    n_kinks: int
+    finding: str
+    verdict: str = "correct"
+    kink_indices: list = field(default_factory=list)  # flat indices of the unreliable coordinates (first 20)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "difference": self.difference,
+                "max_abs_error": self.max_abs_error,
+                "worst_index": None if self.worst_index is None else list(self.worst_index),
+                "n_checked": self.n_checked, "n_kinks": self.n_kinks, "finding": self.finding,
+                "verdict": self.verdict, "kink_indices": list(self.kink_indices)}
+
+
+@dataclass
+class _Layout:
+    """Components of theta: name -> (flat slice, shape, layer or None)."""
+    comps: list  # [(name, start, stop, shape, layer)]
+    m: int = 1
+    l2: float = 0.0
+    l1: float = 0.0
+
+    @classmethod
+    def from_dims(cls, dims, m=1, l2=0.0, l1=0.0):
+        comps = []
+        for name, (sl, shape) in layer_slices(dims).items():
+            comps.append((name, sl.start, sl.stop, shape, int(name[1:])))
+        return cls(comps, m, l2, l1)
+
+    @classmethod
+    def from_dict(cls, params: dict):
+        comps, off = [], 0
+        for name, a in params.items():
+            shape = tuple(np.shape(a))
+            size = int(np.prod(shape)) if shape else 1
+            layer = int(name[1:]) if name[:1] in "Wb" and name[1:].isdigit() else None
+            comps.append((name, off, off + size, shape, layer))
+            off += size
+        return cls(comps)
+
+    @property
+    def size(self) -> int:
+        return self.comps[-1][2] if self.comps else 0
+
+
+class GradcheckReport:
+    """Result of :func:`gradcheck`. ``float(report)`` is the seeds' relative difference over the checked
+    coordinates (or directions); ``verdict`` uses the coordinates not flagged as kinks (see module doc)."""
+
+    def __init__(self, *, mode, eps, layout, indices, approx, grad, flags, theta_vals, directions=None,
+                 dir_components=None, n_kinks_dir=None, cost=None, engine="native"):
+        self.mode = mode
+        self.eps = float(eps)
+        self.engine = engine
+        self.cost = cost
+        self._layout = layout
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.approx = np.asarray(approx, dtype=np.float64)   # numeric derivative per coordinate / direction
+        self.grad = np.asarray(grad, dtype=np.float64)       # the checked gradient, same entries
+        self.flags = np.asarray(flags, dtype=np.uint8)       # 1: activation kink crossed, 2: L1 kink
+        self._theta_vals = None if theta_vals is None else np.asarray(theta_vals, dtype=np.float64)
+        self._dir_components = dir_components                # directional: component name per direction
+        self._n_kinks_dir = n_kinks_dir
+        self.components = self._build_components()
+
+    # ---- numbers
+    @property
+    def reliable(self) -> np.ndarray:
+        return self.flags == 0
+
+    @property
+    def difference(self) -> float:
+        return _rel(self.approx, self.grad)
+
+    @property
+    def difference_reliable(self) -> float:
+        r = self.reliable
+        return _rel(self.approx[r], self.grad[r])
+
+    @property
+    def n_checked(self) -> int:
+        return int(self.approx.size)
+
+    @property
+    def n_kinks(self) -> int:
+        return int(np.count_nonzero(self.flags))
+
+    @property
+    def verdict(self) -> str:
+        v = _verdict(self.difference_reliable)
+        # a bug in a small block must not hide behind a large correct one; small blocks only ESCALATE to "bug"
+        # (their own differences are noisier near the rounding level, so they never turn "correct" into "check")
+        if any(not c.difference < BUG_FROM for c in self.components):
+            return "bug"
+        return v
+
+    def __float__(self) -> float:
+        return self.difference
+
+    def __bool__(self) -> bool:
+        return self.verdict == "correct"
+
+    # ---- components and findings
+    def _comp_of(self, idx):
+        starts = np.array([c[1] for c in self._layout.comps])
+        return np.searchsorted(starts, idx, side="right") - 1
+
+    def _build_components(self):
+        rows = []
+        if self.mode == "directional":
+            names = np.asarray(self._dir_components)
+            for name, start, stop, shape, layer in self._layout.comps:
+                sel = names == name
+                if not sel.any():
+                    continue
+                a, g = self.approx[sel], self.grad[sel]
+                r = self.flags[sel] == 0
+                d = _rel(a[r], g[r])
+                err = np.abs(g - a)
+                finding = _direction_finding(a[r], g[r], d)
+                rows.append(ComponentRow(name, shape, d, float(err.max()), None, int(sel.sum()),
+                                         int((~r).sum()), finding, _verdict(d)))
+            return rows
+        comp = self._comp_of(self.indices)
+        for ci, (name, start, stop, shape, layer) in enumerate(self._layout.comps):
+            sel = np.flatnonzero(comp == ci)
+            if sel.size == 0:
+                continue
+            a, g, f = self.approx[sel], self.grad[sel], self.flags[sel]
+            local = self.indices[sel] - start
+            r = f == 0
+            d = _rel(a[r], g[r])
+            err = np.where(r, np.abs(g - a), -np.inf)
+            err = np.where(np.isnan(err), np.inf, err)
+            k = int(np.argmax(err)) if r.any() else None
+            worst = None
+            if k is not None:
+                worst = _index_tuple(int(local[k]), shape, layer)
+            w = None if self._theta_vals is None else self._theta_vals[sel]
+            finding = _finding(name, shape, layer, local[r], a[r], g[r], d,
+                               None if w is None else w[r], self._layout, full=(sel.size == stop - start))
+            kink_idx = [int(i) for i in self.indices[sel][~r][:20]]
+            rows.append(ComponentRow(name, tuple(shape), d,
+                                     float(np.max(np.abs(g[r] - a[r]))) if r.any() else 0.0,
+                                     worst, int(sel.size), int((~r).sum()), finding, _verdict(d), kink_idx))
+        return rows
+
+    # ---- output
+    def to_dict(self) -> dict:
+        return {"difference": self.difference, "difference_reliable": self.difference_reliable,
+                "verdict": self.verdict, "mode": self.mode, "eps": self.eps, "engine": self.engine,
+                "n_checked": self.n_checked, "n_kinks": self.n_kinks, "cost": self.cost,
+                "thresholds": {"correct_below": CORRECT_BELOW, "bug_from": BUG_FROM},
+                "components": [c.to_dict() for c in self.components]}
+
+    def __str__(self) -> str:
+        what = "directions" if self.mode == "directional" else "coordinates"
+        head = (f"Gradient check ({self.mode}, {self.engine}, eps={self.eps:g}): {self.n_checked} {what}, "
+                f"{self.n_kinks} unreliable (kinks)\n"
+                f"difference = {self.difference:.8g}  ->  {self.verdict.upper()}"
+                f"   (correct < {CORRECT_BELOW:g}, bug >= {BUG_FROM:g})")
+        if self.n_kinks:
+            head += f"\ndifference without kinked coordinates = {self.difference_reliable:.8g}"
+        cols = ["component", "shape", "checked", "kinks", "difference", "max|a-g|", "worst (l,r,c)", "finding"]
+        body = []
+        for c in self.components:
+            body.append([c.name, "x".join(str(s) for s in c.shape), str(c.n_checked), str(c.n_kinks),
+                         f"{c.difference:.3e}", f"{c.max_abs_error:.2e}",
+                         "-" if c.worst_index is None else str(tuple(c.worst_index)), c.finding])
+        widths = [max(len(cols[i]), *(len(r[i]) for r in body)) if body else len(cols[i]) for i in range(len(cols))]
+        fmt = lambda r: "  ".join(v.ljust(widths[i]) if i == len(r) - 1 else v.ljust(widths[i])  # noqa: E731
+                                  for i, v in enumerate(r)).rstrip()
+        lines = [head, fmt(cols), fmt(["-" * w for w in widths])] + [fmt(r) for r in body]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"GradcheckReport(difference={self.difference:.3e}, verdict={self.verdict!r}, mode={self.mode!r}, "
+                f"n_checked={self.n_checked}, n_kinks={self.n_kinks})")
+
+    def plot(self, ax=None):
+        """Per-component bars of the relative difference (log scale) with the verdict thresholds."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(self.components) + 2), 3.2))
+        names = [c.name for c in self.components]
+        vals = [max(c.difference, 1e-17) for c in self.components]
+        colors = {"correct": "tab:green", "check": "tab:orange", "bug": "tab:red"}
+        ax.bar(names, vals, color=[colors[c.verdict] for c in self.components])
+        ax.set_yscale("log")
+        ax.axhline(CORRECT_BELOW, color="tab:green", ls="--", lw=1, label=f"correct < {CORRECT_BELOW:g}")
+        ax.axhline(BUG_FROM, color="tab:red", ls="--", lw=1, label=f"bug >= {BUG_FROM:g}")
+        ax.set_ylabel("relative difference")
+        ax.set_title(f"gradient check: {self.difference:.2e} ({self.verdict})")
+        ax.legend(loc="best", fontsize=8)
+        return ax
+
+    # ---- split checks (``report.merge(other, ...)`` or ``GradcheckReport.merge([r1, r2, ...])``, see below)
+    @staticmethod
+    def merge_all(reports) -> "GradcheckReport":
+        reports = list(reports)
+        if not reports:
+            raise ValueError("nothing to merge")
+        r0 = reports[0]
+        for r in reports[1:]:
+            if r.mode != r0.mode or r.eps != r0.eps or r._layout.comps != r0._layout.comps:
+                raise ValueError("can only merge reports of the same check (mode, eps and layout)")
+        if r0.mode == "directional":
+            raise ValueError("directional reports are not split by coordinates; run one check")
+        idx = np.concatenate([r.indices for r in reports])
+        if np.unique(idx).size != idx.size:
+            raise ValueError("the reports overlap: the same coordinate was checked twice")
+        order = np.argsort(idx, kind="stable")
+        cat = lambda name: np.concatenate([getattr(r, name) for r in reports])[order]  # noqa: E731
+        tv = None if any(r._theta_vals is None for r in reports) else \
+            np.concatenate([r._theta_vals for r in reports])[order]
+        return GradcheckReport(mode=r0.mode, eps=r0.eps, layout=r0._layout, indices=idx[order],
+                               approx=cat("approx"), grad=cat("grad"), flags=cat("flags"), theta_vals=tv,
+                               cost=r0.cost, engine=r0.engine)
+
+
+class _MergeDescriptor:
+    """``GradcheckReport.merge(reports)`` on the class, ``report.merge(other, ...)`` on an instance."""
+
+    __doc__ = "Combine reports of disjoint coordinate sets of the same check (e.g. from several processes)."
+
+    def __get__(self, obj, cls):
+        if obj is None:
+            return lambda reports: cls.merge_all(reports)
+        return lambda *others: cls.merge_all([obj, *others])
+
+
+GradcheckReport.merge = _MergeDescriptor()
+
+
+def _sortkey(d):
+    return math.inf if d != d else d
+
+
+def _index_tuple(local: int, shape, layer):
+    if layer is None:
+        return (local,) if len(shape) <= 1 else tuple(int(v) for v in np.unravel_index(local, shape))
+    if len(shape) == 2:
+        r, c = divmod(local, shape[1])
+        return (layer, int(r), int(c))
+    return (layer, int(local), 0)
+
+
+# ----------------------------------------------------------------------------- findings
+
+def _fit(a, g):
+    """Least-squares c with g ~ c*a, and the relative residual ||g - c a|| / ||g||."""
+    aa = float(a @ a)
+    if aa == 0 or not np.all(np.isfinite(g)):
+        return None, math.inf
+    c = float(a @ g) / aa
+    gn = float(np.linalg.norm(g))
+    return c, (float(np.linalg.norm(g - c * a)) / gn if gn else math.inf)
+
+
+def _name_constant(c: float, m: int) -> str | None:
+    def near(x, y, tol=2e-3):
+        return abs(x - y) <= tol * abs(y)
+
+    if near(c, -1.0):
+        return "sign flipped (gradient x -1)"
+    named = [(2.0, "x2"), (0.5, "x1/2")]
+    if m > 2:
+        named += [(float(m), f"x m (= x{m}: missing 1/m?)"), (1.0 / m, f"x 1/m (= x1/{m}: divided by m twice?)")]
+    for v, s in named:
+        if near(c, v):
+            return f"gradient scaled by a constant: {s}"
+        if near(c, -v):
+            return f"gradient scaled by a constant: {s} and sign flipped"
+    for k in range(3, 65):
+        if near(abs(c), float(k)):
+            sgn = " and sign flipped" if c < 0 else ""
+            return f"gradient scaled by a constant: x{k} (e.g. {k}/m instead of 1/m){sgn}"
+        if near(abs(c), 1.0 / k):
+            sgn = " and sign flipped" if c < 0 else ""
+            return f"gradient scaled by a constant: x1/{k}{sgn}"
+    return None
+
+
+def _finding(name, shape, layer, local, a, g, d, w, layout: _Layout, full: bool) -> str:
+    if g.size == 0:
+        return "all checked coordinates crossed kinks (unreliable)"
+    if not np.all(np.isfinite(g)):
+        nbad = int(np.count_nonzero(~np.isfinite(g)))
+        return f"block not written: {nbad} NaN/Inf values"
+    if d < CORRECT_BELOW:
+        return "ok"
+    if d < 1e-5:
+        return "small mismatch (finite-difference rounding level)"
+    an = float(np.linalg.norm(a))
+    if np.all(g == 0) and an > 0:
+        return "block is zero (never written?)"
+    m = layout.m
+    # regularization terms missing / wrong (W blocks of a Network check)
+    if w is not None and name.startswith("W"):
+        for lam, term, label in ((layout.l2, w, "L2"), (layout.l1, np.sign(w), "L1")):
+            if not lam:
+                continue
+            t = (lam / m) * term if label == "L2" else (lam / (2 * m)) * term
+            if float(np.linalg.norm(t)) == 0:
+                continue
+            kappa, res = _fit(t, g - a)
+            if kappa is not None and res < 1e-3:
+                if abs(kappa + 1) < 1e-3:
+                    form = "(l2/m) W" if label == "L2" else "(l1/2m) sign(W)"
+                    return f"{label} term missing from d{name}: residual = {form}"
+                return f"{label} term of d{name} scaled by {1 + kappa:.4g} (expected x1)"
+    c, res = _fit(a, g)
+    if c is not None and res < 1e-3:
+        named = _name_constant(c, m)
+        if named:
+            return named
+        if abs(c - 1) > 1e-3:
+            return f"gradient scaled by a constant: x{c:.6g}"
+    # transposed: the data is W's gradient laid out as its transpose
+    if full and len(shape) == 2 and shape[0] > 1 and shape[1] > 1:
+        gt = np.empty(shape[0] * shape[1])
+        gt[local] = g
+        at = np.empty_like(gt)
+        at[local] = a
+        if _rel(at, gt.reshape(shape[1], shape[0]).T.reshape(-1)) < 1e-5:
+            return "transposed (the gradient's elements are those of the transpose)"
+    # where are the errors?
+    err = g - a
+    if len(shape) == 2 and shape[1] > 1 and layer is not None:
+        r_idx, c_idx = np.divmod(local, shape[1])
+        parts = []
+        for axis, idx, n, label in ((0, r_idx, shape[0], "rows (units of layer %d)" % layer),
+                                    (1, c_idx, shape[1], "columns (inputs from layer %d)" % (layer - 1))):
+            e2 = np.bincount(idx, weights=err ** 2, minlength=n)
+            z = np.bincount(idx, weights=(g == 0) & (a != 0), minlength=n)
+            cnt = np.bincount(idx, minlength=n)
+            zero_lines = [int(i) for i in np.flatnonzero((cnt > 0) & (z == cnt) & (e2 > 0))]
+            if zero_lines and full and len(zero_lines) < n:
+                return f"{label.split(' ')[0]} {_short(zero_lines)} are zero (never written?)"
+            top = np.argsort(-e2)[:3]
+            share = float(e2[top].sum() / e2.sum()) if e2.sum() > 0 else 0.0
+            parts.append((share, label, [int(t) for t in top if e2[t] > 0]))
+        parts.sort(key=lambda p: -p[0])
+        share, label, top = parts[0]
+        if share > 0.9 and len(top) < shape[1 if label.startswith("col") else 0]:
+            return f"errors concentrated in {label} {_short(top)} ({share:.0%} of the error)"
+        return f"errors spread; worst rows {_short(parts[0][2] if parts[0][1].startswith('rows') else parts[1][2])}, " \
+               f"worst cols {_short(parts[1][2] if parts[0][1].startswith('rows') else parts[0][2])}"
+    top = np.argsort(-(err ** 2))[:3]
+    zero = np.flatnonzero((g == 0) & (a != 0))
+    if zero.size and zero.size < g.size and full:
+        return f"entries {_short([int(local[i]) for i in zero])} are zero (never written?)"
+    return f"errors at entries {_short([int(local[i]) for i in top])}"
+
+
+def _short(v, n=6):
+    v = list(v)
+    return "[" + ", ".join(str(x) for x in v[:n]) + (", ..." if len(v) > n else "") + "]"
+
+
+def _direction_finding(a, g, d) -> str:
+    if a.size == 0:
+        return "all directions crossed kinks (unreliable)"
+    if not np.all(np.isfinite(g)):
+        return "block not written: NaN/Inf values"
+    if d < CORRECT_BELOW:
+        return "ok"
+    if np.all(g == 0) and np.any(a != 0):
+        return "block is zero (never written?)"
+    ratios = g / np.where(a == 0, np.nan, a)
+    if a.size >= 2 and np.nanmax(ratios) - np.nanmin(ratios) < 1e-3 * abs(np.nanmean(ratios)):
+        named = _name_constant(float(np.nanmean(ratios)), 1)
+        return named or f"gradient scaled by a constant: x{np.nanmean(ratios):.6g}"
+    if a.size == 1 and np.isfinite(ratios[0]):
+        return f"g.d / numeric = {ratios[0]:.6g} along one random direction (use mode='full' to localize)"
+    return "mismatch along random directions (use mode='full' to localize)"
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def _is_network(obj) -> bool:
+    from .network import Network
+
+    return isinstance(obj, Network)
+
+
+def _flat_grads(grads, dims, n):
+    """Dict ("dW1"/"W1" keys) or flat vector -> float64 flat vector (never validated for finiteness: NaN
+    in a gradient is a finding, not an input error)."""
+    if isinstance(grads, dict):
+        out = np.empty(n)
+        for name, (sl, shape) in layer_slices(dims).items():
+            key = "d" + name if "d" + name in grads else name
+            if key not in grads:
+                raise KeyError(f"grads is missing {'d' + name!r}")
+            a = np.asarray(grads[key], dtype=np.float64)
+            if a.size != sl.stop - sl.start:
+                raise ValueError(f"grads[{key!r}] has shape {a.shape}, expected {shape}")
+            out[sl] = a.reshape(-1)  # C order of the GIVEN shape: a transposed dW shows as "transposed"
+        return out
+    g = np.asarray(grads, dtype=np.float64).reshape(-1)
+    if g.size != n:
+        raise ValueError(f"grads has {g.size} entries, the network has {n} parameters")
+    return g
+
+
+def _select(n, indices, layout: _Layout, mode, k, rng):
+    if indices is None:
+        base = np.arange(n, dtype=np.int64)
+    elif isinstance(indices, slice):
+        base = np.arange(n, dtype=np.int64)[indices]
+    else:
+        base = np.asarray(indices if not isinstance(indices, range) else np.arange(
+            indices.start, indices.stop, indices.step), dtype=np.int64).reshape(-1)
+        if base.size and (base.min() < 0 or base.max() >= n):
+            raise IndexError(f"indices must lie in [0, {n}), got [{base.min()}, {base.max()}]")
+        if np.unique(base).size != base.size:
+            raise ValueError("indices contain duplicates")
+    if mode == "full":
+        return base
+    # sample: k coordinates per component (seeded), within the allowed indices
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    gen = np.random.default_rng(rng)
+    picked = []
+    for _, start, stop, _, _ in layout.comps:
+        inside = base[(base >= start) & (base < stop)]
+        if inside.size <= k:
+            picked.append(inside)
+        else:
+            picked.append(np.sort(gen.choice(inside, size=k, replace=False)))
+    return np.concatenate(picked) if picked else base[:0]
+
+
+def _check_eps(eps):
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (0 < float(eps) < 1) or \
+            not math.isfinite(float(eps)):
+        raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
+    return float(eps)
+
+
+# ----------------------------------------------------------------------------- the check
+
+def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1=0.0, keep_prob=1.0, seed=None,
+              masks=None, step=0, eps=DEFAULT_EPS, mode="full", k=16, n_directions=1, indices=None,
+              rng=0) -> GradcheckReport:
+    """Check gradients with centered differences; see the module docstring for the call forms.
+
+    mode: "full" (every coordinate, or ``indices``), "sample" (``k`` coordinates per component, drawn with
+    ``rng``), "directional" (``n_directions`` random unit directions per component: 2 delta passes each,
+    localizes to a component, not to an element). ``indices``: a range, slice or array of flat indices of
+    theta (to split a full check across processes; combine the reports with ``GradcheckReport.merge``).
+    Dropout (keep_prob < 1) needs ``seed`` (or ``masks``): the same masks are then used for every
+    perturbation and for the gradient, so J is deterministic.
+
+    Budgets that catch a planted bug (tests/test_gradcheck.py): sample mode with k >= 4 catches a bug that
+    scales a component or drops a regularization term (it touches every element of the block); a bug in
+    a single element needs mode="full" (or luck). Directional mode with one direction per component catches
+    a scaled, sign-flipped, zero or regularization-less block with probability 1 (up to a measure-zero
+    direction), and names the block.
+    """
+    if mode not in ("full", "sample", "directional"):
+        raise ValueError(f"mode must be 'full', 'sample' or 'directional', got {mode!r}")
+    eps = _check_eps(eps)
+    if _is_network(net_or_fn):
+        if grads is not None and Y_or_grads is None:
+            raise TypeError("gradcheck(net, X, Y, grads=...): Y is required")
+        return _check_network(net_or_fn, X_or_params, Y_or_grads, grads, l2, l1, keep_prob, seed, masks, step, eps,
+                              mode, k, n_directions, indices, rng)
+    if callable(net_or_fn):
+        g = grads if grads is not None else Y_or_grads
+        if g is None:
+            raise TypeError("gradcheck(cost_fn, params, grads): grads is required")
+        if mode == "directional":
+            raise ValueError("mode='directional' needs a Network; use mode='sample' for a cost function")
+        return _check_function(net_or_fn, X_or_params, g, eps, mode, k, indices, rng)
+    raise TypeError(f"gradcheck expects a dnnkit.Network or a callable J(params) -> float, "
+                    f"got {type(net_or_fn).__name__}")
+
+
+def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, mode, k, n_directions, indices,
+                   rng):
+    from . import _core
+    from . import _validation as V
+    from .network import Network
+
+    dims = list(net.layer_dims)
+    L = len(dims) - 1
+    X = V.as_array(X, "X", np.float64, rows=dims[0])
+    m = X.shape[1]
+    Y = V.as_array(Y, "Y", np.float64, rows=dims[-1], cols=m)
+    V.check_labels(Y, net.loss)
+    l2, l1 = V.check_nonneg(l2, "l2"), V.check_nonneg(l1, "l1")
+    keep = V.normalize_keep_prob(keep_prob, L)
+    mlist = V.normalize_masks(masks, keep, dims, m, np.float64) if masks is not None else [None] * L
+    missing = [l for l in range(L) if keep[l] < 1.0 and mlist[l] is None]
+    if missing and seed is None:
+        raise ValueError(
+            f"dropout (keep_prob < 1 on layers {missing}) needs seed= (or masks=) for a gradient check: without "
+            "them every evaluation of J draws new masks, so J(theta+eps) and J(theta-eps) are costs of different "
+            "thinned networks and their difference is noise, not a derivative (the seeds: 'doesn't work with "
+            "dropout'). With a seed the same masks are used for every perturbation and for the gradient.")
+    seed = 0 if seed is None else V.check_seed(seed)
+    step = V.check_seed(step, "step")
+    theta = np.ascontiguousarray(net.theta, dtype=np.float64)
+    n = theta.size
+    if grads is None:
+        # the network's own backward, in float64 (a float32 net is checked through a float64 twin: a check in
+        # float32 would measure float32 rounding, not the gradient)
+        twin = net if net.dtype == np.float64 else Network(dims, net.hidden, net.output, net.loss, "float64",
+                                                            alpha=net.alpha)
+        if twin is not net:
+            twin.theta = theta
+        twin.backward(X, Y, l2=l2, l1=l1, keep_prob=keep, seed=seed, masks=masks, step=step)
+        g = twin.grad_vector.astype(np.float64, copy=True)
+    else:
+        g = _flat_grads(grads, dims, n)
+    layout = _Layout.from_dims(dims, m, l2, l1)
+    args = (dims, net.hidden, net.output, net.loss, float(net.alpha), theta, X, Y, keep, seed, step,
+            [None if D is None else np.ascontiguousarray(D, dtype=np.float64) for D in mlist], l2, l1, eps)
+    if mode == "directional":
+        return _directional(args, g, layout, n_directions, rng, eps)
+    idx = _select(n, indices, layout, mode, k, rng)
+    approx, flags, J0 = _core.gradcheck_coords(*args, idx)
+    return GradcheckReport(mode=mode, eps=eps, layout=layout, indices=idx, approx=approx, grad=g[idx], flags=flags,
+                           theta_vals=theta[idx], cost=float(J0))
+
+
+def _directional(args, g, layout, n_directions, rng, eps):
+    from . import _core
+
+    if isinstance(n_directions, bool) or not isinstance(n_directions, numbers.Integral) or n_directions < 1:
+        raise ValueError(f"n_directions must be an integer >= 1, got {n_directions!r}")
+    gen = np.random.default_rng(rng)
+    n = g.size
+    comps = layout.comps
+    dirs = np.zeros((len(comps) * n_directions, n))
+    names = []
+    for ci, (name, start, stop, _, _) in enumerate(comps):
+        for r in range(n_directions):
+            v = gen.standard_normal(stop - start)
+            dirs[ci * n_directions + r, start:stop] = v / np.linalg.norm(v)
+            names.append(name)
+    approx, kinks, J0 = _core.gradcheck_directions(*args, dirs)
+    gd = dirs @ g
+    flags = (np.asarray(kinks) > 0).astype(np.uint8) * KINK_ACT
+    return GradcheckReport(mode="directional", eps=eps, layout=layout, indices=np.arange(len(names)),
+                           approx=approx, grad=gd, flags=flags, theta_vals=None, dir_components=names,
+                           n_kinks_dir=kinks, cost=float(J0))
+
+
+def _check_function(cost_fn, params, grads, eps, mode, k, indices, rng):
+    from . import reference as ref
+
+    if isinstance(params, dict):
+        layout = _Layout.from_dict(params)
+        keys = [c[0] for c in layout.comps]
+        shapes = {c[0]: c[3] for c in layout.comps}
+        theta = np.concatenate([np.asarray(params[kk], dtype=np.float64).reshape(-1) for kk in keys])
+        if isinstance(grads, dict):
+            parts = []
+            for kk in keys:
+                gk = grads.get("d" + kk, grads.get(kk))
+                if gk is None:
+                    raise KeyError(f"grads is missing {'d' + kk!r}")
+                gk = np.asarray(gk, dtype=np.float64)
+                if gk.size != np.prod(shapes[kk], dtype=int):
+                    raise ValueError(f"grads for {kk!r} has shape {gk.shape}, expected {shapes[kk]}")
+                parts.append(gk.reshape(-1))
+            g = np.concatenate(parts)
+        else:
+            g = np.asarray(grads, dtype=np.float64).reshape(-1)
+
+        def J(th):
+            p, off = {}, 0
+            for c in layout.comps:
+                p[c[0]] = th[c[1]:c[2]].reshape(c[3])
+                off = c[2]
+            return float(cost_fn(p))
+    else:
+        theta = np.array(params, dtype=np.float64)
+        shape = theta.shape
+        theta = theta.reshape(-1)
+        layout = _Layout([("theta", 0, theta.size, shape if len(shape) else (1,), None)])
+        g = np.asarray(grads, dtype=np.float64).reshape(-1)
+
+        def J(th):
+            return float(cost_fn(th.reshape(shape)))
+    if g.size != theta.size:
+        raise ValueError(f"grads has {g.size} entries, params have {theta.size}")
+    idx = _select(theta.size, indices, layout, mode, k, rng)
+    _, approx = ref.gradient_check(J, theta, np.zeros_like(theta), eps, indices=idx)
+    return GradcheckReport(mode=mode, eps=eps, layout=layout, indices=idx, approx=approx, grad=g[idx],
+                           flags=np.zeros(idx.size, np.uint8), theta_vals=None, engine="python loop")
+
+
+def assert_gradients_close(*args, max_difference: float | None = None, **kwargs) -> GradcheckReport:
+    """``gradcheck(*args, **kwargs)`` for a pytest suite: raises AssertionError with the report's table unless
+    the verdict is "correct" (or, with ``max_difference``, unless the kink-free difference is below it)."""
+    report = gradcheck(*args, **kwargs)
+    ok = report.verdict == "correct" if max_difference is None else \
+        (report.difference_reliable < max_difference and
+         all(c.difference < max_difference for c in report.components))
+    if not ok:
+        raise AssertionError("gradients do not match the centered differences\n" + str(report))
+    return report
