@@ -1,0 +1,421 @@
+// The native training loop: epochs x mini-batches, forward + backward, optimizer update, all in C++.
+//
+// Python is touched once per reporting interval (Trainer::run(n_epochs)), never per layer or mini-batch.
+//
+//   theta (nparams)          the network's flat buffer, updated in place: W1, b1, W2, b2, ...
+//   X (n0 x m), Y (nL x m)   row-major, examples are columns (as MLP<T>)
+//   per step:  batch columns gathered into Xb (n0 x mb) / Yb (nL x mb) through a seeded permutation,
+//              dropout masks drawn once per step from the counter-based RNG keyed by (seed, step, layer,
+//              unit, example) and handed to forward and backward as explicit masks (half the RNG work),
+//              J and grad from MLP<T> (or the lean single-chunk path below for small problems),
+//              theta -= optimizer update (gd | momentum | adam).
+//
+// Reproducibility: the permutation of epoch e is a Fisher-Yates shuffle driven by Philox keyed by the seed
+// (a key distinct from the dropout key) and counter (i, e): it depends on (seed, epoch, m) only. Every
+// reduction runs in a fixed order and every partition of work depends on sizes only, so theta after
+// training is bit-identical for any thread count.
+//
+// Interruption: the caller's poll() runs between mini-batches on the calling thread (never inside an
+// OpenMP region). When it asks to stop, theta and the optimizer state go back to their values at the
+// start of the unfinished epoch: the caller sees the parameters of the last FINISHED epoch.
+#pragma once
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "mlp.hpp"
+
+namespace dnnkit {
+
+enum class Optimizer : int { gd = 0, momentum = 1, adam = 2 };
+
+inline Optimizer parse_optimizer(const std::string& s) {
+    if (s == "gd") return Optimizer::gd;
+    if (s == "momentum") return Optimizer::momentum;
+    if (s == "adam") return Optimizer::adam;
+    throw std::invalid_argument("unknown optimizer '" + s + "'");
+}
+
+struct TrainOptions {
+    Optimizer optimizer = Optimizer::gd;
+    double lr = 0.01;
+    double beta = 0.9;                                  // momentum: v = beta v + (1 - beta) g
+    double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;      // adam (bias-corrected, course form)
+    double l2 = 0.0, l1 = 0.0;
+    std::vector<double> keep;                           // keep[l], l = 0 (input) .. L-1; empty = none
+    uint64_t seed = 0;
+    int batch_size = 0;                                 // <= 0 or >= m: full batch (no shuffle needed)
+};
+
+// Statistics of one epoch. cost / error are the means over the epoch's mini-batches (weighted by their
+// sizes) of the values each step computed before its update, with dropout and regularization on
+// (as Keras' running training metrics); error is NaN for mse. grad_norms[l-1] is the mean over the
+// epoch's steps of ||dW[l]||_F.
+struct EpochStats {
+    double cost = 0.0, error = 0.0;
+    std::vector<double> grad_norms;
+    int steps = 0;
+};
+
+// Fisher-Yates permutation of [0, m) for one epoch, from Philox keyed by the seed (shuffle key).
+inline void epoch_permutation(uint64_t seed, uint64_t epoch, std::vector<int>& perm) {
+    const int m = int(perm.size());
+    for (int i = 0; i < m; ++i) perm[i] = i;
+    const uint64_t key = seed ^ 0x9E3779B97F4A7C15ull;  // independent of the dropout stream (key = seed)
+    uint32_t r[4];
+    for (int i = m - 1; i > 0; --i) {
+        if (((m - 1 - i) & 1) == 0)
+            Philox::block(key, uint32_t(i), uint32_t(epoch), uint32_t(epoch >> 32), 0x5348u /* "SH" */, r);
+        const int lane = ((m - 1 - i) & 1) * 2;
+        const uint64_t u = (uint64_t(r[lane]) << 32) | r[lane + 1];
+        // j uniform in [0, i]: high 64 bits of u * (i + 1) (Lemire; bias < 2^-32)
+        const int j = int((unsigned __int128)u * uint64_t(i + 1) >> 64);
+        std::swap(perm[i], perm[j]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Lean path for small problems: the same maths as MLP<T>::forward/backward on MLP<T>'s workspace, but as
+// one column chunk (whole-matrix BLAS calls, 3 per layer instead of up to ~16) and no OpenMP. Chosen by
+// sizes only (lean_worth), so results stay independent of the thread count.
+inline bool lean_worth(const Arch& a, int m) {
+    double flops = 0.0;
+    for (int l = 1; l <= a.L(); ++l) flops += 2.0 * a.n(l) * a.n(l - 1) * m;
+    return flops <= 4.0e5;  // where MLP<T> would not parallelise anyway (worth_parallel)
+}
+
+// Sum of n values with 8 interleaved partial sums (vectorisable, fixed order: same bits on every run).
+template <class T>
+inline T row_sum(const T* x, int n) {
+    T p[8] = {T(0), T(0), T(0), T(0), T(0), T(0), T(0), T(0)};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int t = 0; t < 8; ++t) p[t] += x[j + t];
+    for (; j < n; ++j) p[j & 7] += x[j];
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
+// Branch-free ReLU and its derivative (random signs make the branchy form mispredict half the time);
+// the same values as act_forward / act_backward.
+template <class T>
+inline void relu_forward(const T* __restrict z, T* __restrict a, size_t n) {
+    for (size_t i = 0; i < n; ++i) a[i] = z[i] > T(0) ? z[i] : T(0);
+}
+template <class T>
+inline void relu_backward(const T* __restrict z, const T* __restrict da, T* __restrict dz, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        const T d = da[i];
+        dz[i] = z[i] > T(0) ? d : T(0);
+    }
+}
+
+template <class T>
+double lean_forward(MLP<T>& net, const T* theta, const T* X, int m, const Dropout<T>& dp, const T* Y, double l2,
+                    double l1) {
+    net.resize(m);
+    const Arch& a = net.arch;
+    const int L = a.L();
+    const T alpha = T(a.alpha);
+    const T* Aprev = X;
+    if (dp.on(0)) {  // input dropout on a copy of X
+        const int n0 = a.n(0);
+        net.A[0].assign(X, X + size_t(n0) * m);
+        apply_dropout(dp, 0, n0, m, 0, m, net.A[0].data());
+        Aprev = net.A[0].data();
+    }
+    for (int l = 1; l <= L; ++l) {
+        const int nl = a.n(l), np = a.n(l - 1);
+        T* Zl = net.Z[l].data();   // (nl x m)
+        T* Al = net.A[l].data();   // (nl x m)
+        gemm(false, false, nl, m, np, T(1), net.W(theta, l), np, Aprev, m, T(0), Zl, m);  // Z = W A_prev
+        const T* bl = net.b(theta, l);
+        for (int i = 0; i < nl; ++i) {
+            T* zr = Zl + size_t(i) * m;
+            const T bi = bl[i];
+            for (int j = 0; j < m; ++j) zr[j] += bi;
+        }
+        const Act act = l < L ? a.hidden : a.output;
+        if (act == Act::relu) {
+            relu_forward(Zl, Al, size_t(nl) * m);
+        } else if (act == Act::softmax) {
+            for (int j = 0; j < m; ++j) {
+                T mx = Zl[j];
+                for (int i = 1; i < nl; ++i) mx = std::max(mx, Zl[size_t(i) * m + j]);
+                T s = T(0);
+                for (int i = 0; i < nl; ++i) {
+                    const T e = std::exp(Zl[size_t(i) * m + j] - mx);
+                    Al[size_t(i) * m + j] = e;
+                    s += e;
+                }
+                const T inv = T(1) / s;
+                for (int i = 0; i < nl; ++i) Al[size_t(i) * m + j] *= inv;
+            }
+        } else {
+            act_forward(act, Zl, Al, size_t(nl) * m, alpha);
+        }
+        if (l < L && dp.on(l)) apply_dropout(dp, l, nl, m, 0, m, Al);
+        Aprev = Al;
+    }
+    if (!Y) return 0.0;
+    return net.data_cost_columns(Y, 0, m) / m + net.reg_cost(theta, m, l2, l1);
+}
+
+template <class T>
+double lean_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const Dropout<T>& dp, double l2,
+                     double l1, T* grad) {
+    const double J = lean_forward(net, theta, X, m, dp, Y, l2, l1);
+    const Arch& a = net.arch;
+    const int L = a.L(), nL = a.n(L);
+    const T invm = T(1) / T(m);
+    {
+        const T* AL = net.A[L].data();
+        T* d = net.dZ[L].data();
+        const size_t n = size_t(nL) * m;
+        if (a.loss == Loss::mse && a.output == Act::sigmoid) {
+            for (size_t k = 0; k < n; ++k) d[k] = (AL[k] - Y[k]) * AL[k] * (T(1) - AL[k]) * invm;
+        } else {
+            for (size_t k = 0; k < n; ++k) d[k] = (AL[k] - Y[k]) * invm;
+        }
+    }
+    const T alpha = T(a.alpha);
+    const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
+    for (int l = L; l >= 1; --l) {
+        const int nl = a.n(l), np = a.n(l - 1);
+        const T* Aprev = (l == 1) ? (dp.on(0) ? net.A[0].data() : X) : net.A[l - 1].data();  // (np x m)
+        const T* dz = net.dZ[l].data();                                                     // (nl x m)
+        const T* Wl = net.W(theta, l);
+        T* dW = grad + a.woff[l];
+        T* db = grad + a.boff[l];
+        gemm(false, true, nl, np, m, T(1), dz, m, Aprev, m, T(0), dW, np);  // dW = dZ A_prev^T (1/m in dZ)
+        if (cl2 != T(0) || cl1 != T(0)) {
+            const size_t n = size_t(nl) * np;
+            for (size_t k = 0; k < n; ++k) {
+                const T w = Wl[k];
+                const T sg = w > T(0) ? T(1) : (w < T(0) ? T(-1) : T(0));
+                dW[k] += cl2 * w + cl1 * sg;
+            }
+        }
+        for (int i = 0; i < nl; ++i) db[i] = row_sum(dz + size_t(i) * m, m);
+        if (l > 1) {
+            T* da = net.dA.data();  // (np x m)
+            gemm(true, false, np, m, nl, T(1), Wl, np, dz, m, T(0), da, m);  // dA = W^T dZ
+            if (dp.on(l - 1)) apply_dropout(dp, l - 1, np, m, 0, m, da);
+            if (a.hidden == Act::relu) relu_backward(net.Z[l - 1].data(), da, net.dZ[l - 1].data(), size_t(np) * m);
+            else act_backward(a.hidden, net.Z[l - 1].data(), da, net.dZ[l - 1].data(), size_t(np) * m, alpha);
+        }
+    }
+    return J;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+template <class T>
+class Trainer {
+   public:
+    Trainer(Arch arch, TrainOptions opt, const T* X, const T* Y, int m)
+        : arch_(arch), o_(std::move(opt)), X_(X), Y_(Y), m_(m), main_(arch), tail_(arch) {
+        if (m < 1) throw std::invalid_argument("need at least one example");
+        if (!(o_.lr > 0.0) || !std::isfinite(o_.lr)) throw std::invalid_argument("learning rate must be > 0");
+        if (int(o_.keep.size()) > arch_.L()) throw std::invalid_argument("keep has more entries than layers");
+        bs_ = (o_.batch_size <= 0 || o_.batch_size >= m) ? m : o_.batch_size;
+        full_ = bs_ == m;
+        grad_.assign(arch_.nparams, T(0));
+        if (o_.optimizer != Optimizer::gd) v_.assign(arch_.nparams, T(0));
+        if (o_.optimizer == Optimizer::adam) s_.assign(arch_.nparams, T(0));
+        if (!full_) {
+            perm_.resize(m);
+            Xb_.resize(size_t(arch_.n(0)) * bs_);
+            Yb_.resize(size_t(arch_.n(arch_.L())) * bs_);
+        }
+        masks_.resize(arch_.L());
+    }
+
+    uint64_t step() const { return step_; }
+    uint64_t epoch() const { return epoch_; }
+    int batch_size() const { return bs_; }
+    int steps_per_epoch() const { return (m_ + bs_ - 1) / bs_; }
+    const std::vector<T>& grad() const { return grad_; }
+
+    // Runs up to n epochs on theta (in place). poll() is called between mini-batches (the caller decides
+    // how often it does real work); when it returns true, or when the global step reaches stop_at_step
+    // (a test hook that simulates Ctrl-C), the unfinished epoch is rolled back and run returns early.
+    // Returns the number of epochs finished; `last` holds the statistics of the last finished one.
+    template <class Poll>
+    int run(T* theta, int n, Poll&& poll, EpochStats& last, bool& stopped,
+            uint64_t stop_at_step = std::numeric_limits<uint64_t>::max()) {
+        stopped = false;
+        const int L = arch_.L(), nL = arch_.n(L), n0 = arch_.n(0);
+        const size_t P = arch_.nparams;
+        for (int e = 0; e < n; ++e) {
+            // snapshot: the parameters and optimizer state of the last finished epoch
+            snap_theta_.assign(theta, theta + P);
+            snap_v_ = v_;
+            snap_s_ = s_;
+            const uint64_t snap_step = step_;
+            if (!full_) epoch_permutation(o_.seed, epoch_, perm_);
+            EpochStats st;
+            st.grad_norms.assign(L, 0.0);
+            double cost_sum = 0.0, err_sum = 0.0;
+            for (int j0 = 0; j0 < m_; j0 += bs_) {
+                const int mb = std::min(bs_, m_ - j0);
+                const T* Xp = X_;
+                const T* Yp = Y_;
+                if (!full_) {  // gather the batch's columns (row by row: contiguous writes)
+                    for (int i = 0; i < n0; ++i) {
+                        const T* src = X_ + size_t(i) * m_;
+                        T* dst = Xb_.data() + size_t(i) * mb;
+                        for (int j = 0; j < mb; ++j) dst[j] = src[perm_[j0 + j]];
+                    }
+                    for (int i = 0; i < nL; ++i) {
+                        const T* src = Y_ + size_t(i) * m_;
+                        T* dst = Yb_.data() + size_t(i) * mb;
+                        for (int j = 0; j < mb; ++j) dst[j] = src[perm_[j0 + j]];
+                    }
+                    Xp = Xb_.data();
+                    Yp = Yb_.data();
+                }
+                Dropout<T> dp = draw_masks(mb);
+                MLP<T>& net = (mb == bs_) ? main_ : tail_;
+                const double J = lean_worth(arch_, mb) ? lean_backward(net, theta, Xp, Yp, mb, dp, o_.l2, o_.l1, grad_.data())
+                                                       : net.backward(theta, Xp, Yp, mb, dp, o_.l2, o_.l1, grad_.data());
+                cost_sum += J * mb;
+                err_sum += errors(net, Yp, mb);
+                for (int l = 1; l <= L; ++l) {
+                    const T* g = grad_.data() + arch_.woff[l];
+                    const size_t k = size_t(arch_.n(l)) * arch_.n(l - 1);
+                    double s = 0.0;
+                    for (size_t q = 0; q < k; ++q) s += double(g[q]) * double(g[q]);
+                    st.grad_norms[l - 1] += std::sqrt(s);
+                }
+                update(theta);
+                ++step_;
+                ++st.steps;
+                if (poll() || step_ >= stop_at_step) {
+                    std::copy(snap_theta_.begin(), snap_theta_.end(), theta);
+                    v_ = snap_v_;
+                    s_ = snap_s_;
+                    step_ = snap_step;
+                    stopped = true;
+                    return e;
+                }
+            }
+            ++epoch_;
+            st.cost = cost_sum / m_;
+            st.error = arch_.loss == Loss::mse ? std::numeric_limits<double>::quiet_NaN()
+                                               : err_sum / (arch_.loss == Loss::bce ? double(nL) * m_ : double(m_));
+            for (double& g : st.grad_norms) g /= st.steps;
+            last = std::move(st);
+        }
+        return n;
+    }
+
+   private:
+    Arch arch_;
+    TrainOptions o_;
+    const T* X_;
+    const T* Y_;
+    int m_, bs_ = 0;
+    bool full_ = true;
+    MLP<T> main_, tail_;  // two workspaces: the full batches and the last, shorter one (no reallocation)
+    std::vector<T> grad_, v_, s_, snap_theta_, snap_v_, snap_s_, Xb_, Yb_;
+    std::vector<int> perm_;
+    std::vector<std::vector<T>> masks_;
+    uint64_t step_ = 0, epoch_ = 0;
+
+    // Masks of this step, drawn once (keyed by the global step) and used by both forward and backward.
+    Dropout<T> draw_masks(int mb) {
+        Dropout<T> dp;
+        dp.keep = o_.keep;
+        dp.seed = o_.seed;
+        dp.step = uint32_t(step_);
+        bool any = false;
+        for (int l = 0; l < int(o_.keep.size()); ++l) any = any || dp.on(l);
+        if (!any) return dp;
+        dp.masks.assign(o_.keep.size(), nullptr);
+        for (int l = 0; l < int(o_.keep.size()); ++l) {
+            if (!dp.on(l)) continue;
+            const int nl = arch_.n(l);
+            std::vector<T>& D = masks_[l];
+            D.resize(size_t(nl) * mb);
+            T* p = D.data();
+            const uint64_t thr = keep_threshold(o_.keep[l]);
+            const double work = double(nl) * mb;
+            // rows are independent (each thread owns its rows): identical bits for any thread count
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (work > 65536.0 && num_threads() > 1)
+            for (int i = 0; i < nl; ++i) {
+                // the counter layout of dropout_bits (rng.hpp): (example / 4, unit, layer, step), lane = example % 4
+                T* row = p + size_t(i) * mb;
+                uint32_t r[4];
+                for (int j = 0; j < mb; j += 4) {
+                    Philox::block(dp.seed, uint32_t(j >> 2), uint32_t(i), uint32_t(l), dp.step, r);
+                    const int lanes = std::min(4, mb - j);
+                    for (int t = 0; t < lanes; ++t) row[j + t] = uint64_t(r[t]) < thr ? T(1) : T(0);
+                }
+            }
+            dp.masks[l] = p;
+        }
+        return dp;
+    }
+
+    // Misclassified entries (bce: output units; ce: examples) of the batch just computed by `net`.
+    double errors(const MLP<T>& net, const T* Yp, int mb) const {
+        const int L = arch_.L(), nL = arch_.n(L);
+        const T* AL = net.A[L].data();
+        if (arch_.loss == Loss::bce) {
+            size_t wrong = 0;
+            for (size_t k = 0; k < size_t(nL) * mb; ++k) wrong += (AL[k] > T(0.5)) != (Yp[k] > T(0.5));
+            return double(wrong);
+        }
+        if (arch_.loss == Loss::ce) {
+            size_t wrong = 0;
+            for (int j = 0; j < mb; ++j) {
+                int ia = 0, iy = 0;
+                for (int i = 1; i < nL; ++i) {
+                    if (AL[size_t(i) * mb + j] > AL[size_t(ia) * mb + j]) ia = i;
+                    if (Yp[size_t(i) * mb + j] > Yp[size_t(iy) * mb + j]) iy = i;
+                }
+                wrong += ia != iy;
+            }
+            return double(wrong);
+        }
+        return 0.0;
+    }
+
+    // theta -= update(grad); elementwise, so any split over threads gives the same bits.
+    void update(T* theta) {
+        const long long P = (long long)arch_.nparams;
+        const T* g = grad_.data();
+        const bool par = P > 200000 && num_threads() > 1;
+        if (o_.optimizer == Optimizer::gd) {
+            const T lr = T(o_.lr);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (par)
+            for (long long k = 0; k < P; ++k) theta[k] -= lr * g[k];
+        } else if (o_.optimizer == Optimizer::momentum) {
+            const T lr = T(o_.lr), b = T(o_.beta), b1m = T(1.0 - o_.beta);
+            T* v = v_.data();
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (par)
+            for (long long k = 0; k < P; ++k) {
+                v[k] = b * v[k] + b1m * g[k];
+                theta[k] -= lr * v[k];
+            }
+        } else {
+            const double t = double(step_ + 1);
+            const T c1 = T(1.0 / (1.0 - std::pow(o_.beta1, t))), c2 = T(1.0 / (1.0 - std::pow(o_.beta2, t)));
+            const T lr = T(o_.lr), b1 = T(o_.beta1), b2 = T(o_.beta2), b1m = T(1.0 - o_.beta1),
+                    b2m = T(1.0 - o_.beta2), eps = T(o_.eps);
+            T* v = v_.data();
+            T* s = s_.data();
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (par)
+            for (long long k = 0; k < P; ++k) {
+                v[k] = b1 * v[k] + b1m * g[k];
+                s[k] = b2 * s[k] + b2m * g[k] * g[k];
+                theta[k] -= lr * (v[k] * c1) / (std::sqrt(s[k] * c2) + eps);
+            }
+        }
+    }
+};
+
+}  // namespace dnnkit

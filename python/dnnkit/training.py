@@ -1,0 +1,326 @@
+"""Training: :func:`fit` runs the whole training loop natively and returns a :class:`History`.
+
+The native trainer (``dnnkit._core.Trainer64/32``, ``cpp/dnnkit/train.hpp``) runs epochs x mini-batches —
+batch gathering through a seeded permutation, dropout masks, forward, backward, optimizer update — with
+the GIL released. Python is touched once per reporting interval (``log_every`` epochs): it evaluates the
+validation data with the native forward pass, records the :class:`History`, runs the callbacks (early
+stopping among them) and the progress bar.
+
+Definitions (what the numbers in a :class:`History` mean)
+    train_cost / train_error   ``train_eval="running"`` (default): the mean over the epoch's mini-batches,
+        weighted by their sizes, of the cost J (with regularization, dropout on) and of the error that each
+        step computed *before* its update — free, and what the course's ``costs`` list and Keras' training
+        metrics show. ``train_eval="full"``: a full pass over the training set, no dropout, with the
+        parameters at the end of the epoch (J with regularization).
+    dev_cost / dev_error       a full pass over ``validation`` with the parameters at the end of the epoch,
+        no dropout, no regularization term (the data cost). NaN without validation data.
+    error                      bce: the fraction of wrong output entries at threshold 0.5; ce: the fraction
+        of wrong argmax classes; mse: NaN (regression).
+    grad_norms                 per layer l = 1..L, the mean over the epoch's steps of ||dW[l]||_F.
+    time                       seconds since fit started, at the end of the reported epoch.
+Each row is one reported epoch (every ``log_every`` epochs and the last one); ``epoch`` counts finished
+epochs (1-based). An epoch is one pass over the data: with ``batch_size=None`` (full batch) one epoch is one
+gradient step, as the course's "iterations".
+
+Randomness: with ``seed`` fixed, training is reproducible bit for bit and independent of the thread count.
+Dropout masks come from the counter-based RNG keyed by ``(seed, step, layer, unit, example)`` with ``step``
+the global step counter of this fit call (0, 1, ...); mini-batch shuffles are a permutation per epoch keyed
+by ``(seed, epoch)``. Each fit call starts its step counter and optimizer state afresh.
+
+Interruption (Ctrl-C): training stops at the next mini-batch boundary; the network keeps the parameters of
+the last *finished* epoch, the history keeps every finished epoch and ``history.interrupted`` is True. With
+``on_interrupt="stop"`` (default) fit then returns the history normally (as PyTorch Lightning does);
+with ``on_interrupt="raise"`` it re-raises ``KeyboardInterrupt`` after cleaning up, with the history
+attached as ``exc.history``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+import time
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from . import _core
+from . import _validation as V
+
+__all__ = ["History", "fit", "OPTIMIZERS"]
+
+OPTIMIZERS = ("gd", "momentum", "adam")
+
+
+@dataclass
+class History:
+    """Per reported epoch: ``epoch, train_cost, train_error, dev_cost, dev_error, grad_norms, time`` (lists
+    of equal length); ``best_epoch`` (set by early stopping), ``stopped_early``, ``interrupted``,
+    ``gradchecks`` (rows recorded by :class:`dnnkit.callbacks.GradientCheck`) and ``config`` (the fit
+    arguments). ``history["dev_cost"]`` is ``history.dev_cost``."""
+
+    epoch: list = field(default_factory=list)
+    train_cost: list = field(default_factory=list)
+    train_error: list = field(default_factory=list)
+    dev_cost: list = field(default_factory=list)
+    dev_error: list = field(default_factory=list)
+    grad_norms: list = field(default_factory=list)
+    time: list = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    interrupted: bool = False
+    gradchecks: list = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    _SERIES = ("epoch", "train_cost", "train_error", "dev_cost", "dev_error", "grad_norms", "time")
+
+    def __getitem__(self, key: str):
+        if not isinstance(key, str) or key not in {f.name for f in fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    def _append(self, epoch, train_cost, train_error, dev_cost, dev_error, grad_norms, t) -> None:
+        # one row: every series grows together
+        row = (int(epoch), float(train_cost), float(train_error), float(dev_cost), float(dev_error),
+               [float(g) for g in grad_norms], float(t))
+        for name, value in zip(self._SERIES, row):
+            getattr(self, name).append(value)
+
+    def to_dict(self) -> dict:
+        """Plain lists and numbers (gradcheck reports reduced to their numbers)."""
+        d = {name: list(getattr(self, name)) for name in self._SERIES}
+        d["grad_norms"] = [list(g) for g in self.grad_norms]
+        d.update(best_epoch=self.best_epoch, stopped_early=self.stopped_early, interrupted=self.interrupted,
+                 gradchecks=[{k: v for k, v in g.items() if k != "report"} for g in self.gradchecks],
+                 config=dict(self.config))
+        return d
+
+    def __repr__(self) -> str:
+        last = f", last train_cost={self.train_cost[-1]:.6g}" if self.epoch else ""
+        flags = "".join(f", {k}=True" for k in ("stopped_early", "interrupted") if getattr(self, k))
+        return f"History({len(self)} epochs reported{last}, best_epoch={self.best_epoch}{flags})"
+
+
+# ------------------------------------------------------------------------------------------------- checks
+
+def _check_real(v, name, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {v!r}")
+    v = float(v)
+    ok = math.isfinite(v)
+    if lo is not None:
+        ok = ok and (v > lo if lo_open else v >= lo)
+    if hi is not None:
+        ok = ok and (v < hi if hi_open else v <= hi)
+    if not ok:
+        rng = f"{'(' if lo_open else '['}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}" \
+              f"{')' if hi_open or hi is None else ']'}"
+        raise ValueError(f"{name} must be finite and in {rng}, got {v!r}")
+    return v
+
+
+def _check_bool(v, name) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {v!r}")
+    return bool(v)
+
+
+def _error(AL: np.ndarray, Y: np.ndarray, loss: str) -> float:
+    if loss == "bce":
+        return float(np.mean((AL > 0.5) != (Y > 0.5)))
+    if loss == "ce":
+        return float(np.mean(np.argmax(AL, axis=0) != np.argmax(Y, axis=0)))
+    return float("nan")
+
+
+def _full_pass(net, X, Y, l2=0.0, l1=0.0):
+    """(cost, error) over (X, Y) with the current parameters, no dropout (two native passes)."""
+    J = float(net._core.cost(net._theta, X, Y, [], 0, 0, [], l2, l1))
+    AL = net._core.forward(net._theta, X, [], 0, 0, [])
+    return J, _error(AL, Y, net.loss)
+
+
+class _Progress:
+    """tqdm bar when available (or required), plain lines otherwise; silent unless verbose."""
+
+    def __init__(self, verbose: bool, progress, total: int):
+        self.bar = None
+        self.verbose = verbose
+        if not verbose or progress is False:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            if progress is True:
+                raise ImportError("progress=True needs tqdm: pip install 'dnnkit[progress]'") from None
+            return
+        self.bar = tqdm(total=total, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, epoch: int, done: int, h: History) -> None:
+        if not self.verbose:
+            return
+        items = {"cost": h.train_cost[-1]}
+        if not math.isnan(h.train_error[-1]):
+            items["error"] = h.train_error[-1]
+        if not math.isnan(h.dev_cost[-1]):
+            items["dev_cost"] = h.dev_cost[-1]
+        if not math.isnan(h.dev_error[-1]):
+            items["dev_error"] = h.dev_error[-1]
+        if self.bar is not None:
+            self.bar.update(done)
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in items.items()}, refresh=False)
+        else:
+            print(f"epoch {epoch}: " + "  ".join(f"{k} {v:.6g}" for k, v in items.items()), file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ------------------------------------------------------------------------------------------------- fit
+
+def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: int | None = None,
+        optimizer: str = "gd", beta: float = 0.9, beta1: float = 0.9, beta2: float = 0.999,
+        epsilon: float = 1e-8, l2: float = 0.0, l1: float = 0.0, keep_prob=1.0, validation=None,
+        early_stopping=None, callbacks=(), seed: int | None = None, verbose: bool = False, progress=None,
+        log_every: int = 1, train_eval: str = "running", on_interrupt: str = "stop",
+        _stop_at_step: int | None = None) -> History:
+    """Train ``net`` in place; returns a :class:`History`.
+
+    epochs: passes over the data. learning_rate: the step size. batch_size: None (full batch: one step per
+    epoch, the course's iterations) or the mini-batch size (the last batch of an epoch holds the rest).
+    optimizer: "gd" (theta -= lr g), "momentum" (v = beta v + (1-beta) g; theta -= lr v) or "adam"
+    (v, s with beta1, beta2, bias-corrected, epsilon). l2, l1: the seeds' regularization,
+    J + (l2/(2m)) sum ||W||^2 + (l1/(2m)) sum |W| with m the batch size. keep_prob: inverted dropout (a float
+    for every hidden layer, or per layer; see ``Network.forward``), fresh masks every step.
+    validation: ``(X_dev, Y_dev)`` evaluated every reported epoch. early_stopping: a
+    :class:`dnnkit.callbacks.EarlyStopping`. callbacks: objects following the protocol of
+    :mod:`dnnkit.callbacks`. seed: makes shuffles and masks reproducible (drawn fresh when None, and
+    recorded in ``history.config``). verbose: a tqdm progress bar (``progress=False``: plain lines;
+    ``progress=True``: tqdm required). log_every: report (history row, validation, callbacks, progress)
+    every this many epochs, and at the last one. train_eval: "running" or "full" (see the module doc).
+    on_interrupt: "stop" or "raise" (see the module doc).
+
+    Every argument is checked before training starts: a call that raises leaves ``net`` unchanged.
+    """
+    from .callbacks import EarlyStopping
+    from .network import Network, _fresh_seed
+
+    # ---------------------------------------------------------------- validate everything first
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a dnnkit.Network, got {type(net).__name__}")
+    X = net._x(X)
+    m = X.shape[1]
+    Y = net._y(Y, m)
+    epochs = V.check_positive_int(epochs, "epochs", minimum=0)
+    lr = _check_real(learning_rate, "learning_rate", lo=0.0, lo_open=True)
+    if batch_size is not None:
+        batch_size = V.check_positive_int(batch_size, "batch_size")
+    V.check_choice(optimizer, OPTIMIZERS, "optimizer")
+    beta = _check_real(beta, "beta", 0.0, 1.0, hi_open=True)
+    beta1 = _check_real(beta1, "beta1", 0.0, 1.0, hi_open=True)
+    beta2 = _check_real(beta2, "beta2", 0.0, 1.0, hi_open=True)
+    epsilon = _check_real(epsilon, "epsilon", 0.0, lo_open=True)
+    l2, l1 = V.check_nonneg(l2, "l2"), V.check_nonneg(l1, "l1")
+    keep = V.normalize_keep_prob(keep_prob, net.L)
+    seed = _fresh_seed() if seed is None else V.check_seed(seed)
+    verbose = _check_bool(verbose, "verbose")
+    if progress is not None:
+        progress = _check_bool(progress, "progress")
+    log_every = V.check_positive_int(log_every, "log_every")
+    V.check_choice(train_eval, ("running", "full"), "train_eval")
+    V.check_choice(on_interrupt, ("stop", "raise"), "on_interrupt")
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise TypeError("validation must be a tuple (X_dev, Y_dev) or None")
+        Xd = net._x(validation[0])
+        Yd = net._y(validation[1], Xd.shape[1])
+    else:
+        Xd = Yd = None
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise TypeError("early_stopping must be a dnnkit.EarlyStopping or None, got "
+                        f"{type(early_stopping).__name__}")
+    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise TypeError("callbacks must be a sequence of callback objects")
+    cbs = list(callbacks)
+    for cb in cbs:
+        if not any(callable(getattr(cb, h, None)) for h in ("on_train_begin", "on_epoch_end", "on_train_end")):
+            raise TypeError(f"{cb!r} is not a callback: it has none of on_train_begin / on_epoch_end / "
+                            "on_train_end")
+    if early_stopping is not None:
+        early_stopping._check(net, has_validation=Xd is not None)
+        cbs.append(early_stopping)
+    for cb in cbs:
+        if callable(getattr(cb, "_check", None)) and cb is not early_stopping:
+            cb._check(net, has_validation=Xd is not None)
+
+    trainer_cls = _core.Trainer64 if net.dtype == np.float64 else _core.Trainer32
+    trainer = trainer_cls(list(net.layer_dims), net.hidden, net.output, net.loss, net.alpha, X, Y, optimizer,
+                          lr, beta, beta1, beta2, epsilon, l2, l1, keep, seed, batch_size or 0)
+
+    config = dict(epochs=epochs, learning_rate=lr, batch_size=batch_size, optimizer=optimizer, beta=beta,
+                  beta1=beta1, beta2=beta2, epsilon=epsilon, l2=l2, l1=l1, keep_prob=keep, seed=seed,
+                  log_every=log_every, train_eval=train_eval, m=m,
+                  validation_m=None if Xd is None else int(Xd.shape[1]),
+                  early_stopping=None if early_stopping is None else early_stopping.get_config(),
+                  dtype=net.dtype.name)
+    history = History(config=config)
+    history._data = (X, Y)  # for callbacks that need the training data (GradientCheck); not serialized
+    nan = float("nan")
+
+    # ---------------------------------------------------------------- train
+    bar = _Progress(verbose, progress, epochs)
+    t0 = time.perf_counter()
+    done = 0
+    stop = False
+    interrupt_exc = None
+    try:
+        for cb in cbs:
+            if callable(getattr(cb, "on_train_begin", None)):
+                cb.on_train_begin(net, history)
+        while done < epochs and not stop:
+            n = min(log_every, epochs - done)
+            stop_at = -1 if _stop_at_step is None else int(_stop_at_step)
+            r = trainer.run(net._theta, n, stop_at)
+            done += int(r["epochs"])
+            if r["interrupted"]:
+                # the native loop rolled the unfinished epoch back; report the finished ones if any
+                history.interrupted = True
+                if r["epochs"] > 0:
+                    _record(net, history, r, done, X, Y, Xd, Yd, l2, l1, train_eval, t0)
+                break
+            _record(net, history, r, done, X, Y, Xd, Yd, l2, l1, train_eval, t0)
+            bar.update(done, n, history)
+            for cb in cbs:
+                if callable(getattr(cb, "on_epoch_end", None)) and cb.on_epoch_end(done, net, history):
+                    stop = True
+        history.stopped_early = stop
+    except KeyboardInterrupt as e:
+        # raised from Python code (a callback, the progress bar) between native intervals: the network holds
+        # the parameters of the last finished epoch already
+        history.interrupted = True
+        interrupt_exc = e
+    finally:
+        bar.close()
+    for cb in cbs:
+        if callable(getattr(cb, "on_train_end", None)):
+            cb.on_train_end(net, history)
+    config.update(epochs_run=done, steps=int(trainer.step), stopped_early=history.stopped_early,
+                  interrupted=history.interrupted, best_epoch=history.best_epoch)
+    net.training_config = dict(config)
+    if history.interrupted and on_interrupt == "raise":
+        exc = interrupt_exc if interrupt_exc is not None else KeyboardInterrupt()
+        exc.history = history
+        raise exc
+    return history
+
+
+def _record(net, history, r, epoch, X, Y, Xd, Yd, l2, l1, train_eval, t0) -> None:
+    if train_eval == "full":
+        cost, err = _full_pass(net, X, Y, l2, l1)
+    else:
+        cost, err = r["cost"], r["error"]
+    dcost, derr = _full_pass(net, Xd, Yd) if Xd is not None else (float("nan"), float("nan"))
+    history._append(epoch, cost, err, dcost, derr, r["grad_norms"], time.perf_counter() - t0)
