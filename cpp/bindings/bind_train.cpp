@@ -18,6 +18,8 @@ template <class T>
 struct PyTrainer {
     Arr<T> X, Y;
     Trainer<T> tr;
+    EpochStats last;  // of the last finished epoch (kept for a caller interrupted between run() calls)
+    bool has_last = false;
     std::mutex mu;
     PyTrainer(std::vector<int> dims, const std::string& hidden, const std::string& output, const std::string& loss,
               double alpha, Arr<T> X_, Arr<T> Y_, TrainOptions o)
@@ -55,6 +57,16 @@ void register_trainer(py::module_& m, const char* name) {
         .def_property_readonly("epoch", [](const P& p) { return p.tr.epoch(); })
         .def_property_readonly("batch_size", [](const P& p) { return p.tr.batch_size(); })
         .def_property_readonly("steps_per_epoch", [](const P& p) { return p.tr.steps_per_epoch(); })
+        .def("last_stats",
+             [](P& p) {
+                 py::dict d;
+                 if (!p.has_last) return d;
+                 d["cost"] = p.last.cost;
+                 d["error"] = p.last.error;
+                 d["grad_norms"] = p.last.grad_norms;
+                 d["steps"] = p.last.steps;
+                 return d;
+             })
         .def(
             "run",
             [](P& p, Arr<T>& theta, int n_epochs, long long stop_at_step, double poll_interval) {
@@ -83,6 +95,10 @@ void register_trainer(py::module_& m, const char* name) {
                         return signalled;
                     };
                     done = p.tr.run(th, n_epochs, poll, st, stopped, stop);
+                    if (done > 0) {
+                        p.last = st;
+                        p.has_last = true;
+                    }
                 }
                 if (signalled) {
                     // A KeyboardInterrupt is reported as interrupted=True (dnnkit.training decides whether to

@@ -88,6 +88,12 @@ class History:
         for name, value in zip(self._SERIES, row):
             getattr(self, name).append(value)
 
+    def _truncate(self) -> None:
+        # after an interruption in the middle of _append: keep the complete rows only
+        n = min(len(getattr(self, name)) for name in self._SERIES)
+        for name in self._SERIES:
+            del getattr(self, name)[n:]
+
     def to_dict(self) -> dict:
         """Plain lists and numbers (gradcheck reports reduced to their numbers)."""
         d = {name: list(getattr(self, name)) for name in self._SERIES}
@@ -298,10 +304,15 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
                     stop = True
         history.stopped_early = stop
     except KeyboardInterrupt as e:
-        # raised from Python code (a callback, the progress bar) between native intervals: the network holds
-        # the parameters of the last finished epoch already
+        # Raised from Python code between native intervals (a callback, the progress bar, or a signal that
+        # arrived just as a native interval ended). The network holds the parameters of the epochs the native
+        # trainer finished (it rolls back an unfinished one); make the history agree with it.
         history.interrupted = True
         interrupt_exc = e
+        done = int(trainer.epoch)
+        history._truncate()
+        if done > 0 and (not history.epoch or history.epoch[-1] < done):
+            _record(net, history, trainer.last_stats(), done, X, Y, Xd, Yd, l2, l1, train_eval, t0)
     finally:
         bar.close()
     for cb in cbs:
