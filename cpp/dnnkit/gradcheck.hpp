@@ -301,6 +301,7 @@ class GradChecker {
                 double* da = dA + size_t(h) * ld + size_t(p) * mm;
                 if (act == Act::relu && !dd) {  // the common case, written branch-free so that it vectorizes
                     int any = 0;
+#pragma omp simd reduction(| : any)
                     for (int c = 0; c < mm; ++c) {
                         const double zz = z[c], d = dz[c], zd = zz + d;
                         const double r = std::max(zd, 0.0) - std::max(zz, 0.0);
@@ -470,6 +471,7 @@ class GradChecker {
                     const double w = W1[size_t(h) * nl + cs[p / 2].i];
                     const double* r = sc.row.data() + size_t(p) * mm;
                     double* o = out + size_t(h) * ld + size_t(p) * mm;
+#pragma omp simd
                     for (int e = 0; e < mm; ++e) o[e] = w * r[e];
                 }
         }
