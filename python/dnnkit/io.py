@@ -1,0 +1,235 @@
+"""Saving and loading networks: a documented, versioned file format that never executes code.
+
+Format "dnnkit-model", version 1
+--------------------------------
+An uncompressed ZIP archive as written by ``numpy.savez`` (so ``numpy.load(path, allow_pickle=False)`` can
+read it too), with exactly two members:
+
+``theta.npy``
+    the flat parameter vector (W1, b1, W2, b2, ... each in C order; W[l] is (n[l], n[l-1]), b[l] is (n[l],)),
+    1-D, dtype float64 or float32 (the network's dtype), little- or big-endian as NumPy wrote it.
+``header.npy``
+    a 0-d unicode array holding one JSON object::
+
+        {"format": "dnnkit-model", "version": 1,
+         "layer_dims": [n_x, n_1, ..., n_L], "hidden": "relu", "output": "sigmoid", "loss": "bce",
+         "alpha": 0.01, "dtype": "float64", "n_params": N,
+         "normalizer": null | {"type": "Standardizer", "state": {...Standardizer.to_dict()...}},
+         "training_config": null | {...the fit arguments and outcome, see dnnkit.training...},
+         "dnnkit_version": "0.1.0"}
+
+Numbers in JSON are written with Python's shortest round-trip repr, so they come back exactly.
+``save`` writes to a temporary file in the target's directory and renames it over the target
+(``os.replace``, atomic on POSIX and Windows): a reader never sees a half-written model, and a failed save
+leaves any previous file untouched and no temporary behind. ``load`` uses ``allow_pickle=False``, checks
+every field, and raises :class:`ModelFileError` (a ``ValueError``) naming the problem for anything that is
+not a valid version-1 model: not a ZIP, truncated, foreign members, bad JSON, unknown version, sizes that
+do not match the architecture, NaN or Inf parameters, an unknown normalizer.
+"""
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+__all__ = ["ModelFileError", "save", "load", "FORMAT", "VERSION"]
+
+FORMAT = "dnnkit-model"
+VERSION = 1
+_MEMBERS = {"header.npy", "theta.npy"}
+
+
+class ModelFileError(ValueError):
+    """The file is not a valid dnnkit model (corrupt, truncated, foreign, or from an unknown version)."""
+
+
+def _normalizer_registry() -> dict:
+    from .data import Standardizer
+
+    return {"Standardizer": Standardizer}
+
+
+# ------------------------------------------------------------------------------------------------- save
+
+def _header(net) -> str:
+    norm = None
+    if getattr(net, "normalizer", None) is not None:
+        reg = _normalizer_registry()
+        name = type(net.normalizer).__name__
+        if reg.get(name) is not type(net.normalizer):
+            raise TypeError(f"cannot save a normalizer of type {type(net.normalizer).__name__}; "
+                            f"supported: {', '.join(reg)}")
+        norm = {"type": name, "state": net.normalizer.to_dict()}
+    try:
+        from . import __version__ as version
+    except ImportError:  # pragma: no cover
+        version = "unknown"
+    h = {
+        "format": FORMAT, "version": VERSION,
+        "layer_dims": [int(d) for d in net.layer_dims], "hidden": net.hidden, "output": net.output,
+        "loss": net.loss, "alpha": float(net.alpha), "dtype": net.dtype.name, "n_params": int(net.n_params),
+        "normalizer": norm, "training_config": getattr(net, "training_config", None),
+        "dnnkit_version": version,
+    }
+    try:
+        return json.dumps(h, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"the model header cannot be written as JSON: {e}") from e
+
+
+def save(net, path) -> None:
+    """Write ``net`` (architecture, parameters, normalizer, training config) to ``path`` atomically."""
+    from .network import Network
+
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a dnnkit.Network, got {type(net).__name__}")
+    path = os.fspath(path)
+    if not isinstance(path, str):
+        path = os.fsdecode(path)
+    header = _header(net)  # everything that can fail on the network's side fails before touching the disk
+    if not np.isfinite(net.theta).all():
+        raise ValueError("the network's parameters contain NaN or Inf; refusing to save them")
+    theta = np.array(net.theta, copy=True)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            # a file object (not a name): numpy then adds no ".npz" suffix
+            np.savez(f, header=np.array(header), theta=theta)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            mode = os.stat(path).st_mode & 0o7777  # keep an existing file's permissions
+        except FileNotFoundError:
+            mode = 0o644
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+# ------------------------------------------------------------------------------------------------- load
+
+def _fail(path, msg) -> ModelFileError:
+    return ModelFileError(f"{path}: {msg}")
+
+
+def _read(path):
+    # The file is opened here (not by np.load), so that it is closed whatever np.load does on a bad file.
+    with open(path, "rb") as f:
+        try:
+            z = np.load(f, allow_pickle=False)
+        except ValueError as e:
+            if "pickle" in str(e).lower():
+                raise _fail(path, "contains pickled data; dnnkit model files never do, and it is not loaded") from None
+            raise _fail(path, f"corrupt or not a dnnkit model ({e})") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise _fail(path, f"corrupt or truncated ({type(e).__name__}: {e})") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise _fail(path, "not a dnnkit model (a single .npy array, not a model archive)")
+        with z:
+            want = {n[:-4] for n in _MEMBERS}
+            names = set(z.files)
+            if names != want:
+                missing, extra = sorted(want - names), sorted(names - want)
+                raise _fail(path, "not a dnnkit model archive" + (f"; missing {missing}" if missing else "")
+                            + (f"; unexpected {extra}" if extra else ""))
+            try:
+                return z["header"], z["theta"]
+            except ValueError as e:
+                if "pickle" in str(e).lower():
+                    raise _fail(path, "contains pickled data; dnnkit model files never do, and it is not "
+                                "loaded") from None
+                raise _fail(path, f"corrupt member ({e})") from None
+            except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+                raise _fail(path, f"corrupt or truncated ({type(e).__name__}: {e})") from None
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not allowed")
+
+
+def _field(h, key, kind, path):
+    if key not in h:
+        raise _fail(path, f"header is missing {key!r}")
+    v = h[key]
+    if kind is int:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    elif kind is float:
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool)
+    else:
+        ok = isinstance(v, kind)
+    if not ok:
+        raise _fail(path, f"header field {key!r} has the wrong type ({type(v).__name__})")
+    return v
+
+
+def load(path):
+    """Read a model written by :func:`save`; raises :class:`ModelFileError` for anything else."""
+    from .network import Network
+
+    path = os.fspath(path)
+    header, theta = _read(path)
+    if header.ndim != 0 or header.dtype.kind != "U":
+        raise _fail(path, "the header is not a JSON string")
+    try:
+        h = json.loads(str(header[()]), parse_constant=_reject_constant)
+    except ValueError as e:
+        raise _fail(path, f"the header is not valid JSON ({e})") from None
+    if not isinstance(h, dict):
+        raise _fail(path, "the header is not a JSON object")
+    if h.get("format") != FORMAT:
+        raise _fail(path, f"not a dnnkit model (format {h.get('format')!r})")
+    version = _field(h, "version", int, path)
+    if version != VERSION:
+        newer = " (written by a newer dnnkit; upgrade to read it)" if version > VERSION else ""
+        raise _fail(path, f"unsupported model file version {version}; this dnnkit reads version {VERSION}{newer}")
+    dims = _field(h, "layer_dims", list, path)
+    if len(dims) < 2 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
+        raise _fail(path, f"layer_dims must list at least two sizes >= 1, got {dims!r}")
+    hidden, output, loss = (_field(h, k, str, path) for k in ("hidden", "output", "loss"))
+    alpha = _field(h, "alpha", float, path)
+    dtype = _field(h, "dtype", str, path)
+    if dtype not in ("float64", "float32"):
+        raise _fail(path, f"dtype must be float64 or float32, got {dtype!r}")
+    n_params = _field(h, "n_params", int, path)
+    try:
+        net = Network(dims, hidden=hidden, output=output, loss=loss, dtype=dtype, alpha=alpha)
+    except (TypeError, ValueError) as e:
+        raise _fail(path, f"invalid architecture ({e})") from None
+    if n_params != net.n_params:
+        raise _fail(path, f"n_params is {n_params} but layer_dims {dims} need {net.n_params}")
+    if theta.ndim != 1 or theta.dtype.kind != "f" or theta.dtype.itemsize != net.dtype.itemsize:
+        raise _fail(path, f"theta must be a 1-D {dtype} array, got {theta.dtype} with shape {theta.shape}")
+    if theta.size != net.n_params:
+        raise _fail(path, f"theta has {theta.size} values, the architecture needs {net.n_params}")
+    if not np.isfinite(theta).all():
+        raise _fail(path, "theta contains NaN or Inf")
+    net.theta = theta.astype(net.dtype, copy=False)  # byte order normalized; values exact
+
+    norm = h.get("normalizer")
+    if norm is not None:
+        reg = _normalizer_registry()
+        if not isinstance(norm, dict) or norm.get("type") not in reg or not isinstance(norm.get("state"), dict):
+            raise _fail(path, f"unknown or malformed normalizer {str(norm)[:80]!r}")
+        try:
+            net.normalizer = reg[norm["type"]].from_dict(norm["state"])
+        except (TypeError, ValueError, KeyError) as e:
+            raise _fail(path, f"invalid normalizer state ({e})") from None
+        nf = getattr(net.normalizer, "n_features", None)
+        if isinstance(nf, int) and nf != dims[0]:
+            raise _fail(path, f"the normalizer has {nf} features, the network {dims[0]} inputs")
+    cfg = h.get("training_config")
+    if cfg is not None and not isinstance(cfg, dict):
+        raise _fail(path, "training_config must be an object or null")
+    if cfg is not None:
+        net.training_config = cfg
+    return net
