@@ -1,0 +1,7 @@
+"""``python -m dnnkit ...``: the same as the ``dnnkit`` script."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
