@@ -29,6 +29,10 @@
 
 #include "mlp.hpp"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace dnnkit {
 
 enum class Optimizer : int { gd = 0, momentum = 1, adam = 2 };
@@ -60,6 +64,68 @@ struct EpochStats {
     std::vector<double> grad_norms;
     int steps = 0;
 };
+
+// Philox4x32-10 for one row of a dropout mask: out[j] = (bits of example j) < thr, j in [0, mb).
+// Bit-identical to dropout_bits (rng.hpp): counter (example / 4, unit, layer, step), lane example % 4.
+// The AVX2 version runs 8 counters side by side (_mm256_mul_epu32 on even and odd lanes); it is chosen at
+// run time when the CPU has AVX2, else the scalar Philox::block loop runs. Same bits either way.
+inline void philox_keep_row_scalar(uint64_t key, uint32_t unit, uint32_t layer, uint32_t step, int mb,
+                                   uint64_t thr, uint8_t* out) {
+    uint32_t r[4];
+    for (int j = 0; j < mb; j += 4) {
+        Philox::block(key, uint32_t(j >> 2), unit, layer, step, r);
+        const int lanes = std::min(4, mb - j);
+        for (int t = 0; t < lanes; ++t) out[j + t] = uint64_t(r[t]) < thr;
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) inline void philox_keep_row_avx2(uint64_t key, uint32_t unit, uint32_t layer,
+                                                                 uint32_t step, int mb, uint64_t thr,
+                                                                 uint8_t* out) {
+    const __m256i M0 = _mm256_set1_epi64x(0xD2511F53u), M1 = _mm256_set1_epi64x(0xCD9E8D57u);
+    const int nblocks = (mb + 3) / 4;
+    alignas(32) uint32_t a[4][8];
+    for (int b0 = 0; b0 < nblocks; b0 += 8) {
+        __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(int(b0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256i c1 = _mm256_set1_epi32(int(unit)), c2 = _mm256_set1_epi32(int(layer)),
+                c3 = _mm256_set1_epi32(int(step));
+        uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
+        for (int r = 0; r < 10; ++r) {
+            // 32x32 -> 64 products of the even lanes and of the odd lanes, then hi / lo words back in place
+            const __m256i pe0 = _mm256_mul_epu32(c0, M0), po0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), M0);
+            const __m256i pe1 = _mm256_mul_epu32(c2, M1), po1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), M1);
+            const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(pe0, 32), po0, 0xAA);
+            const __m256i lo0 = _mm256_blend_epi32(pe0, _mm256_slli_epi64(po0, 32), 0xAA);
+            const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(pe1, 32), po1, 0xAA);
+            const __m256i lo1 = _mm256_blend_epi32(pe1, _mm256_slli_epi64(po1, 32), 0xAA);
+            const __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(int(k0)));
+            const __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(int(k1)));
+            c0 = n0;
+            c1 = lo1;
+            c2 = n2;
+            c3 = lo0;
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        _mm256_store_si256(reinterpret_cast<__m256i*>(a[0]), c0);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(a[1]), c1);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(a[2]), c2);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(a[3]), c3);
+        const int jb = b0 * 4, n = std::min(mb - jb, 32);
+        for (int j = 0; j < n; ++j) out[jb + j] = uint64_t(a[j & 3][j >> 2]) < thr;
+    }
+}
+#endif
+
+inline void philox_keep_row(uint64_t key, uint32_t unit, uint32_t layer, uint32_t step, int mb, uint64_t thr,
+                            uint8_t* out) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) return philox_keep_row_avx2(key, unit, layer, step, mb, thr, out);
+#endif
+    philox_keep_row_scalar(key, unit, layer, step, mb, thr, out);
+}
 
 // Fisher-Yates permutation of [0, m) for one epoch, from Philox keyed by the seed (shuffle key).
 inline void epoch_permutation(uint64_t seed, uint64_t epoch, std::vector<int>& perm) {
@@ -99,6 +165,18 @@ inline T row_sum(const T* x, int n) {
     return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
 }
 
+// Inverted dropout with the trainer's scaled masks (entries 0 or 1/keep_prob, see draw_masks): one
+// vectorisable multiply per value. (v * (1/keep) may differ from the reference's v / keep in the last bit.)
+template <class T>
+inline void scaled_dropout(const T* __restrict S, T* __restrict v, size_t n) {
+    for (size_t k = 0; k < n; ++k) v[k] *= S[k];
+}
+template <class T>
+inline void lean_dropout(const Dropout<T>& dp, int l, int n, int m, T* v) {
+    if (const T* S = dp.mask(l)) scaled_dropout(S, v, size_t(n) * m);
+    else apply_dropout(dp, l, n, m, 0, m, v);
+}
+
 // Branch-free ReLU and its derivative (random signs make the branchy form mispredict half the time);
 // the same values as act_forward / act_backward.
 template <class T>
@@ -124,7 +202,7 @@ double lean_forward(MLP<T>& net, const T* theta, const T* X, int m, const Dropou
     if (dp.on(0)) {  // input dropout on a copy of X
         const int n0 = a.n(0);
         net.A[0].assign(X, X + size_t(n0) * m);
-        apply_dropout(dp, 0, n0, m, 0, m, net.A[0].data());
+        lean_dropout(dp, 0, n0, m, net.A[0].data());
         Aprev = net.A[0].data();
     }
     for (int l = 1; l <= L; ++l) {
@@ -157,7 +235,7 @@ double lean_forward(MLP<T>& net, const T* theta, const T* X, int m, const Dropou
         } else {
             act_forward(act, Zl, Al, size_t(nl) * m, alpha);
         }
-        if (l < L && dp.on(l)) apply_dropout(dp, l, nl, m, 0, m, Al);
+        if (l < L && dp.on(l)) lean_dropout(dp, l, nl, m, Al);
         Aprev = Al;
     }
     if (!Y) return 0.0;
@@ -203,7 +281,7 @@ double lean_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m,
         if (l > 1) {
             T* da = net.dA.data();  // (np x m)
             gemm(true, false, np, m, nl, T(1), Wl, np, dz, m, T(0), da, m);  // dA = W^T dZ
-            if (dp.on(l - 1)) apply_dropout(dp, l - 1, np, m, 0, m, da);
+            if (dp.on(l - 1)) lean_dropout(dp, l - 1, np, m, da);
             if (a.hidden == Act::relu) relu_backward(net.Z[l - 1].data(), da, net.dZ[l - 1].data(), size_t(np) * m);
             else act_backward(a.hidden, net.Z[l - 1].data(), da, net.dZ[l - 1].data(), size_t(np) * m, alpha);
         }
@@ -326,6 +404,7 @@ class Trainer {
     uint64_t step_ = 0, epoch_ = 0;
 
     // Masks of this step, drawn once (keyed by the global step) and used by both forward and backward.
+    // The masks hold 0 or 1/keep: MLP<T> reads them as 0/1 masks, the lean path multiplies by them.
     Dropout<T> draw_masks(int mb) {
         Dropout<T> dp;
         dp.keep = o_.keep;
@@ -342,18 +421,18 @@ class Trainer {
             D.resize(size_t(nl) * mb);
             T* p = D.data();
             const uint64_t thr = keep_threshold(o_.keep[l]);
+            // scaled masks: 0 or 1/keep. MLP<T> reads them as 0/1 masks (nonzero = keep, then divides by
+            // keep); the lean path multiplies by them directly.
+            const T scale = T(1.0 / o_.keep[l]);
             const double work = double(nl) * mb;
             // rows are independent (each thread owns its rows): identical bits for any thread count
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (work > 65536.0 && num_threads() > 1)
             for (int i = 0; i < nl; ++i) {
-                // the counter layout of dropout_bits (rng.hpp): (example / 4, unit, layer, step), lane = example % 4
+                thread_local std::vector<uint8_t> bits;
+                bits.resize(mb);
+                philox_keep_row(dp.seed, uint32_t(i), uint32_t(l), dp.step, mb, thr, bits.data());
                 T* row = p + size_t(i) * mb;
-                uint32_t r[4];
-                for (int j = 0; j < mb; j += 4) {
-                    Philox::block(dp.seed, uint32_t(j >> 2), uint32_t(i), uint32_t(l), dp.step, r);
-                    const int lanes = std::min(4, mb - j);
-                    for (int t = 0; t < lanes; ++t) row[j + t] = uint64_t(r[t]) < thr ? T(1) : T(0);
-                }
+                for (int j = 0; j < mb; ++j) row[j] = bits[j] ? scale : T(0);
             }
             dp.masks[l] = p;
         }
