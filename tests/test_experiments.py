@@ -24,7 +24,7 @@ def test_initialization_zeros_stays_at_50_percent(init_res):
 def test_initialization_he_and_random(init_res):
     he, rnd = init_res.row("he"), init_res.row("random x10")
     assert he["train acc"] >= 0.95 and he["test acc"] >= 0.95
-    assert rnd["first cost"] > 10 * he["first cost"]               # x10 weights saturate the sigmoid
+    assert rnd["initial cost"] > 10 * he["initial cost"]               # x10 weights saturate the sigmoid
     assert "zeros" in str(init_res) and "he" in init_res.table()
 
 

@@ -122,22 +122,23 @@ def initialization(iterations: int | None = None, learning_rate: float = 0.01, m
     for label, method, scale in cases:
         net = dk.Network([2, 10, 5, 1], hidden="relu", output="sigmoid")
         net.initialize(method, rng=np.random.RandomState(init_seed), scale=scale)
+        J0 = net.cost(X, Y)                                  # the cost at initialization
         h = net.fit(X, Y, epochs=iterations, learning_rate=learning_rate, seed=0, log_every=log_every,
                     verbose=verbose)
         tr, te = net.evaluate(X, Y), net.evaluate(Xt, Yt)
-        rows.append({"init": label, "first cost": h.train_cost[0], "final cost": tr["cost"],
+        rows.append({"init": label, "initial cost": J0, "final cost": tr["cost"],
                      "train acc": tr["accuracy"], "test acc": te["accuracy"]})
         hist[label], nets[label] = h, net
     res = ExperimentResult(
         "initialization",
         f"Initialization: circles, [2, 10, 5, 1], lr {learning_rate:g}, {iterations} iterations (full-batch gd)",
-        ["init", "first cost", "final cost", "train acc", "test acc"], rows,
+        ["init", "initial cost", "final cost", "train acc", "test acc"], rows,
         extra={"histories": hist, "nets": nets, "data": (X, Y, Xt, Yt)})
     z, he = res.row("zeros"), res.row("he")
     res.notes.append(f"zeros: accuracy {_pct(z['train acc'])} — symmetry is never broken, every unit of a "
                      "layer learns the same thing")
-    res.notes.append(f"random x10: first cost {res.row('random x10')['first cost']:.3g} — huge weights saturate "
-                     "the sigmoid; learning is slow")
+    res.notes.append(f"random x10: initial cost {res.row('random x10')['initial cost']:.3g} — huge weights "
+                     "saturate the sigmoid (confident wrong predictions); learning starts slowly")
     res.notes.append(f"he: test accuracy {_pct(he['test acc'])}")
     paths = _figure_paths(out_dir, ["init_costs", "init_boundaries"])
     if paths:
