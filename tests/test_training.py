@@ -101,6 +101,34 @@ def test_one_gd_step_equals_the_reference_step_with_the_same_masks():
     assert not np.allclose(net.params["W1"], p0["W1"])
 
 
+@pytest.mark.parametrize("m", [1, 5, 37, 301], ids=lambda m: f"m={m}")
+@pytest.mark.parametrize("dims", [[5, 7, 6, 2], [30, 128, 64, 3]], ids=["small", "parallel-path"])
+def test_one_step_with_input_dropout_matches_the_reference(m, dims):
+    # keep_prob for [input, hidden1, hidden2]; the masks the trainer draws are those of dk.dropout_mask
+    g = np.random.default_rng(1)
+    X = g.standard_normal((dims[0], m))
+    Y = (g.random((dims[-1], m)) < 0.5).astype(float)
+    net = dk.Network(dims).initialize("he", rng=2)
+    p0 = net.get_params()
+    kp = [0.9, 0.8, 0.7]
+    net.fit(X, Y, epochs=1, learning_rate=0.1, keep_prob=kp, l1=0.2, seed=77)
+    masks = [dk.dropout_mask((dims[l], m), kp[l], seed=77, step=0, layer=l) for l in range(3)]
+    AL, caches = ref.forward_propagation(X, p0, keep_prob=kp, masks=masks)
+    grads = ref.backward_propagation(X, Y, caches, p0, l1=0.2, keep_prob=kp)
+    for k, v in ref.update_parameters(p0, grads, 0.1).items():
+        np.testing.assert_allclose(net.params[k], v, rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+@pytest.mark.parametrize("n,m", [(1, 1), (3, 7), (5, 33), (64, 1000), (300, 301)])
+def test_training_mask_generator_equals_dropout_mask(n, m):
+    from dnnkit import _core
+
+    for kp in (0.5, 0.86, 1.0):
+        a = _core.train_keep_mask(n, m, kp, 12345, 6, 2)
+        b = _core.dropout_mask(n, m, kp, 12345, 6, 2)
+        np.testing.assert_array_equal(a, b)
+
+
 def test_second_step_uses_fresh_masks():
     g = np.random.default_rng(0)
     X = g.standard_normal((3, 20))

@@ -128,4 +128,21 @@ void register_trainer(py::module_& m, const char* name) {
 void bind_train(py::module_& m) {
     register_trainer<double>(m, "Trainer64");
     register_trainer<float>(m, "Trainer32");
+    m.def(
+        "train_keep_mask",
+        [](int n, int mm, double keep, uint64_t seed, uint32_t step, uint32_t layer) {
+            if (n < 1 || mm < 1) throw py::value_error("n and m must be >= 1");
+            py::array_t<uint8_t> out({n, mm});
+            uint8_t* p = out.mutable_data();
+            const uint64_t thr = keep_threshold(keep);
+            {
+                py::gil_scoped_release nogil;  // safe: writes only into `out`, owned by this frame
+                // rows are independent: each thread owns its rows, so the bits do not depend on the threads
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (double(n) * mm > 65536.0)
+                for (int i = 0; i < n; ++i) philox_keep_row(seed, uint32_t(i), layer, step, mm, thr, p + size_t(i) * mm);
+            }
+            return out;
+        },
+        py::arg("n"), py::arg("m"), py::arg("keep_prob"), py::arg("seed"), py::arg("step"), py::arg("layer"),
+        "The training loop's mask generator (vectorised Philox): the same 0/1 bits as dropout_mask");
 }

@@ -108,11 +108,33 @@ __attribute__((target("avx2"))) inline void philox_keep_row_avx2(uint64_t key, u
             k0 += 0x9E3779B9u;
             k1 += 0xBB67AE85u;
         }
+        const int jb = b0 * 4, n = std::min(mb - jb, 32);
+        if (n == 32 && thr <= 0xFFFFFFFFull) {
+            // transpose (block k, lane t) -> example 4k + t, compare, pack to 32 bytes of 0/1
+            const __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpacklo_epi32(c2, c3);
+            const __m256i t2 = _mm256_unpackhi_epi32(c0, c1), t3 = _mm256_unpackhi_epi32(c2, c3);
+            const __m256i u0 = _mm256_unpacklo_epi64(t0, t1), u1 = _mm256_unpackhi_epi64(t0, t1);  // ex 0-3|16-19, 4-7|20-23
+            const __m256i u2 = _mm256_unpacklo_epi64(t2, t3), u3 = _mm256_unpackhi_epi64(t2, t3);  // ex 8-11|24-27, 12-15|28-31
+            const __m256i v0 = _mm256_permute2x128_si256(u0, u1, 0x20), v1 = _mm256_permute2x128_si256(u2, u3, 0x20);
+            const __m256i v2 = _mm256_permute2x128_si256(u0, u1, 0x31), v3 = _mm256_permute2x128_si256(u2, u3, 0x31);
+            const __m256i sign = _mm256_set1_epi32(int(0x80000000u));
+            const __m256i th = _mm256_xor_si256(_mm256_set1_epi32(int(uint32_t(thr))), sign);
+            // v < thr (unsigned) as a signed compare of sign-flipped values: -1 / 0 per 32-bit lane
+            const __m256i l0 = _mm256_cmpgt_epi32(th, _mm256_xor_si256(v0, sign));
+            const __m256i l1 = _mm256_cmpgt_epi32(th, _mm256_xor_si256(v1, sign));
+            const __m256i l2 = _mm256_cmpgt_epi32(th, _mm256_xor_si256(v2, sign));
+            const __m256i l3 = _mm256_cmpgt_epi32(th, _mm256_xor_si256(v3, sign));
+            const __m256i p01 = _mm256_packs_epi32(l0, l1), p23 = _mm256_packs_epi32(l2, l3);
+            __m256i b = _mm256_packs_epi16(p01, p23);
+            b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            b = _mm256_and_si256(b, _mm256_set1_epi8(1));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + jb), b);
+            continue;
+        }
         _mm256_store_si256(reinterpret_cast<__m256i*>(a[0]), c0);
         _mm256_store_si256(reinterpret_cast<__m256i*>(a[1]), c1);
         _mm256_store_si256(reinterpret_cast<__m256i*>(a[2]), c2);
         _mm256_store_si256(reinterpret_cast<__m256i*>(a[3]), c3);
-        const int jb = b0 * 4, n = std::min(mb - jb, 32);
         for (int j = 0; j < n; ++j) out[jb + j] = uint64_t(a[j & 3][j >> 2]) < thr;
     }
 }
