@@ -64,7 +64,7 @@ bool poll_signals() { return dnnkit_py::interrupted(); }
 py::tuple coords(const std::vector<int>& dims, const std::string& hidden, const std::string& output,
                  const std::string& loss, double alpha, const Arr& theta, const Arr& X, const Arr& Y,
                  const std::vector<double>& keep, uint64_t seed, uint32_t step, const py::list& masks, double l2,
-                 double l1, double eps, const IArr& idx) {
+                 double l1, double eps, const IArr& idx, bool fast_path, bool stats) {
     Problem p = make_problem(dims, hidden, output, loss, alpha, theta, X, Y, keep, seed, step, masks, l2, l1);
     if (idx.ndim() != 1) throw py::value_error("indices must be 1-D");
     if (!(eps > 0.0) || !std::isfinite(eps)) throw py::value_error("eps must be finite and > 0");
@@ -78,15 +78,23 @@ py::tuple coords(const std::vector<int>& dims, const std::string& hidden, const 
         if (ix[k] < 0 || size_t(ix[k]) >= p.arch.nparams) throw py::index_error("coordinate index out of range");
     bool done = true;
     double J0 = 0.0;
+    GradChecker::Stats st;
     {
         // Releasing the GIL is safe: every array is owned by this frame (p, approx, flags) and the engine reads and
         // writes only raw buffers; Python is re-entered only through poll_signals, which re-acquires the GIL.
         py::gil_scoped_release nogil;
         GradChecker gc(p.arch, p.theta.data(), p.X.data(), p.Y.data(), p.m, p.dp, p.l2, p.l1);
         J0 = gc.cost();
-        done = gc.coords(ix, n, eps, a, f, poll_signals);
+        done = gc.coords(ix, n, eps, a, f, poll_signals, fast_path, &st);
     }
     if (!done) throw py::error_already_set();  // the KeyboardInterrupt set by PyErr_CheckSignals
+    if (stats) {
+        py::dict d;
+        d["fast"] = st.fast;
+        d["general"] = st.general;
+        d["routed"] = st.routed;
+        return py::make_tuple(approx, flags, J0, d);
+    }
     return py::make_tuple(approx, flags, J0);
 }
 
@@ -121,7 +129,12 @@ void bind_gradcheck(py::module_& m) {
     m.def("gradcheck_coords", &coords, py::arg("dims"), py::arg("hidden"), py::arg("output"), py::arg("loss"),
           py::arg("alpha"), py::arg("theta"), py::arg("X"), py::arg("Y"), py::arg("keep"), py::arg("seed"),
           py::arg("step"), py::arg("masks"), py::arg("l2"), py::arg("l1"), py::arg("eps"), py::arg("indices"),
-          "Centered differences for flat coordinates -> (approx, kink_flags, J0). Flags: 1 activation kink, 2 L1 kink.");
+          py::arg("fast_path") = true, py::arg("stats") = false,
+          "Centered differences for flat coordinates -> (approx, kink_flags, J0[, stats]). Flags: 1 activation kink,\n"
+          "2 L1 kink. fast_path=False forces the general delta-propagation path for every coordinate (the exact\n"
+          "linear-region shortcut for relu/leaky_relu/linear hidden layers is otherwise used where no kink is within\n"
+          "reach). stats=True also returns {'fast', 'general', 'routed'}: coordinates done by each path, and those\n"
+          "the fast path handed to the general one.");
     m.def("gradcheck_directions", &directions, py::arg("dims"), py::arg("hidden"), py::arg("output"),
           py::arg("loss"), py::arg("alpha"), py::arg("theta"), py::arg("X"), py::arg("Y"), py::arg("keep"),
           py::arg("seed"), py::arg("step"), py::arg("masks"), py::arg("l2"), py::arg("l1"), py::arg("eps"),

@@ -26,6 +26,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <vector>
@@ -116,95 +117,208 @@ class GradChecker {
             D_[l].assign(size_t(arch.n(l)) * m, 1.0);
             apply_dropout(dp, l, arch.n(l), m, 0, m, D_[l].data());  // 1 -> 1/keep or 0
         }
+        if (piecewise_linear()) {
+            S_.assign(L + 1, {});
+            absW_.assign(L + 1, {});
+            for (int l = 1; l < L; ++l) {
+                const size_t n = size_t(arch.n(l)) * m;
+                S_[l].resize(n);
+                const double lo = arch.hidden == Act::linear ? 1.0 : arch.hidden == Act::relu ? 0.0 : arch.alpha;
+                for (size_t q = 0; q < n; ++q) {
+                    const double g = arch.hidden == Act::linear || Z_[l][q] > 0.0 ? 1.0 : lo;
+                    S_[l][q] = D_[l].empty() ? g : g * D_[l][q];
+                }
+                if (l >= 3) {
+                    const double* w = theta + arch.woff[l];
+                    absW_[l].resize(size_t(arch.n(l)) * arch.n(l - 1));
+                    for (size_t q = 0; q < absW_[l].size(); ++q) absW_[l][q] = std::fabs(w[q]);
+                }
+            }
+        }
     }
 
     double cost() const { return J0_; }
 
+    // What the last coords() call did: coordinates done by the piecewise-linear fast path, and by the general
+    // (delta-propagation) path, the latter including the fast path's routed ones (kinks within reach).
+    struct Stats {
+        int64_t fast = 0, general = 0, routed = 0;
+    };
+
     // Centered differences for the flat coordinates idx[0..n): approx[k] and kink flags[k].
+    // fast_path: use the exact linear-region shortcut for relu / leaky_relu / linear hidden layers (see
+    // fast_unit); false forces the general path for every coordinate (the tests' escape hatch).
     // Returns false when `poll` asked to stop (outputs then partly written).
-    bool coords(const int64_t* idx, size_t n, double eps, double* approx, uint8_t* flags, const Poll& poll) const {
+    bool coords(const int64_t* idx, size_t n, double eps, double* approx, uint8_t* flags, const Poll& poll,
+                bool fast_path = true, Stats* stats = nullptr) const {
         const int L = arch_.L();
         std::vector<Coord> cs(n);
         for (size_t k = 0; k < n; ++k) cs[k] = locate(idx[k], k);
-        // group by layer (stable), then cut into batches whose size depends only on the sizes
-        std::stable_sort(cs.begin(), cs.end(), [](const Coord& a, const Coord& b) { return a.l < b.l; });
-        std::vector<std::pair<size_t, size_t>> batches;
-        const int P = std::max(1, std::min(64, target_cols / (2 * m_)));
-        for (size_t s = 0; s < n;) {
+        Stats st;
+        if (!(fast_path && piecewise_linear())) {
+            st.general = int64_t(n);
+            if (stats) *stats = st;
+            return general_coords(std::move(cs), eps, approx, flags, poll);
+        }
+        // fast candidates: hidden-layer coordinates, grouped by unit (l, i); output-layer ones are already O(m)
+        std::vector<Coord> fast, rest;
+        for (const Coord& c : cs) (c.l < L ? fast : rest).push_back(c);
+        std::stable_sort(fast.begin(), fast.end(),
+                         [](const Coord& a, const Coord& b) { return a.l != b.l ? a.l < b.l : a.i < b.i; });
+        std::vector<std::pair<size_t, size_t>> units;
+        for (size_t s = 0; s < fast.size();) {
             size_t e = s;
-            const int cap = cs[s].l == L ? 256 : P;
-            while (e < n && cs[e].l == cs[s].l && int(e - s) < cap) ++e;
-            batches.emplace_back(s, e);
+            while (e < fast.size() && fast[e].l == fast[s].l && fast[e].i == fast[s].i) ++e;
+            units.emplace_back(s, e);
             s = e;
         }
+        std::vector<uint8_t> routed(fast.size(), 0);
         std::atomic<bool> stop{false};
-        const int nb = int(batches.size());
-#pragma omp parallel num_threads(num_threads()) if (nb > 1)
+        const int nu = int(units.size());
+#pragma omp parallel num_threads(num_threads()) if (nu > 1)
         {
-            Scratch sc;
+            FastScratch fs;
 #pragma omp for schedule(dynamic, 1)
-            for (int b = 0; b < nb; ++b) {
+            for (int u = 0; u < nu; ++u) {
                 if (stop.load(std::memory_order_relaxed)) continue;
-                // Ctrl-C: polled by one thread only (the caller's, which may take the GIL); the others see the flag.
                 if (poll && omp_get_thread_num() == 0 && poll()) {
                     stop.store(true);
                     continue;
                 }
-                run_batch(cs.data() + batches[b].first, batches[b].second - batches[b].first, eps, approx, flags, sc);
+                fast_unit(fast.data() + units[u].first, units[u].second - units[u].first, eps, approx, flags,
+                          routed.data() + units[u].first, fs);
             }
         }
-        return !stop.load();
+        if (stop.load()) return false;
+        for (size_t k = 0; k < fast.size(); ++k) {
+            if (routed[k]) {
+                rest.push_back(fast[k]);
+                ++st.routed;
+            } else {
+                ++st.fast;
+            }
+        }
+        st.general = int64_t(rest.size());
+        if (stats) *stats = st;
+        return general_coords(std::move(rest), eps, approx, flags, poll);
     }
 
     // Directional derivatives along dirs[k] (k < K, each of length nparams):
     // (J(theta + eps d) - J(theta - eps d)) / 2eps, and how many (unit, example) kinks were crossed.
+    // Batched: directions whose first nonzero layer is the same (l0) run together, both signs of every
+    // direction side by side as the column blocks of one (n, 2*g*m) block, so the suffix is a few wide GEMMs;
+    // nothing below l0 is recomputed (the cached forward), and the l0 product D[l0] A[l0-1] is formed once for
+    // both signs. Chunks of directions depend on sizes only: identical results for any thread count.
     bool directions(const double* dirs, int K, double eps, double* approx, int64_t* nkinks, const Poll& poll) const {
-        const int L = arch_.L();
+        const int L = arch_.L(), mm = m_;
         const size_t N = arch_.nparams;
+        // which layers each direction touches (W part, b part)
+        std::vector<uint8_t> wnz(size_t(K) * (L + 1), 0), bnz(size_t(K) * (L + 1), 0);
+        std::vector<int> l0(K, L + 1);
+        for (int k = 0; k < K; ++k) {
+            const double* d = dirs + size_t(k) * N;
+            for (int l = L; l >= 1; --l) {
+                wnz[size_t(k) * (L + 1) + l] = !is_zero(d + arch_.woff[l], size_t(arch_.n(l)) * arch_.n(l - 1));
+                bnz[size_t(k) * (L + 1) + l] = !is_zero(d + arch_.boff[l], size_t(arch_.n(l)));
+                if (wnz[size_t(k) * (L + 1) + l] || bnz[size_t(k) * (L + 1) + l]) l0[k] = l;
+            }
+        }
+        std::vector<int> order(K);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return l0[a] < l0[b]; });
+        const int gmax = std::max(1, target_dir_cols / (2 * mm));
+        std::vector<std::pair<int, int>> chunks;  // [s, e) into order, same l0, at most gmax directions
+        for (int s = 0; s < K;) {
+            int e = s;
+            while (e < K && l0[order[e]] == l0[order[s]] && e - s < gmax) ++e;
+            if (l0[order[s]] <= L) chunks.emplace_back(s, e);
+            s = e;
+        }
         std::vector<double> part(size_t(2) * K, 0.0);
         std::vector<int64_t> kk(size_t(2) * K, 0);
         std::atomic<bool> stop{false};
-#pragma omp parallel num_threads(num_threads()) if (K > 0)
+        const int nc = int(chunks.size());
+#pragma omp parallel num_threads(num_threads()) if (nc > 1)
         {
-            std::vector<double> dAp, dAn, dZ, tmp;
+            Scratch sc;
+            std::vector<double> bufZ, bufA, base, tmp;
+            std::vector<int64_t> cnt;
 #pragma omp for schedule(dynamic, 1)
-            for (int t = 0; t < 2 * K; ++t) {
+            for (int ci = 0; ci < nc; ++ci) {
                 if (stop.load(std::memory_order_relaxed)) continue;
                 if (poll && omp_get_thread_num() == 0 && poll()) {
                     stop.store(true);
                     continue;
                 }
-                const double* d = dirs + size_t(t / 2) * N;
-                const double se = (t % 2 == 0 ? 1.0 : -1.0) * eps;
-                int l0 = 1;
-                while (l0 <= L && is_zero(d + arch_.woff[l0], size_t(arch_.n(l0)) * (arch_.n(l0 - 1) + 1))) ++l0;
-                if (l0 > L) continue;  // zero direction: the difference is 0
-                const int mm = m_;
-                int64_t kinks = 0;
-                dAp.assign(size_t(arch_.n(l0 - 1)) * mm, 0.0);
-                for (int l = l0; l <= L; ++l) {
-                    const int nl = arch_.n(l), np = arch_.n(l - 1);
-                    dZ.assign(size_t(nl) * mm, 0.0);
-                    const double* Ap = A_[l - 1].data();
-                    if (l > l0) {
-                        gemm(false, false, nl, mm, np, 1.0, W(l), np, dAp.data(), mm, 0.0, dZ.data(), mm);
-                        tmp.resize(dAp.size());
-                        for (size_t q = 0; q < dAp.size(); ++q) tmp[q] = Ap[q] + dAp[q];
-                        Ap = tmp.data();
+                const int* ks = order.data() + chunks[ci].first;
+                const int g = chunks[ci].second - chunks[ci].first, lz = l0[ks[0]];
+                const int NP = 2 * g, ld = NP * mm;
+                size_t big = 0;
+                for (int l = lz; l <= L; ++l) big = std::max(big, size_t(arch_.n(l)) * ld);
+                bufZ.assign(big, 0.0);
+                bufA.resize(big);
+                cnt.assign(size_t(NP), 0);
+                // layer l0: dZ = +-eps (D_W A[l0-1] + D_b), one product for both signs
+                {
+                    const int nl = arch_.n(lz), np = arch_.n(lz - 1);
+                    base.resize(size_t(nl) * mm);
+                    for (int t = 0; t < g; ++t) {
+                        const double* d = dirs + size_t(ks[t]) * N;
+                        const size_t f = size_t(ks[t]) * (L + 1) + lz;
+                        if (wnz[f])
+                            gemm(false, false, nl, mm, np, 1.0, d + arch_.woff[lz], np, A_[lz - 1].data(), mm, 0.0,
+                                 base.data(), mm);
+                        else
+                            std::fill(base.begin(), base.end(), 0.0);
+                        const double* db = d + arch_.boff[lz];
+                        for (int r = 0; r < nl; ++r) {
+                            const double bb = bnz[f] ? db[r] : 0.0;
+                            const double* br = base.data() + size_t(r) * mm;
+                            double* zp = bufZ.data() + size_t(r) * ld + size_t(2 * t) * mm;
+                            double* zn = zp + mm;
+                            for (int c = 0; c < mm; ++c) {
+                                const double v = eps * (br[c] + bb);
+                                zp[c] = v;
+                                zn[c] = -v;
+                            }
+                        }
                     }
-                    gemm(false, false, nl, mm, np, se, d + arch_.woff[l], np, Ap, mm, 1.0, dZ.data(), mm);
-                    const double* db = d + arch_.boff[l];
-                    for (int i = 0; i < nl; ++i)
-                        for (int c = 0; c < mm; ++c) dZ[size_t(i) * mm + c] += se * db[i];
-                    if (l == L) break;
-                    dAn.resize(dZ.size());
-                    hidden_delta(l, dZ.data(), mm, 1, dAn.data(), &kinks);
-                    std::swap(dAp, dAn);
                 }
-                double s = 0.0;
-                for (int c = 0; c < mm; ++c) s += loss_delta_col(c, dZ.data() + c, mm);
-                part[t] = s;
-                kk[t] = kinks;
+                double* dZ = bufZ.data();
+                double* dA = bufA.data();
+                for (int l = lz + 1; l <= L; ++l) {
+                    const int nl = arch_.n(l), np = arch_.n(l - 1);
+                    hidden_delta(l - 1, dZ, ld, NP, dA, cnt.data());
+                    gemm(false, false, nl, ld, np, 1.0, W(l), np, dA, ld, 0.0, dZ, ld);
+                    for (int t = 0; t < g; ++t) {  // directions that also move layer l: + se (D_W (A + dA) + D_b)
+                        const double* d = dirs + size_t(ks[t]) * N;
+                        const size_t f = size_t(ks[t]) * (L + 1) + l;
+                        if (!wnz[f] && !bnz[f]) continue;
+                        for (int s = 0; s < 2; ++s) {
+                            const double se = s == 0 ? eps : -eps;
+                            const size_t off = size_t(2 * t + s) * mm;
+                            if (wnz[f]) {
+                                tmp.resize(size_t(np) * mm);
+                                const double* Ap = A_[l - 1].data();
+                                for (int r = 0; r < np; ++r)
+                                    for (int c = 0; c < mm; ++c)
+                                        tmp[size_t(r) * mm + c] = Ap[size_t(r) * mm + c] + dA[size_t(r) * ld + off + c];
+                                gemm(false, false, nl, mm, np, se, d + arch_.woff[l], np, tmp.data(), mm, 1.0,
+                                     dZ + off, ld);
+                            }
+                            if (bnz[f]) {
+                                const double* db = d + arch_.boff[l];
+                                for (int r = 0; r < nl; ++r)
+                                    for (int c = 0; c < mm; ++c) dZ[size_t(r) * ld + off + c] += se * db[r];
+                            }
+                        }
+                    }
+                }
+                for (int t = 0; t < g; ++t)
+                    for (int s = 0; s < 2; ++s) {
+                        part[size_t(2) * ks[t] + s] = loss_delta_block(dZ + size_t(2 * t + s) * mm, size_t(ld), sc);
+                        kk[size_t(2) * ks[t] + s] = cnt[size_t(2 * t + s)];
+                    }
             }
         }
         for (int k = 0; k < K; ++k) {
@@ -212,6 +326,7 @@ class GradChecker {
             double reg = 0.0;
             if (l2_ != 0.0 || l1_ != 0.0) {
                 for (int l = 1; l <= L; ++l) {
+                    if (!wnz[size_t(k) * (L + 1) + l]) continue;
                     const double* w = W(l);
                     const double* v = d + arch_.woff[l];
                     const size_t nw = size_t(arch_.n(l)) * arch_.n(l - 1);
@@ -228,7 +343,8 @@ class GradChecker {
     }
 
    private:
-    static constexpr int target_cols = 4096;  // columns of one batched suffix GEMM (2P*m)
+    static constexpr int target_cols = 4096;       // columns of one batched suffix GEMM (2P*m)
+    static constexpr int target_dir_cols = 16384;  // columns of one batched directional block (2g*m)
 
     struct Coord {
         int l = 1, i = 0, j = -1;  // j < 0: bias
@@ -245,6 +361,8 @@ class GradChecker {
     int m_;
     double l2_, l1_, J0_ = 0.0;
     std::vector<std::vector<double>> Z_, A_, G_, D_;
+    // piecewise-linear hidden layers (fast path): S[l] = g'(Z[l]) * dropout scale; |W[l]| for the margin bounds
+    std::vector<std::vector<double>> S_, absW_;
 
     const double* W(int l) const { return theta_ + arch_.woff[l]; }
 
@@ -283,8 +401,8 @@ class GradChecker {
     }
 
     // dA = (g(Z + dZ) - g(Z)) * D for hidden layer l on a (n_l, reps*m) block of deltas (column p*m + c
-    // pairs with example c). Counts crossed kinks per column block into kink[p] (or *total).
-    void hidden_delta(int l, const double* dZ, int ld, int reps, double* dA, int64_t* total,
+    // pairs with example c). Flags crossed kinks per column block into kink[p] and counts them into counts[p].
+    void hidden_delta(int l, const double* dZ, int ld, int reps, double* dA, int64_t* counts,
                       uint8_t* kink = nullptr) const {
         const int nl = arch_.n(l), mm = m_;
         const Act act = arch_.hidden;
@@ -317,7 +435,7 @@ class GradChecker {
                             cnt += cr;
                         }
                         if (kink) kink[p] |= KINK_ACT;
-                        if (total) *total += cnt;
+                        if (counts) counts[p] += cnt;
                     }
                     continue;
                 }
@@ -334,7 +452,7 @@ class GradChecker {
                 }
                 if (cnt) {
                     if (kink) kink[p] |= KINK_ACT;
-                    if (total) *total += cnt;
+                    if (counts) counts[p] += cnt;
                 }
             }
         }
@@ -493,6 +611,305 @@ class GradChecker {
             approx[c.out] = (s[0] - s[1]) * inv + reg_term(c, eps, f);
             flags[c.out] = f;
         }
+    }
+
+    // ------------------------------------------------------------------ fast path (piecewise-linear hidden)
+    //
+    // With relu / leaky_relu / linear hidden layers the perturbed forward is LINEAR in the perturbation as long
+    // as no unit crosses its kink, so it is computed exactly (to rounding) by linear propagation: perturbing
+    // W[l][i,j] (b[l][i]) by s*eps changes A[l][i,k] by s*delta_k, delta_k = eps * A[l-1][j,k] (eps) * S[l][i,k]
+    // (S = g'(Z) times the dropout scale), and Z[L][:,k] by s*G[:,k]*delta_k with G = dZ[L]/dA[l][i] per example,
+    // formed once per unit by propagating a unit seed through the suffix. The loss change of example k is then a
+    // function of delta_k alone: l_k(z + v) - l_k(z - v), v = G delta, in the cancellation-free forms below, so
+    // a coordinate costs O(n_L m) instead of O(n_{l+1} m + suffix GEMMs). This is still a finite difference of
+    // J (both perturbed costs, their O(eps^2) truncation included), not the analytic gradient.
+    //
+    // Exactness needs every unit on the path to stay on its side of the kink for both signs:
+    // - the perturbed unit itself: |eps a_jk| < |Z[l][i,k]| (the general path flags exactly the complement);
+    // - downstream units u of hidden layers l' in (l, L): |J_u,k delta_k| < |Z[l'][u,k]|, J = dZ[l'][u]/dA[l][i],
+    //   checked through the margin M_k = min_u |Z| / (|J| + tau |J|abs) (|J|abs: the same propagation with |W|, a
+    //   bound on the rounding of the general path's own dZ) with a relative safety tau.
+    // Coordinates failing either test (for any example with a_jk != 0) are routed to the general path, which
+    // computes and flags them exactly as before. Dropped units (mask 0) never change and are never flagged.
+    static constexpr double tau = 1e-9;
+    static constexpr double vpoly = 1.0 / 512;  // |v| below this: polynomial expm1 / log1p (exact to rounding)
+
+    struct FastScratch {
+        std::vector<double> G, dZ, dA, dZa, dAa, Mg, T, Gs, P, Yq, YG, gmax, a, f;
+        std::vector<int> act;
+    };
+
+    bool piecewise_linear() const {
+        return arch_.hidden == Act::relu || arch_.hidden == Act::leaky_relu || arch_.hidden == Act::linear;
+    }
+
+    // the loss pair l(z + v) - l(z - v) of example k for the output change v[c] (stride 1); exact, any |v|
+    double loss_pair_scalar(int k, const double* v, double* neg) const {
+        const int nL = arch_.n(arch_.L());
+        for (int c = 0; c < nL; ++c) neg[c] = -v[c];
+        return loss_delta_col(k, v, 1) - loss_delta_col(k, neg, 1);
+    }
+
+    // Prepares unit (l, i): G, margins, thresholds T (per example), the active examples and the gathered loss
+    // coefficients. Returns false when the unit's coordinates must all go to the general path (never: kept for
+    // symmetry) .
+    void fast_prepare(int l, int i, double eps, FastScratch& f) const {
+        const int L = arch_.L(), mm = m_, nL = arch_.n(L), nl = arch_.n(l);
+        const bool kinks = has_kinks(arch_.hidden);
+        const double inf = std::numeric_limits<double>::infinity();
+        const double* s = S_[l].data() + size_t(i) * mm;
+        f.G.resize(size_t(nL) * mm);
+        f.Mg.assign(size_t(mm), inf);
+        if (l + 1 == L) {
+            const double* WL = W(L);
+            for (int c = 0; c < nL; ++c) std::fill_n(f.G.data() + size_t(c) * mm, mm, WL[size_t(c) * nl + i]);
+        } else {
+            // layer l+1: dZ[l+1][u,k] = W[l+1][u,i] for every example
+            const int n1 = arch_.n(l + 1);
+            const double* W1 = W(l + 1);
+            f.dA.resize(size_t(n1) * mm);
+            f.dAa.resize(size_t(n1) * mm);
+            double* M = f.Mg.data();
+            for (int u = 0; u < n1; ++u) {
+                const double w = W1[size_t(u) * nl + i], aw = std::fabs(w) * (1.0 + tau);
+                const double* su = S_[l + 1].data() + size_t(u) * mm;
+                double* da = f.dA.data() + size_t(u) * mm;
+                double* daa = f.dAa.data() + size_t(u) * mm;
+                for (int k = 0; k < mm; ++k) {
+                    da[k] = su[k] * w;
+                    daa[k] = std::fabs(da[k]);
+                }
+                if (kinks && aw > 0.0) margin_row(l + 1, u, w, aw, M);
+            }
+            for (int lp = l + 2; lp <= L; ++lp) {
+                const int n = arch_.n(lp), np = arch_.n(lp - 1);
+                double* out = lp == L ? f.G.data() : (f.dZ.resize(size_t(n) * mm), f.dZ.data());
+                gemm(false, false, n, mm, np, 1.0, W(lp), np, f.dA.data(), mm, 0.0, out, mm);
+                if (lp == L) break;
+                f.dZa.resize(size_t(n) * mm);
+                gemm(false, false, n, mm, np, 1.0, absW_[lp].data(), np, f.dAa.data(), mm, 0.0, f.dZa.data(), mm);
+                if (kinks) margin_block(lp, f.dZ.data(), f.dZa.data(), M);
+                f.dA.resize(size_t(n) * mm);
+                f.dAa.resize(size_t(n) * mm);
+                const double* S = S_[lp].data();
+                for (size_t q = 0; q < size_t(n) * mm; ++q) {
+                    f.dA[q] = S[q] * f.dZ[q];
+                    f.dAa[q] = std::fabs(S[q]) * f.dZa[q];
+                }
+            }
+        }
+        // thresholds on eps*|a_jk|: own kink (strict) and downstream margin; dropped units: none
+        f.T.resize(size_t(mm));
+        const double* z = Z_[l].data() + size_t(i) * mm;
+        const double* D = D_[l].empty() ? nullptr : D_[l].data() + size_t(i) * mm;
+        for (int k = 0; k < mm; ++k) {
+            double t = inf;
+            if (kinks && !(D && D[k] == 0.0)) {
+                t = std::fabs(z[k]);
+                if (s[k] != 0.0) t = std::min(t, f.Mg[k] / (std::fabs(s[k]) * (1.0 + tau)));
+            }
+            f.T[k] = t;
+        }
+        // active examples (delta_k != 0 possible) and the loss coefficients gathered on them
+        f.act.clear();
+        for (int k = 0; k < mm; ++k)
+            if (s[k] != 0.0) f.act.push_back(k);
+        const int na = int(f.act.size());
+        f.Gs.resize(size_t(nL) * na);
+        f.P.resize(size_t(nL) * na);
+        f.Yq.resize(size_t(nL) * na);
+        f.YG.assign(size_t(na), 0.0);
+        f.gmax.assign(size_t(na), 0.0);
+        const double* PL = G_[L].data();
+        for (int c = 0; c < nL; ++c) {
+            const double* g = f.G.data() + size_t(c) * mm;
+            const double* p = PL + size_t(c) * mm;
+            const double* y = Y_ + size_t(c) * mm;
+            double* gs = f.Gs.data() + size_t(c) * na;
+            double* pq = f.P.data() + size_t(c) * na;
+            double* yq = f.Yq.data() + size_t(c) * na;
+            for (int q = 0; q < na; ++q) {
+                const int k = f.act[q];
+                gs[q] = eps * s[k] * g[k];
+                pq[q] = p[k];
+                yq[q] = y[k];
+                // ce: sum_c y_c v_c; mse (linear output): sum_c v_c (a_c - y_c)
+                f.YG[q] += (arch_.loss == Loss::mse ? p[k] - y[k] : y[k]) * gs[q];
+                f.gmax[q] = std::max(f.gmax[q], std::fabs(gs[q]));
+            }
+        }
+        f.a.resize(size_t(std::max(na, 1)));
+        f.f.resize(size_t(std::max(nL, 1)) * 2);
+    }
+
+    // margin of hidden layer lp, unit u, with a Jacobian w constant over the examples (layer l+1)
+    void margin_row(int lp, int u, double w, double aw, double* M) const {
+        (void)w;
+        const int mm = m_;
+        const double* z = Z_[lp].data() + size_t(u) * mm;
+        const double* D = D_[lp].empty() ? nullptr : D_[lp].data() + size_t(u) * mm;
+        const double inv = 1.0 / aw;
+        for (int k = 0; k < mm; ++k) {
+            const double r = (D && D[k] == 0.0) ? std::numeric_limits<double>::infinity() : std::fabs(z[k]) * inv;
+            M[k] = std::min(M[k], r);
+        }
+    }
+    // margin of hidden layer lp from per-example Jacobians J (n_lp, m) and their |.| bounds Ja
+    void margin_block(int lp, const double* J, const double* Ja, double* M) const {
+        const int mm = m_, n = arch_.n(lp);
+        const double inf = std::numeric_limits<double>::infinity();
+        for (int u = 0; u < n; ++u) {
+            const double* z = Z_[lp].data() + size_t(u) * mm;
+            const double* D = D_[lp].empty() ? nullptr : D_[lp].data() + size_t(u) * mm;
+            for (int k = 0; k < mm; ++k) {
+                const size_t o = size_t(u) * mm + k;
+                const double den = (std::fabs(J[o]) + tau * Ja[o]) * (1.0 + tau);
+                const double r = (D && D[k] == 0.0) || !(den > 0.0) ? inf : std::fabs(z[k]) / den;
+                M[k] = std::min(M[k], r);
+            }
+        }
+    }
+
+    // sum over the active examples of l(z + v) - l(z - v), v_c = Gs[c][q] a[q], for one coordinate
+    double fast_loss_sum(const FastScratch& f, const double* a, int na, double vmax, double* tmp) const {
+        const int L = arch_.L(), nL = arch_.n(L);
+        const double* Gs = f.Gs.data();
+        const double* P = f.P.data();
+        const double* YG = f.YG.data();
+        double sum = 0.0;
+        if (arch_.loss == Loss::mse && arch_.output == Act::linear) {
+            // 0.5|a + v - y|^2 - 0.5|a - v - y|^2 = 2 v.(a - y), exactly
+#pragma omp simd reduction(+ : sum)
+            for (int q = 0; q < na; ++q) sum += 2.0 * a[q] * YG[q];
+            return sum;
+        }
+        if (vmax <= vpoly && arch_.loss == Loss::ce) {
+            // log(sum_c p_c e^{v_c}) - log(sum_c p_c e^{-v_c}) - 2 y.v with e^{+-v} - 1 = +-o + e (odd / even
+            // parts of expm1): log1p(So + Se) - log1p(Se - So) = log1p(2 So / (1 + Se - So))
+#pragma omp simd reduction(+ : sum)
+            for (int q = 0; q < na; ++q) {
+                const double aq = a[q];
+                double So = 0.0, Se = 0.0;
+                for (int c = 0; c < nL; ++c) {
+                    const double v = Gs[size_t(c) * na + q] * aq, v2 = v * v, p = P[size_t(c) * na + q];
+                    So += p * (v + v * v2 * (1.0 / 6 + v2 * (1.0 / 120)));
+                    Se += p * (v2 * (0.5 + v2 * (1.0 / 24 + v2 * (1.0 / 720))));
+                }
+                const double x = 2.0 * So / (1.0 + (Se - So));
+                sum += log1p_poly(x) - 2.0 * aq * YG[q];
+            }
+            return sum;
+        }
+        if (vmax <= vpoly && arch_.loss == Loss::bce) {
+            const double* Yq = f.Yq.data();
+#pragma omp simd reduction(+ : sum)
+            for (int q = 0; q < na; ++q) {
+                const double aq = a[q];
+                double t = 0.0;
+                for (int c = 0; c < nL; ++c) {
+                    const double v = Gs[size_t(c) * na + q] * aq, v2 = v * v, p = P[size_t(c) * na + q];
+                    const double o = v + v * v2 * (1.0 / 6 + v2 * (1.0 / 120));
+                    const double e = v2 * (0.5 + v2 * (1.0 / 24 + v2 * (1.0 / 720)));
+                    t += log1p_poly(2.0 * p * o / (1.0 + p * (e - o))) - 2.0 * Yq[size_t(c) * na + q] * v;
+                }
+                sum += t;
+            }
+            return sum;
+        }
+        // large |v| (large eps) or mse through a sigmoid: the scalar exact forms (libm where needed)
+        double* v = tmp;
+        double* neg = tmp + nL;
+        for (int q = 0; q < na; ++q) {
+            for (int c = 0; c < nL; ++c) v[c] = Gs[size_t(c) * na + q] * a[q];
+            sum += loss_pair_scalar(f.act[q], v, neg);
+        }
+        return sum;
+    }
+
+    // log1p(x) for |x| <= 2^-7: the series to x^8 (remainder x^9/9: below 2^-60 relative there)
+    static double log1p_poly(double x) {
+        return x * (1.0 - x * (1.0 / 2 - x * (1.0 / 3 - x * (1.0 / 4 - x * (1.0 / 5 - x * (1.0 / 6 - x * (1.0 / 7 - x * (1.0 / 8))))))));
+    }
+
+    // all coordinates of unit (l, i): cs[0..B) (same l, i). Writes approx / flags of those it handles and
+    // sets routed[b] for the others (kinks within reach: the general path does them).
+    void fast_unit(const Coord* cs, size_t B, double eps, double* approx, uint8_t* flags, uint8_t* routed,
+                   FastScratch& f) const {
+        const int l = cs[0].l, i = cs[0].i, mm = m_;
+        fast_prepare(l, i, eps, f);
+        const bool kinks = has_kinks(arch_.hidden);
+        const int na = int(f.act.size());
+        const double inv = 1.0 / (2.0 * eps * mm);
+        const double* T = f.T.data();
+        const double* gmax = f.gmax.data();
+        const int* act = f.act.data();
+        double* a = f.a.data();
+        for (size_t b = 0; b < B; ++b) {
+            const Coord& c = cs[b];
+            const double* ar = c.j < 0 ? nullptr : A_[l - 1].data() + size_t(c.j) * mm;
+            if (kinks) {
+                int bad = 0;
+                if (ar) {
+#pragma omp simd reduction(| : bad)
+                    for (int k = 0; k < mm; ++k) bad |= int(eps * std::fabs(ar[k]) >= T[k]) & int(ar[k] != 0.0);
+                } else {
+#pragma omp simd reduction(| : bad)
+                    for (int k = 0; k < mm; ++k) bad |= int(eps >= T[k]);
+                }
+                if (bad) {
+                    routed[b] = 1;
+                    continue;
+                }
+            }
+            double vmax = 0.0;
+            if (ar) {
+                for (int q = 0; q < na; ++q) a[q] = ar[act[q]];
+#pragma omp simd reduction(max : vmax)
+                for (int q = 0; q < na; ++q) vmax = std::max(vmax, std::fabs(a[q]) * gmax[q]);
+            } else {
+                for (int q = 0; q < na; ++q) a[q] = 1.0;
+#pragma omp simd reduction(max : vmax)
+                for (int q = 0; q < na; ++q) vmax = std::max(vmax, gmax[q]);
+            }
+            const double s = fast_loss_sum(f, a, na, vmax, f.f.data());
+            uint8_t fl = 0;
+            approx[c.out] = s * inv + reg_term(c, eps, fl);
+            flags[c.out] = fl;
+        }
+    }
+
+    // The general path: per-coordinate delta propagation with batched suffix GEMMs (any activation).
+    bool general_coords(std::vector<Coord> cs, double eps, double* approx, uint8_t* flags, const Poll& poll) const {
+        const int L = arch_.L();
+        const size_t n = cs.size();
+        // group by layer (stable), then cut into batches whose size depends only on the sizes
+        std::stable_sort(cs.begin(), cs.end(), [](const Coord& a, const Coord& b) { return a.l < b.l; });
+        std::vector<std::pair<size_t, size_t>> batches;
+        const int P = std::max(1, std::min(64, target_cols / (2 * m_)));
+        for (size_t s = 0; s < n;) {
+            size_t e = s;
+            const int cap = cs[s].l == L ? 256 : P;
+            while (e < n && cs[e].l == cs[s].l && int(e - s) < cap) ++e;
+            batches.emplace_back(s, e);
+            s = e;
+        }
+        std::atomic<bool> stop{false};
+        const int nb = int(batches.size());
+#pragma omp parallel num_threads(num_threads()) if (nb > 1)
+        {
+            Scratch sc;
+#pragma omp for schedule(dynamic, 1)
+            for (int b = 0; b < nb; ++b) {
+                if (stop.load(std::memory_order_relaxed)) continue;
+                // Ctrl-C: polled by one thread only (the caller's, which may take the GIL); the others see the flag.
+                if (poll && omp_get_thread_num() == 0 && poll()) {
+                    stop.store(true);
+                    continue;
+                }
+                run_batch(cs.data() + batches[b].first, batches[b].second - batches[b].first, eps, approx, flags, sc);
+            }
+        }
+        return !stop.load();
     }
 
     double loss_delta_unit_or_col(int i, int c, double d) const { return loss_delta_unit(i, c, d); }
