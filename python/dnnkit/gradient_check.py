@@ -16,7 +16,12 @@ Three call forms::
 For a Network the native engine is used (float64, OpenMP; see cpp/dnnkit/gradcheck.hpp): it computes the
 cost CHANGE of each perturbation by propagating deltas, so the only error left is the O(eps^2) truncation
 of the centered difference — correct gradients score ~1e-10 or better (the straight loop of the seeds
-scores ~1e-9: two totals J+ and J- of size ~1 subtracted lose u*J/eps ~ 2e-9).
+scores ~1e-9: two totals J+ and J- of size ~1 subtracted lose u*J/eps ~ 2e-9). With relu / leaky_relu /
+linear hidden layers most coordinates take an exact shortcut: in a linear region the perturbed forward IS
+linear propagation, so each perturbed output change is a per-example multiple of a precomputed Jacobian row and
+a coordinate costs O(n_L m); coordinates with a kink within reach (checked per example, upstream and downstream)
+go through the general path and are flagged as before (``engine_options={"fast_path": False}`` turns the
+shortcut off; ``report.engine_stats`` counts both paths).
 
 eps (default 1e-7, the seeds' value): the centered difference has truncation error ~eps^2 |J'''| / 6
 (1e-14 relative here) and, for the straight loop, rounding error ~u |J| / eps (2e-9 at eps = 1e-7): at
@@ -137,6 +142,7 @@ class GradcheckReport:
         self._theta_vals = None if theta_vals is None else np.asarray(theta_vals, dtype=np.float64)
         self._dir_components = dir_components                # directional: component name per direction
         self._n_kinks_dir = n_kinks_dir
+        self.engine_stats = None  # native full/sample checks: {"fast", "general", "routed"} coordinate counts
         self.components = self._build_components()
 
     # ---- numbers
@@ -290,9 +296,12 @@ class GradcheckReport:
         cat = lambda name: np.concatenate([getattr(r, name) for r in reports])[order]  # noqa: E731
         tv = None if any(r._theta_vals is None for r in reports) else \
             np.concatenate([r._theta_vals for r in reports])[order]
-        return GradcheckReport(mode=r0.mode, eps=r0.eps, layout=r0._layout, indices=idx[order],
-                               approx=cat("approx"), grad=cat("grad"), flags=cat("flags"), theta_vals=tv,
-                               cost=r0.cost, engine=r0.engine)
+        merged = GradcheckReport(mode=r0.mode, eps=r0.eps, layout=r0._layout, indices=idx[order],
+                                 approx=cat("approx"), grad=cat("grad"), flags=cat("flags"), theta_vals=tv,
+                                 cost=r0.cost, engine=r0.engine)
+        if all(r.engine_stats for r in reports):
+            merged.engine_stats = {key: sum(r.engine_stats[key] for r in reports) for key in r0.engine_stats}
+        return merged
 
 
 class _MergeDescriptor:
@@ -520,7 +529,7 @@ def _check_eps(eps):
 
 def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1=0.0, keep_prob=1.0, seed=None,
               masks=None, step=0, eps=DEFAULT_EPS, mode="full", k=16, n_directions=1, indices=None,
-              rng=0) -> GradcheckReport:
+              rng=0, engine_options=None) -> GradcheckReport:
     """Check gradients with centered differences; see the module docstring for the call forms.
 
     mode: "full" (every coordinate, or ``indices``), "sample" (``k`` coordinates per component, drawn with
@@ -535,6 +544,14 @@ def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1
     a single element needs mode="full" (or luck). Directional mode with one direction per component catches
     a scaled, sign-flipped, zero or regularization-less block with probability 1 (up to a measure-zero
     direction), and names the block.
+
+    engine_options (Network checks, full/sample modes): a dict for the native engine. ``{"fast_path": False}``
+    turns off the linear-region shortcut for relu / leaky_relu / linear hidden layers (on by default; see
+    cpp/dnnkit/gradcheck.hpp): every coordinate then goes through the general delta-propagation path. Both give
+    the same numbers up to rounding and the same kink flags; the option exists to compare them (tests,
+    debugging). ``report.engine_stats`` says how many coordinates each path did ({"fast", "general",
+    "routed"}: routed = hidden-layer coordinates the fast path handed to the general one because a kink was
+    within reach).
     """
     if mode not in ("full", "sample", "directional"):
         raise ValueError(f"mode must be 'full', 'sample' or 'directional', got {mode!r}")
@@ -543,8 +560,10 @@ def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1
         if grads is not None and Y_or_grads is None:
             raise TypeError("gradcheck(net, X, Y, grads=...): Y is required")
         return _check_network(net_or_fn, X_or_params, Y_or_grads, grads, l2, l1, keep_prob, seed, masks, step, eps,
-                              mode, k, n_directions, indices, rng)
+                              mode, k, n_directions, indices, rng, _engine_options(engine_options))
     if callable(net_or_fn):
+        if engine_options:
+            raise ValueError("engine_options apply to the native engine (a Network), not to a cost function")
         g = grads if grads is not None else Y_or_grads
         if g is None:
             raise TypeError("gradcheck(cost_fn, params, grads): grads is required")
@@ -555,8 +574,27 @@ def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1
                     f"got {type(net_or_fn).__name__}")
 
 
+_ENGINE_OPTIONS = {"fast_path": True}
+
+
+def _engine_options(opts):
+    if opts is None:
+        return dict(_ENGINE_OPTIONS)
+    if not isinstance(opts, dict):
+        raise TypeError(f"engine_options must be a dict, got {type(opts).__name__}")
+    unknown = sorted(set(opts) - set(_ENGINE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown engine_options {unknown}; known: {sorted(_ENGINE_OPTIONS)}")
+    out = dict(_ENGINE_OPTIONS)
+    for key, v in opts.items():
+        if not isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"engine_options[{key!r}] must be True or False, got {v!r}")
+        out[key] = bool(v)
+    return out
+
+
 def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, mode, k, n_directions, indices,
-                   rng):
+                   rng, engine_options=None):
     from . import _core
     from . import _validation as V
     from .network import Network
@@ -598,9 +636,12 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
     if mode == "directional":
         return _directional(args, g, layout, n_directions, rng, eps)
     idx = _select(n, indices, layout, mode, k, rng)
-    approx, flags, J0 = _core.gradcheck_coords(*args, idx)
-    return GradcheckReport(mode=mode, eps=eps, layout=layout, indices=idx, approx=approx, grad=g[idx], flags=flags,
-                           theta_vals=theta[idx], cost=float(J0))
+    opts = engine_options or _ENGINE_OPTIONS
+    approx, flags, J0, stats = _core.gradcheck_coords(*args, idx, fast_path=opts["fast_path"], stats=True)
+    report = GradcheckReport(mode=mode, eps=eps, layout=layout, indices=idx, approx=approx, grad=g[idx], flags=flags,
+                             theta_vals=theta[idx], cost=float(J0))
+    report.engine_stats = dict(stats)
+    return report
 
 
 def _directional(args, g, layout, n_directions, rng, eps):
