@@ -524,3 +524,211 @@ def test_torch_gradients_pass():
     assert r.verdict == "correct" and float(r) < 1e-12
     g["dW3"] = g["dW3"] * m
     assert "x m" in comp(dk.gradcheck(net, X, Y, grads=g, l2=0.3), "W3").finding
+
+
+# ----------------------------------------------------------------------------- the linear-region fast path
+
+FAST_CASES = [
+    # dims, hidden, output, loss, l2, l1, keep
+    ([5, 7, 6, 3], "relu", "softmax", "ce", 0.0, 0.0, 1.0),
+    ([5, 7, 6, 3], "relu", "softmax", "ce", 0.4, 0.3, [1.0, 0.7, 0.8]),
+    ([4, 9, 1], "relu", "sigmoid", "bce", 0.7, 0.0, 1.0),
+    ([4, 8, 6, 5, 2], "relu", "sigmoid", "bce", 0.0, 0.2, 0.75),     # L = 4: margins through two hidden layers
+    ([5, 7, 6, 5, 3], "leaky_relu", "softmax", "ce", 0.3, 0.0, [0.9, 0.8, 0.7, 0.9]),
+    ([4, 6, 5, 2], "leaky_relu", "linear", "mse", 0.2, 0.1, 1.0),
+    ([4, 6, 5, 2], "leaky_relu", "sigmoid", "mse", 0.0, 0.0, 0.8),  # mse through a sigmoid: scalar loss forms
+    ([6, 5, 4, 3], "linear", "softmax", "ce", 0.1, 0.1, [0.8, 1.0, 0.7]),
+    ([6, 5, 4, 3, 2], "linear", "linear", "mse", 0.0, 0.0, 1.0),
+]
+
+
+def _native(net, X, Y, fast, **kw):
+    return dk.gradcheck(net, X, Y, engine_options={"fast_path": fast}, **kw)
+
+
+@pytest.mark.parametrize("case", FAST_CASES, ids=lambda c: f"{c[1]}-{c[2]}-{c[3]}-L{len(c[0]) - 1}-kp{c[6]}")
+def test_fast_path_equals_general_path_and_reference(case):
+    """Coordinate by coordinate: the fast path, the general path and the reference loop agree; kink flags equal."""
+    dims, hidden, output, loss, l2, l1, keep = case
+    rng = np.random.default_rng(40 + len(dims))
+    m = 13
+    p = make_params(dims, rng)
+    X = rng.standard_normal((dims[0], m))
+    Y = make_Y(loss, output, dims[-1], m, rng)
+    L = len(dims) - 1
+    kp = ref.normalize_keep_prob(keep, L)
+    net = dk.Network(dims, hidden=hidden, output=output, loss=loss, params=p)
+    kw = dict(l2=l2, l1=l1, keep_prob=kp, seed=5, eps=1e-6)
+    fast = _native(net, X, Y, True, **kw)
+    gen = _native(net, X, Y, False, **kw)
+    n_hidden_coords = net.n_params - dims[-1] * (dims[-2] + 1)
+    assert fast.engine_stats["fast"] + fast.engine_stats["routed"] == n_hidden_coords
+    assert fast.engine_stats["fast"] > 0.8 * n_hidden_coords
+    assert gen.engine_stats == {"fast": 0, "general": net.n_params, "routed": 0}
+    scale = np.abs(gen.approx).max()
+    np.testing.assert_allclose(fast.approx, gen.approx, rtol=1e-9, atol=1e-13 * scale)
+    np.testing.assert_array_equal(fast.flags, gen.flags)
+    # the oracle: the reference loop on the masks the seed draws
+    masks = [None if kp[l] == 1.0 else dk.dropout_mask((dims[l], m), kp[l], 5, 0, l) for l in range(L)]
+    theta = params_to_vector(p)
+
+    def J(th):
+        q = vector_to_params(th, dims)
+        AL, c = ref.forward_propagation(X, q, hidden, output, keep_prob=kp, masks=masks)
+        return ref.compute_cost(AL, Y, q, loss, l2, l1, ZL=c[f"Z{L}"])
+    g = params_to_vector(ref_grads(net, X, Y, l2, l1, kp, masks), prefix="d")
+    _, approx_ref = ref.gradient_check(J, theta, g, 1e-6)
+    ok = fast.flags == 0
+    np.testing.assert_allclose(fast.approx[ok], approx_ref[ok], rtol=1e-6, atol=1e-8 * max(1.0, np.abs(g).max()))
+    assert fast.verdict == "correct", str(fast)
+
+
+@pytest.mark.parametrize("hidden,output,loss", [("linear", "softmax", "ce"), ("leaky_relu", "sigmoid", "bce"),
+                                                ("linear", "sigmoid", "mse")])
+def test_fast_path_large_eps_uses_exact_library_forms(hidden, output, loss):
+    """eps = 0.02: output changes beyond the polynomial range (|v| > 2^-9) take the libm expm1/log1p forms."""
+    rng = np.random.default_rng(21)
+    dims, m = [5, 6, 4, 3 if loss == "ce" else 2], 7
+    net = dk.Network(dims, hidden=hidden, output=output, loss=loss, params=make_params(dims, rng, scale=2.0))
+    X = 3.0 * rng.standard_normal((5, m))
+    Y = make_Y(loss, output, dims[-1], m, rng)
+    fast = _native(net, X, Y, True, eps=0.02, l2=0.1)
+    gen = _native(net, X, Y, False, eps=0.02, l2=0.1)
+    assert fast.engine_stats["fast"] > 0
+    np.testing.assert_allclose(fast.approx, gen.approx, rtol=1e-10, atol=1e-13 * np.abs(gen.approx).max())
+    np.testing.assert_array_equal(fast.flags, gen.flags)
+
+
+def _kinky_net(rng, dims, m, hidden="relu"):
+    """Layer 1: every unit exactly at its kink for example 0; layer 2: units 1e-9 and 1e-7 from theirs for
+    examples 1 and 2 (reachable through W1/b1 perturbations only: downstream kinks)."""
+    p = make_params(dims, rng)
+    X = rng.standard_normal((dims[0], m))
+    p["b1"] = -(p["W1"] @ X[:, :1])
+    act = (lambda z: np.maximum(z, 0)) if hidden == "relu" else (lambda z: np.where(z > 0, z, 0.01 * z))
+    A1 = act(p["W1"] @ X + p["b1"])
+    p["b2"] = -(p["W2"] @ A1[:, 1:2]) + 1e-9
+    p["b2"][::2] += -(p["W2"][::2] @ A1[:, 2:3]) - p["b2"][::2] + 1e-7
+    return p, X
+
+
+@pytest.mark.parametrize("hidden", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("keep", [1.0, 0.8])
+def test_fast_path_routes_kinks_and_flags_exactly_as_before(hidden, keep):
+    rng = np.random.default_rng(31)
+    dims, m = [4, 10, 8, 6, 3], 9
+    p, X = _kinky_net(rng, dims, m, hidden)
+    Y = make_Y("ce", "softmax", 3, m, rng)
+    net = dk.Network(dims, hidden=hidden, output="softmax", loss="ce", params=p)
+    kw = dict(eps=1e-6, l2=0.2, keep_prob=keep, seed=2)
+    fast = _native(net, X, Y, True, **kw)
+    gen = _native(net, X, Y, False, **kw)
+    assert gen.n_kinks > 10
+    assert fast.engine_stats["routed"] >= fast.n_kinks  # every flagged coordinate went through the general path
+    np.testing.assert_array_equal(fast.flags, gen.flags)
+    ok = gen.flags == 0
+    np.testing.assert_allclose(fast.approx[ok], gen.approx[ok], rtol=1e-9, atol=1e-13 * np.abs(gen.approx).max())
+    np.testing.assert_allclose(fast.approx, gen.approx, rtol=1e-9, atol=1e-9 * np.abs(gen.approx).max())
+    assert fast.verdict == "correct", str(fast)
+    # W1 coordinates whose only kink is downstream (layer 2, 1e-9 away) are routed and flagged
+    w1 = slice(0, dims[1] * dims[0])
+    assert np.any(fast.flags[w1] != 0)
+
+
+def test_fast_path_downstream_margin_is_exact_at_the_boundary():
+    """A layer-2 unit at distance d from its kink, perturbations of W1 reaching it with |dZ2| just below and just
+    above d: the fast path agrees with the general path on every flag, for eps scanned across the boundary."""
+    rng = np.random.default_rng(17)
+    dims, m = [3, 4, 3, 2], 3
+    p = make_params(dims, rng)
+    X = rng.standard_normal((3, m))
+    A1 = np.maximum(p["W1"] @ X + p["b1"], 0)
+    p["b2"] = -(p["W2"] @ A1[:, :1]) + 1e-8
+    net = dk.Network(dims, hidden="relu", output="softmax", loss="ce", params=p)
+    Y = make_Y("ce", "softmax", 2, m, rng)
+    routed = 0
+    for eps in np.geomspace(1e-10, 1e-6, 41):
+        fast = _native(net, X, Y, True, eps=float(eps))
+        gen = _native(net, X, Y, False, eps=float(eps))
+        np.testing.assert_array_equal(fast.flags, gen.flags)
+        np.testing.assert_allclose(fast.approx, gen.approx, rtol=1e-8, atol=1e-12)
+        routed += fast.engine_stats["routed"]
+    assert routed > 0
+
+
+def test_fast_path_identical_for_any_thread_count():
+    rng = np.random.default_rng(19)
+    dims, m = [12, 16, 10, 8, 4], 37
+    p, X = _kinky_net(rng, dims, m, "leaky_relu")
+    Y = make_Y("ce", "softmax", 4, m, rng)
+    net = dk.Network(dims, hidden="leaky_relu", output="softmax", params=p)
+    before = dk.get_num_threads()
+    try:
+        out = []
+        for t in (1, 2, 7):
+            dk.set_num_threads(t)
+            r = dk.gradcheck(net, X, Y, l2=0.1, l1=0.05, keep_prob=0.85, seed=4, eps=1e-6)
+            d = dk.gradcheck(net, X, Y, l2=0.1, keep_prob=0.85, seed=4, mode="directional", n_directions=4)
+            out.append((r.approx.copy(), r.flags.copy(), r.engine_stats, d.approx.copy(), d.flags.copy()))
+    finally:
+        dk.set_num_threads(0 if before == 0 else before)
+    assert out[0][2]["fast"] > 0 and out[0][2]["routed"] > 0
+    for a, f, st, da, df in out[1:]:
+        np.testing.assert_array_equal(a, out[0][0])
+        np.testing.assert_array_equal(f, out[0][1])
+        assert st == out[0][2]
+        np.testing.assert_array_equal(da, out[0][3])
+        np.testing.assert_array_equal(df, out[0][4])
+
+
+def test_engine_options(small):
+    net, X, Y, g = _planted(small)
+    r = dk.gradcheck(net, X, Y)
+    assert r.engine_stats["fast"] == 0  # tanh hidden layers: the general path only
+    with pytest.raises(ValueError, match="unknown engine_options"):
+        dk.gradcheck(net, X, Y, engine_options={"fastpath": False})
+    with pytest.raises(TypeError):
+        dk.gradcheck(net, X, Y, engine_options={"fast_path": 1})
+    with pytest.raises(ValueError, match="engine_options"):
+        dk.gradcheck(lambda t: float(t @ t), np.ones(2), 2 * np.ones(2), engine_options={"fast_path": False})
+
+
+# ----------------------------------------------------------------------------- batched directions
+
+def test_batched_directions_equal_reference_one_by_one():
+    """Several directions in one native call (localized, spanning layers, zero, duplicated) equal the reference
+    loop along each direction, and each equals the same direction checked alone."""
+    rng = np.random.default_rng(23)
+    dims, m = [6, 8, 7, 5, 3], 10
+    p = make_params(dims, rng)
+    X = rng.standard_normal((6, m))
+    Y = make_Y("ce", "softmax", 3, m, rng)
+    net = dk.Network(dims, hidden="relu", output="softmax", params=p)
+    n = net.n_params
+    sl = {k: s for k, (s, _) in __import__("dnnkit._params", fromlist=["layer_slices"]).layer_slices(dims).items()}
+    dirs = []
+    for names in (["W1"], ["b1"], ["W2", "b3"], ["b2"], ["W1", "W3", "b4"], ["W4"], []):
+        d = np.zeros(n)
+        for nm in names:
+            d[sl[nm]] = rng.standard_normal(sl[nm].stop - sl[nm].start)
+        dirs.append(d / max(np.linalg.norm(d), 1e-300))
+    dirs.append(dirs[0].copy())
+    dirs.append(rng.standard_normal(n))
+    D = np.array(dirs)
+    theta = net.theta.copy()
+    kp = [1.0, 0.8, 0.8, 0.8]
+    masks = [None] + [dk.dropout_mask((dims[l], m), 0.8, 9, 0, l) for l in (1, 2, 3)]
+    from dnnkit import _core
+    args = (dims, "relu", "softmax", "ce", 0.01, theta, X, Y, kp, 9, 0, [], 0.3, 0.2, 1e-6)
+    a, kinks, _ = _core.gradcheck_directions(*args, D)
+    assert a[6] == 0.0 and kinks[6] == 0
+    assert a[7] == a[0]
+    for k in range(len(D)):
+        def J(t, d=D[k]):
+            q = vector_to_params(theta + t[0] * d, dims)
+            AL, c = ref.forward_propagation(X, q, "relu", "softmax", keep_prob=kp, masks=masks)
+            return ref.compute_cost(AL, Y, q, "ce", 0.3, 0.2, ZL=c["Z4"])
+        _, a_ref = ref.gradient_check(J, np.zeros(1), np.zeros(1), 1e-6)
+        np.testing.assert_allclose(a[k], a_ref[0], rtol=1e-6, atol=1e-9)
+        alone, _, _ = _core.gradcheck_directions(*args, D[k:k + 1])
+        np.testing.assert_allclose(alone[0], a[k], rtol=1e-12, atol=1e-15)
