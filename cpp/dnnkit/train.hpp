@@ -55,7 +55,8 @@ struct TrainOptions {
     int batch_size = 0;                                 // <= 0 or >= m: full batch (no shuffle needed)
 };
 
-// Statistics of one epoch. cost / error are the means over the epoch's mini-batches (weighted by their
+// Statistics of one epoch (Trainer::run gathers them for the last epoch of each call only; NaN for an
+// epoch whose statistics were not gathered). cost / error are the means over the epoch's mini-batches (weighted by their
 // sizes) of the values each step computed before its update, with dropout and regularization on
 // (as Keras' running training metrics); error is NaN for mse. grad_norms[l-1] is the mean over the
 // epoch's steps of ||dW[l]||_F.
@@ -177,8 +178,10 @@ inline bool lean_worth(const Arch& a, int m) {
 }
 
 // Sum of n values with 8 interleaved partial sums (vectorisable, fixed order: same bits on every run).
+#define DNNKIT_ALWAYS_INLINE inline __attribute__((always_inline))
+
 template <class T>
-inline T row_sum(const T* x, int n) {
+DNNKIT_ALWAYS_INLINE T row_sum(const T* x, int n) {
     T p[8] = {T(0), T(0), T(0), T(0), T(0), T(0), T(0), T(0)};
     int j = 0;
     for (; j + 8 <= n; j += 8)
@@ -190,11 +193,11 @@ inline T row_sum(const T* x, int n) {
 // Inverted dropout with the trainer's scaled masks (entries 0 or 1/keep_prob, see draw_masks): one
 // vectorisable multiply per value. (v * (1/keep) may differ from the reference's v / keep in the last bit.)
 template <class T>
-inline void scaled_dropout(const T* __restrict S, T* __restrict v, size_t n) {
+DNNKIT_ALWAYS_INLINE void scaled_dropout(const T* __restrict S, T* __restrict v, size_t n) {
     for (size_t k = 0; k < n; ++k) v[k] *= S[k];
 }
 template <class T>
-inline void lean_dropout(const Dropout<T>& dp, int l, int n, int m, T* v) {
+DNNKIT_ALWAYS_INLINE void lean_dropout(const Dropout<T>& dp, int l, int n, int m, T* v) {
     if (const T* S = dp.mask(l)) scaled_dropout(S, v, size_t(n) * m);
     else apply_dropout(dp, l, n, m, 0, m, v);
 }
@@ -202,11 +205,15 @@ inline void lean_dropout(const Dropout<T>& dp, int l, int n, int m, T* v) {
 // Branch-free ReLU and its derivative (random signs make the branchy form mispredict half the time);
 // the same values as act_forward / act_backward.
 template <class T>
-inline void relu_forward(const T* __restrict z, T* __restrict a, size_t n) {
-    for (size_t i = 0; i < n; ++i) a[i] = z[i] > T(0) ? z[i] : T(0);
+DNNKIT_ALWAYS_INLINE void bias_relu_forward(T* __restrict z, T bias, T* __restrict a, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        const T v = z[i] + bias;
+        z[i] = v;
+        a[i] = v > T(0) ? v : T(0);
+    }
 }
 template <class T>
-inline void relu_backward(const T* __restrict z, const T* __restrict da, T* __restrict dz, size_t n) {
+DNNKIT_ALWAYS_INLINE void relu_backward(const T* __restrict z, const T* __restrict da, T* __restrict dz, size_t n) {
     for (size_t i = 0; i < n; ++i) {
         const T d = da[i];
         dz[i] = z[i] > T(0) ? d : T(0);
@@ -214,7 +221,7 @@ inline void relu_backward(const T* __restrict z, const T* __restrict da, T* __re
 }
 
 template <class T>
-double lean_forward(MLP<T>& net, const T* theta, const T* X, int m, const Dropout<T>& dp, const T* Y, double l2,
+DNNKIT_ALWAYS_INLINE double lean_forward(MLP<T>& net, const T* theta, const T* X, int m, const Dropout<T>& dp, const T* Y, double l2,
                     double l1) {
     net.resize(m);
     const Arch& a = net.arch;
@@ -233,14 +240,17 @@ double lean_forward(MLP<T>& net, const T* theta, const T* X, int m, const Dropou
         T* Al = net.A[l].data();   // (nl x m)
         gemm(false, false, nl, m, np, T(1), net.W(theta, l), np, Aprev, m, T(0), Zl, m);  // Z = W A_prev
         const T* bl = net.b(theta, l);
-        for (int i = 0; i < nl; ++i) {
-            T* zr = Zl + size_t(i) * m;
-            const T bi = bl[i];
-            for (int j = 0; j < m; ++j) zr[j] += bi;
-        }
         const Act act = l < L ? a.hidden : a.output;
+        if (act == Act::relu) {  // Z += b and A = relu(Z) in one pass
+            for (int i = 0; i < nl; ++i) bias_relu_forward(Zl + size_t(i) * m, bl[i], Al + size_t(i) * m, size_t(m));
+        } else {
+            for (int i = 0; i < nl; ++i) {
+                T* zr = Zl + size_t(i) * m;
+                const T bi = bl[i];
+                for (int j = 0; j < m; ++j) zr[j] += bi;
+            }
+        }
         if (act == Act::relu) {
-            relu_forward(Zl, Al, size_t(nl) * m);
         } else if (act == Act::softmax) {
             for (int j = 0; j < m; ++j) {
                 T mx = Zl[j];
@@ -264,10 +274,11 @@ double lean_forward(MLP<T>& net, const T* theta, const T* X, int m, const Dropou
     return net.data_cost_columns(Y, 0, m) / m + net.reg_cost(theta, m, l2, l1);
 }
 
+// with_cost = false skips the cost (J returned as 0): the trainer needs it only in epochs it reports.
 template <class T>
-double lean_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const Dropout<T>& dp, double l2,
-                     double l1, T* grad) {
-    const double J = lean_forward(net, theta, X, m, dp, Y, l2, l1);
+DNNKIT_ALWAYS_INLINE double lean_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m,
+                                          const Dropout<T>& dp, double l2, double l1, T* grad, bool with_cost) {
+    const double J = lean_forward(net, theta, X, m, dp, with_cost ? Y : nullptr, l2, l1);
     const Arch& a = net.arch;
     const int L = a.L(), nL = a.n(L);
     const T invm = T(1) / T(m);
@@ -309,6 +320,182 @@ double lean_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m,
         }
     }
     return J;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Wide path for larger problems: MLP<T>'s structure (forward over column chunks, backward over dW tiles and
+// dA column chunks, all on OpenMP) with wider column chunks (at least WIDE_MIN_COLS: a BLAS call on a
+// narrow panel runs ~20% below a wide one), fused bias + ReLU, branch-free ReLU' and dropout (scaled
+// masks), and vectorisable bias-gradient sums. Partitions depend on sizes only: bit-identical for any
+// thread count.
+constexpr int WIDE_MIN_COLS = 128;
+inline Chunks wide_chunks(int m) {
+    const int w = std::max(WIDE_MIN_COLS, ((m + 7) / 8 + 3) / 4 * 4);
+    return {m, std::min(w, std::max(m, 1))};
+}
+
+template <class T>
+double wide_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const Dropout<T>& dp, double l2,
+                     double l1, T* grad) {
+    net.resize(m);
+    const Arch& a = net.arch;
+    const int L = a.L(), nL = a.n(L), n0 = a.n(0);
+    const T alpha = T(a.alpha);
+    const Chunks ch = wide_chunks(m);
+    const int nth = num_threads();
+    std::vector<double> part(ch.count(), 0.0);
+    const bool input_drop = dp.on(0);
+    if (input_drop && net.A[0].size() != size_t(n0) * m) net.A[0].assign(size_t(n0) * m, T(0));
+
+    // ---- forward, one column chunk per task through all layers
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1 && ch.count() > 1)
+    for (int c = 0; c < ch.count(); ++c) {
+        const int j0 = ch.begin(c), w = ch.end(c) - j0;
+        const T* Aprev = X;
+        if (input_drop) {
+            T* A0 = net.A[0].data();
+            const T* S = dp.mask(0);
+            for (int i = 0; i < n0; ++i) {
+                const size_t o = size_t(i) * m + j0;
+                std::copy(X + o, X + o + w, A0 + o);
+                if (S) scaled_dropout(S + o, A0 + o, size_t(w));
+            }
+            if (!S) apply_dropout(dp, 0, n0, m, j0, j0 + w, A0);
+            Aprev = A0;
+        }
+        for (int l = 1; l <= L; ++l) {
+            const int nl = a.n(l), np = a.n(l - 1);
+            T* Zl = net.Z[l].data();
+            T* Al = net.A[l].data();
+            gemm(false, false, nl, w, np, T(1), net.W(theta, l), np, Aprev + j0, m, T(0), Zl + j0, m);
+            const T* bl = net.b(theta, l);
+            const Act act = l < L ? a.hidden : a.output;
+            if (act == Act::relu) {
+                for (int i = 0; i < nl; ++i) {
+                    const size_t o = size_t(i) * m + j0;
+                    bias_relu_forward(Zl + o, bl[i], Al + o, size_t(w));
+                }
+            } else {
+                for (int i = 0; i < nl; ++i) {
+                    T* zr = Zl + size_t(i) * m + j0;
+                    for (int j = 0; j < w; ++j) zr[j] += bl[i];
+                }
+                if (act == Act::softmax) {
+                    for (int j = j0; j < j0 + w; ++j) {
+                        T mx = Zl[j];
+                        for (int i = 1; i < nl; ++i) mx = std::max(mx, Zl[size_t(i) * m + j]);
+                        T s = T(0);
+                        for (int i = 0; i < nl; ++i) {
+                            const T e = std::exp(Zl[size_t(i) * m + j] - mx);
+                            Al[size_t(i) * m + j] = e;
+                            s += e;
+                        }
+                        const T inv = T(1) / s;
+                        for (int i = 0; i < nl; ++i) Al[size_t(i) * m + j] *= inv;
+                    }
+                } else {
+                    for (int i = 0; i < nl; ++i)
+                        act_forward(act, Zl + size_t(i) * m + j0, Al + size_t(i) * m + j0, size_t(w), alpha);
+                }
+            }
+            if (l < L && dp.on(l)) {
+                if (const T* S = dp.mask(l)) {
+                    for (int i = 0; i < nl; ++i) scaled_dropout(S + size_t(i) * m + j0, Al + size_t(i) * m + j0, size_t(w));
+                } else {
+                    apply_dropout(dp, l, nl, m, j0, j0 + w, Al);
+                }
+            }
+            Aprev = Al;
+        }
+        part[c] = net.data_cost_columns(Y, j0, j0 + w);
+    }
+    double J = 0.0;
+    for (double p : part) J += p;  // fixed order
+    J = J / m + net.reg_cost(theta, m, l2, l1);
+
+    // ---- backward
+    const T invm = T(1) / T(m);
+    {
+        const T* AL = net.A[L].data();
+        T* d = net.dZ[L].data();
+        const size_t n = size_t(nL) * m;
+        if (a.loss == Loss::mse && a.output == Act::sigmoid) {
+            for (size_t k = 0; k < n; ++k) d[k] = (AL[k] - Y[k]) * AL[k] * (T(1) - AL[k]) * invm;
+        } else {
+            for (size_t k = 0; k < n; ++k) d[k] = (AL[k] - Y[k]) * invm;
+        }
+    }
+    const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
+    for (int l = L; l >= 1; --l) {
+        const int nl = a.n(l), np = a.n(l - 1);
+        const T* Aprev = (l == 1) ? (input_drop ? net.A[0].data() : X) : net.A[l - 1].data();
+        const T* dz = net.dZ[l].data();
+        const T* Wl = net.W(theta, l);
+        T* dW = grad + a.woff[l];
+        T* db = grad + a.boff[l];
+        const Chunks rows{nl, 64}, cols{np, 256};
+        const int ntiles = rows.count() * cols.count();
+        const int nchunks = l > 1 ? ch.count() : 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1 && ntiles + nchunks > 1)
+        for (int t = 0; t < ntiles + nchunks; ++t) {
+            if (t < ntiles) {
+                const int rc = t / cols.count(), cc = t % cols.count();
+                const int r0 = rows.begin(rc), r1 = rows.end(rc), c0 = cols.begin(cc), c1 = cols.end(cc);
+                gemm(false, true, r1 - r0, c1 - c0, m, T(1), dz + size_t(r0) * m, m, Aprev + size_t(c0) * m, m,
+                     T(0), dW + size_t(r0) * np + c0, np);
+                if (cl2 != T(0) || cl1 != T(0)) {
+                    for (int i = r0; i < r1; ++i)
+                        for (int j = c0; j < c1; ++j) {
+                            const T wv = Wl[size_t(i) * np + j];
+                            const T sg = wv > T(0) ? T(1) : (wv < T(0) ? T(-1) : T(0));
+                            dW[size_t(i) * np + j] += cl2 * wv + cl1 * sg;
+                        }
+                }
+                if (cc == 0)
+                    for (int i = r0; i < r1; ++i) db[i] = row_sum(dz + size_t(i) * m, m);
+            } else {
+                const int c = t - ntiles, j0 = ch.begin(c), w = ch.end(c) - j0;
+                T* da = net.dA.data();
+                gemm(true, false, np, w, nl, T(1), Wl, np, dz + j0, m, T(0), da + j0, m);
+                const T* S = dp.on(l - 1) ? dp.mask(l - 1) : nullptr;
+                if (dp.on(l - 1) && !S) apply_dropout(dp, l - 1, np, m, j0, j0 + w, da);
+                const T* zp = net.Z[l - 1].data();
+                T* dzp = net.dZ[l - 1].data();
+                for (int i = 0; i < np; ++i) {
+                    const size_t o = size_t(i) * m + j0;
+                    if (S) scaled_dropout(S + o, da + o, size_t(w));
+                    if (a.hidden == Act::relu) relu_backward(zp + o, da + o, dzp + o, size_t(w));
+                    else act_backward(a.hidden, zp + o, da + o, dzp + o, size_t(w), alpha);
+                }
+            }
+        }
+    }
+    return J;
+}
+
+// The lean step compiled twice: for the baseline ISA and for AVX2 (chosen at run time). AVX2 only widens the
+// vectorised elementwise loops; no FMA is enabled, so both produce the same bits.
+template <class T>
+__attribute__((noinline)) double lean_step_base(MLP<T>& net, const T* theta, const T* X, const T* Y, int m,
+                                                const Dropout<T>& dp, double l2, double l1, T* grad, bool with_cost) {
+    return lean_backward(net, theta, X, Y, m, dp, l2, l1, grad, with_cost);
+}
+#if defined(__x86_64__) || defined(__i386__)
+template <class T>
+__attribute__((noinline, target("avx2"))) double lean_step_avx2(MLP<T>& net, const T* theta, const T* X,
+                                                                const T* Y, int m, const Dropout<T>& dp, double l2,
+                                                                double l1, T* grad, bool with_cost) {
+    return lean_backward(net, theta, X, Y, m, dp, l2, l1, grad, with_cost);
+}
+#endif
+template <class T>
+double lean_step(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const Dropout<T>& dp, double l2,
+                 double l1, T* grad, bool with_cost) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) return lean_step_avx2(net, theta, X, Y, m, dp, l2, l1, grad, with_cost);
+#endif
+    return lean_step_base(net, theta, X, Y, m, dp, l2, l1, grad, with_cost);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -356,6 +543,9 @@ class Trainer {
             snap_s_ = s_;
             const uint64_t snap_step = step_;
             if (!full_) epoch_permutation(o_.seed, epoch_, perm_);
+            // Statistics only for the epoch that run() reports (its last): the lean path then skips the cost.
+            const bool stats = e == n - 1;
+            with_cost_ = stats;
             EpochStats st;
             st.grad_norms.assign(L, 0.0);
             double cost_sum = 0.0, err_sum = 0.0;
@@ -379,16 +569,19 @@ class Trainer {
                 }
                 Dropout<T> dp = draw_masks(mb);
                 MLP<T>& net = (mb == bs_) ? main_ : tail_;
-                const double J = lean_worth(arch_, mb) ? lean_backward(net, theta, Xp, Yp, mb, dp, o_.l2, o_.l1, grad_.data())
-                                                       : net.backward(theta, Xp, Yp, mb, dp, o_.l2, o_.l1, grad_.data());
-                cost_sum += J * mb;
-                err_sum += errors(net, Yp, mb);
-                for (int l = 1; l <= L; ++l) {
-                    const T* g = grad_.data() + arch_.woff[l];
-                    const size_t k = size_t(arch_.n(l)) * arch_.n(l - 1);
-                    double s = 0.0;
-                    for (size_t q = 0; q < k; ++q) s += double(g[q]) * double(g[q]);
-                    st.grad_norms[l - 1] += std::sqrt(s);
+                const double J = lean_worth(arch_, mb)
+                                     ? lean_step(net, theta, Xp, Yp, mb, dp, o_.l2, o_.l1, grad_.data(), with_cost_)
+                                     : wide_backward(net, theta, Xp, Yp, mb, dp, o_.l2, o_.l1, grad_.data());
+                if (stats) {
+                    cost_sum += J * mb;
+                    err_sum += errors(net, Yp, mb);
+                    for (int l = 1; l <= L; ++l) {
+                        const T* g = grad_.data() + arch_.woff[l];
+                        const size_t k = size_t(arch_.n(l)) * arch_.n(l - 1);
+                        double s = 0.0;
+                        for (size_t q = 0; q < k; ++q) s += double(g[q]) * double(g[q]);
+                        st.grad_norms[l - 1] += std::sqrt(s);
+                    }
                 }
                 update(theta);
                 ++step_;
@@ -399,6 +592,10 @@ class Trainer {
                     s_ = snap_s_;
                     step_ = snap_step;
                     stopped = true;
+                    if (e > 0) {  // epoch e-1 finished, but its statistics were not gathered (see `stats`)
+                        const double nan = std::numeric_limits<double>::quiet_NaN();
+                        last = EpochStats{nan, nan, std::vector<double>(L, nan), steps_per_epoch()};
+                    }
                     return e;
                 }
             }
@@ -424,6 +621,7 @@ class Trainer {
     std::vector<int> perm_;
     std::vector<std::vector<T>> masks_;
     uint64_t step_ = 0, epoch_ = 0;
+    bool with_cost_ = true;
 
     // Masks of this step, drawn once (keyed by the global step) and used by both forward and backward.
     // The masks hold 0 or 1/keep: MLP<T> reads them as 0/1 masks, the lean path multiplies by them.
