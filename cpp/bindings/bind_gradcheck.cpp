@@ -123,6 +123,40 @@ py::tuple directions(const std::vector<int>& dims, const std::string& hidden, co
     return py::make_tuple(approx, kinks, J0);
 }
 
+// One direction per component and row: V is (r, n_params); direction (c, t) is row t of V restricted to component c
+// (W1, b1, W2, b2, ... in theta's order). Results are ordered component-major: index c*r + t.
+py::tuple component_directions(const std::vector<int>& dims, const std::string& hidden, const std::string& output,
+                               const std::string& loss, double alpha, const Arr& theta, const Arr& X, const Arr& Y,
+                               const std::vector<double>& keep, uint64_t seed, uint32_t step, const py::list& masks,
+                               double l2, double l1, double eps, const Arr& V) {
+    Problem p = make_problem(dims, hidden, output, loss, alpha, theta, X, Y, keep, seed, step, masks, l2, l1);
+    if (V.ndim() != 2 || size_t(V.shape(1)) != p.arch.nparams) throw py::value_error("V must be (r, n_params)");
+    if (!(eps > 0.0) || !std::isfinite(eps)) throw py::value_error("eps must be finite and > 0");
+    const int L = p.arch.L(), r = int(V.shape(0)), K = 2 * L * r;
+    std::vector<const double*> rows(static_cast<size_t>(K));
+    std::vector<uint8_t> wpart(size_t(K) * (L + 1), 0), bpart(size_t(K) * (L + 1), 0);
+    for (int c = 0; c < 2 * L; ++c)
+        for (int t = 0; t < r; ++t) {
+            const int k = c * r + t, l = c / 2 + 1;
+            rows[size_t(k)] = V.data() + size_t(t) * p.arch.nparams;
+            (c % 2 == 0 ? wpart : bpart)[size_t(k) * (L + 1) + l] = 1;
+        }
+    Arr approx(std::vector<py::ssize_t>{K});
+    py::array_t<int64_t> kinks(std::vector<py::ssize_t>{K});
+    double* a = approx.mutable_data();
+    int64_t* kk = kinks.mutable_data();
+    bool done = true;
+    double J0 = 0.0;
+    {
+        py::gil_scoped_release nogil;  // safe: as in coords
+        GradChecker gc(p.arch, p.theta.data(), p.X.data(), p.Y.data(), p.m, p.dp, p.l2, p.l1);
+        J0 = gc.cost();
+        done = gc.directions(rows.data(), wpart.data(), bpart.data(), K, eps, a, kk, poll_signals);
+    }
+    if (!done) throw py::error_already_set();
+    return py::make_tuple(approx, kinks, J0);
+}
+
 }  // namespace
 
 void bind_gradcheck(py::module_& m) {
@@ -140,4 +174,10 @@ void bind_gradcheck(py::module_& m) {
           py::arg("seed"), py::arg("step"), py::arg("masks"), py::arg("l2"), py::arg("l1"), py::arg("eps"),
           py::arg("directions"),
           "Centered directional differences (J(t+e d) - J(t-e d)) / 2e for each row d -> (approx, kinks, J0).");
+    m.def("gradcheck_component_directions", &component_directions, py::arg("dims"), py::arg("hidden"),
+          py::arg("output"), py::arg("loss"), py::arg("alpha"), py::arg("theta"), py::arg("X"), py::arg("Y"),
+          py::arg("keep"), py::arg("seed"), py::arg("step"), py::arg("masks"), py::arg("l2"), py::arg("l1"),
+          py::arg("eps"), py::arg("V"),
+          "Directional differences along row t of V restricted to each component c (W1, b1, W2, ...): one native\n"
+          "call for all 2L*r directions, no dense direction matrix -> (approx, kinks, J0), index c*r + t.");
 }

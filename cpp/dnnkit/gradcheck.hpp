@@ -210,19 +210,31 @@ class GradChecker {
     // nothing below l0 is recomputed (the cached forward), and the l0 product D[l0] A[l0-1] is formed once for
     // both signs. Chunks of directions depend on sizes only: identical results for any thread count.
     bool directions(const double* dirs, int K, double eps, double* approx, int64_t* nkinks, const Poll& poll) const {
-        const int L = arch_.L(), mm = m_;
+        const int L = arch_.L();
         const size_t N = arch_.nparams;
-        // which layers each direction touches (W part, b part)
+        // which parts (W[l], b[l]) each direction touches: its nonzero blocks
+        std::vector<const double*> rows(K);
         std::vector<uint8_t> wnz(size_t(K) * (L + 1), 0), bnz(size_t(K) * (L + 1), 0);
-        std::vector<int> l0(K, L + 1);
         for (int k = 0; k < K; ++k) {
-            const double* d = dirs + size_t(k) * N;
-            for (int l = L; l >= 1; --l) {
+            const double* d = rows[k] = dirs + size_t(k) * N;
+            for (int l = 1; l <= L; ++l) {
                 wnz[size_t(k) * (L + 1) + l] = !is_zero(d + arch_.woff[l], size_t(arch_.n(l)) * arch_.n(l - 1));
                 bnz[size_t(k) * (L + 1) + l] = !is_zero(d + arch_.boff[l], size_t(arch_.n(l)));
-                if (wnz[size_t(k) * (L + 1) + l] || bnz[size_t(k) * (L + 1) + l]) l0[k] = l;
             }
         }
+        return directions(rows.data(), wnz.data(), bnz.data(), K, eps, approx, nkinks, poll);
+    }
+
+    // The same for directions given as rows[k] (length nparams) restricted to the blocks with wpart[k*(L+1)+l]
+    // (W[l]) and bpart[k*(L+1)+l] (b[l]) set: the other blocks of rows[k] are read as zeros. One row can so carry
+    // a direction for every component at once (components are disjoint), without a dense (K, nparams) matrix.
+    bool directions(const double* const* rows, const uint8_t* wnz, const uint8_t* bnz, int K, double eps,
+                    double* approx, int64_t* nkinks, const Poll& poll) const {
+        const int L = arch_.L(), mm = m_;
+        std::vector<int> l0(K, L + 1);
+        for (int k = 0; k < K; ++k)
+            for (int l = L; l >= 1; --l)
+                if (wnz[size_t(k) * (L + 1) + l] || bnz[size_t(k) * (L + 1) + l]) l0[k] = l;
         std::vector<int> order(K);
         std::iota(order.begin(), order.end(), 0);
         std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return l0[a] < l0[b]; });
@@ -255,7 +267,7 @@ class GradChecker {
                 const int NP = 2 * g, ld = NP * mm;
                 size_t big = 0;
                 for (int l = lz; l <= L; ++l) big = std::max(big, size_t(arch_.n(l)) * ld);
-                bufZ.assign(big, 0.0);
+                bufZ.resize(big);  // layer l0 writes every block
                 bufA.resize(big);
                 cnt.assign(size_t(NP), 0);
                 // layer l0: dZ = +-eps (D_W A[l0-1] + D_b), one product for both signs
@@ -263,7 +275,7 @@ class GradChecker {
                     const int nl = arch_.n(lz), np = arch_.n(lz - 1);
                     base.resize(size_t(nl) * mm);
                     for (int t = 0; t < g; ++t) {
-                        const double* d = dirs + size_t(ks[t]) * N;
+                        const double* d = rows[ks[t]];
                         const size_t f = size_t(ks[t]) * (L + 1) + lz;
                         if (wnz[f])
                             gemm(false, false, nl, mm, np, 1.0, d + arch_.woff[lz], np, A_[lz - 1].data(), mm, 0.0,
@@ -291,7 +303,7 @@ class GradChecker {
                     hidden_delta(l - 1, dZ, ld, NP, dA, cnt.data());
                     gemm(false, false, nl, ld, np, 1.0, W(l), np, dA, ld, 0.0, dZ, ld);
                     for (int t = 0; t < g; ++t) {  // directions that also move layer l: + se (D_W (A + dA) + D_b)
-                        const double* d = dirs + size_t(ks[t]) * N;
+                        const double* d = rows[ks[t]];
                         const size_t f = size_t(ks[t]) * (L + 1) + l;
                         if (!wnz[f] && !bnz[f]) continue;
                         for (int s = 0; s < 2; ++s) {
@@ -322,7 +334,7 @@ class GradChecker {
             }
         }
         for (int k = 0; k < K; ++k) {
-            const double* d = dirs + size_t(k) * N;
+            const double* d = rows[k];
             double reg = 0.0;
             if (l2_ != 0.0 || l1_ != 0.0) {
                 for (int l = 1; l <= L; ++l) {

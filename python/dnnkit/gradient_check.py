@@ -652,15 +652,20 @@ def _directional(args, g, layout, n_directions, rng, eps):
     gen = np.random.default_rng(rng)
     n = g.size
     comps = layout.comps
-    dirs = np.zeros((len(comps) * n_directions, n))
+    r = int(n_directions)
+    # row t of V holds the t-th unit direction of EVERY component (components are disjoint), so one native call
+    # evaluates all len(comps) * r localized directions without a dense (K, n) matrix; result index ci * r + t
+    V = np.empty((r, n))
+    gd = np.empty(len(comps) * r)
     names = []
     for ci, (name, start, stop, _, _) in enumerate(comps):
-        for r in range(n_directions):
+        for t in range(r):
             v = gen.standard_normal(stop - start)
-            dirs[ci * n_directions + r, start:stop] = v / np.linalg.norm(v)
+            v /= np.linalg.norm(v)
+            V[t, start:stop] = v
+            gd[ci * r + t] = v @ g[start:stop]
             names.append(name)
-    approx, kinks, J0 = _core.gradcheck_directions(*args, dirs)
-    gd = dirs @ g
+    approx, kinks, J0 = _core.gradcheck_component_directions(*args, V)
     flags = (np.asarray(kinks) > 0).astype(np.uint8) * KINK_ACT
     return GradcheckReport(mode="directional", eps=eps, layout=layout, indices=np.arange(len(names)),
                            approx=approx, grad=gd, flags=flags, theta_vals=None, dir_components=names,
