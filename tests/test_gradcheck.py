@@ -732,3 +732,29 @@ def test_batched_directions_equal_reference_one_by_one():
         np.testing.assert_allclose(a[k], a_ref[0], rtol=1e-6, atol=1e-9)
         alone, _, _ = _core.gradcheck_directions(*args, D[k:k + 1])
         np.testing.assert_allclose(alone[0], a[k], rtol=1e-12, atol=1e-15)
+
+
+def test_component_directions_equal_dense_directions():
+    """The localized directions of mode='directional' (one (r, n) matrix, one call) equal the same directions
+    passed densely, and the report's g.d uses the same vectors."""
+    rng = np.random.default_rng(29)
+    dims, m = [5, 6, 4, 3], 8
+    net = dk.Network(dims, hidden="leaky_relu", output="softmax", params=make_params(dims, rng))
+    X = rng.standard_normal((5, m))
+    Y = make_Y("ce", "softmax", 3, m, rng)
+    from dnnkit import _core
+    from dnnkit._params import layer_slices
+    V = rng.standard_normal((2, net.n_params))
+    args = (dims, "leaky_relu", "softmax", "ce", 0.01, net.theta.copy(), X, Y, [1.0, 0.8, 0.9], 3, 0, [], 0.2, 0.1,
+            1e-6)
+    a, kinks, J0 = _core.gradcheck_component_directions(*args, V)
+    dense = []
+    for sl, _ in layer_slices(dims).values():
+        for t in range(2):
+            d = np.zeros(net.n_params)
+            d[sl] = V[t, sl]
+            dense.append(d)
+    b, kinks_b, J0_b = _core.gradcheck_directions(*args, np.array(dense))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(kinks, kinks_b)
+    assert J0 == J0_b

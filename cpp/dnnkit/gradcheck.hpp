@@ -18,6 +18,12 @@
 //   (and is not dropped) makes that coordinate unreliable: flagged (KINK_ACT). L1 at |w| < eps: KINK_L1.
 // - Batches depend on sizes only and each writes its own outputs: identical results for any thread count.
 //   BLAS is single-threaded; parallelism is OpenMP over batches with per-thread scratch.
+// - Fast path (relu / leaky_relu / linear hidden layers, on by default): in a linear region the perturbed forward
+//   is exactly linear propagation, so per hidden unit the Jacobian G = dZ[L]/dA[l][i] (per example) is formed
+//   once and each of the unit's coordinates costs O(n_L m); coordinates with a kink within reach (own unit, or
+//   any downstream unit by precomputed margins) are routed to the general path above. See fast_unit.
+// - Directional mode: directions grouped by their first layer l0, both signs of all of them side by side as one
+//   wide block, nothing below l0 recomputed.
 #pragma once
 #include <omp.h>
 
@@ -662,9 +668,8 @@ class GradChecker {
         return loss_delta_col(k, v, 1) - loss_delta_col(k, neg, 1);
     }
 
-    // Prepares unit (l, i): G, margins, thresholds T (per example), the active examples and the gathered loss
-    // coefficients. Returns false when the unit's coordinates must all go to the general path (never: kept for
-    // symmetry) .
+    // Prepares unit (l, i): G, margins, thresholds T (per example), the active examples (S[l][i,k] != 0) and the
+    // loss coefficients gathered on them (Gs = eps S G, output probabilities / sigmoids P, labels).
     void fast_prepare(int l, int i, double eps, FastScratch& f) const {
         const int L = arch_.L(), mm = m_, nL = arch_.n(L), nl = arch_.n(l);
         const bool kinks = has_kinks(arch_.hidden);
