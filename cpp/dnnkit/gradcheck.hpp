@@ -191,8 +191,11 @@ class GradChecker {
                     stop.store(true);
                     continue;
                 }
-                fast_unit(fast.data() + units[u].first, units[u].second - units[u].first, eps, approx, flags,
-                          routed.data() + units[u].first, fs);
+                // a unit with many coordinates (wide inputs) also polls between them, on the polling thread only
+                const bool poller = poll && omp_get_thread_num() == 0;
+                if (!fast_unit(fast.data() + units[u].first, units[u].second - units[u].first, eps, approx, flags,
+                               routed.data() + units[u].first, fs, poller ? &poll : nullptr, stop))
+                    stop.store(true);
             }
         }
         if (stop.load()) return false;
@@ -860,8 +863,9 @@ class GradChecker {
 
     // all coordinates of unit (l, i): cs[0..B) (same l, i). Writes approx / flags of those it handles and
     // sets routed[b] for the others (kinks within reach: the general path does them).
-    void fast_unit(const Coord* cs, size_t B, double eps, double* approx, uint8_t* flags, uint8_t* routed,
-                   FastScratch& f) const {
+    // Returns false when stopped (poll asked, or another thread saw it).
+    bool fast_unit(const Coord* cs, size_t B, double eps, double* approx, uint8_t* flags, uint8_t* routed,
+                   FastScratch& f, const Poll* poll, const std::atomic<bool>& stop) const {
         const int l = cs[0].l, i = cs[0].i, mm = m_;
         fast_prepare(l, i, eps, f);
         const bool kinks = has_kinks(arch_.hidden);
@@ -872,6 +876,10 @@ class GradChecker {
         const int* act = f.act.data();
         double* a = f.a.data();
         for (size_t b = 0; b < B; ++b) {
+            if (b % 2048 == 2047) {
+                if (stop.load(std::memory_order_relaxed)) return false;
+                if (poll && (*poll)()) return false;
+            }
             const Coord& c = cs[b];
             const double* ar = c.j < 0 ? nullptr : A_[l - 1].data() + size_t(c.j) * mm;
             if (kinks) {
@@ -903,6 +911,7 @@ class GradChecker {
             approx[c.out] = s * inv + reg_term(c, eps, fl);
             flags[c.out] = fl;
         }
+        return true;
     }
 
     // The general path: per-coordinate delta propagation with batched suffix GEMMs (any activation).
