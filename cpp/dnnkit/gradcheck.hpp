@@ -109,7 +109,8 @@ class GradChecker {
         A_.assign(L + 1, {});
         G_.assign(L + 1, {});
         D_.assign(L + 1, {});
-        A_[0] = dp.on(0) ? net.A[0] : std::vector<double>(X, X + size_t(arch.n(0)) * m);
+        if (dp.on(0)) A_[0] = std::move(net.A[0]);  // else A[0] is X itself (not copied)
+        A0_ = dp.on(0) ? A_[0].data() : X;
         for (int l = 1; l <= L; ++l) {
             Z_[l] = std::move(net.Z[l]);
             A_[l] = std::move(net.A[l]);
@@ -287,7 +288,7 @@ class GradChecker {
                         const double* d = rows[ks[t]];
                         const size_t f = size_t(ks[t]) * (L + 1) + lz;
                         if (wnz[f])
-                            gemm(false, false, nl, mm, np, 1.0, d + arch_.woff[lz], np, A_[lz - 1].data(), mm, 0.0,
+                            gemm(false, false, nl, mm, np, 1.0, d + arch_.woff[lz], np, act(lz - 1), mm, 0.0,
                                  base.data(), mm);
                         else
                             std::fill(base.begin(), base.end(), 0.0);
@@ -320,7 +321,7 @@ class GradChecker {
                             const size_t off = size_t(2 * t + s) * mm;
                             if (wnz[f]) {
                                 tmp.resize(size_t(np) * mm);
-                                const double* Ap = A_[l - 1].data();
+                                const double* Ap = act(l - 1);
                                 for (int r = 0; r < np; ++r)
                                     for (int c = 0; c < mm; ++c)
                                         tmp[size_t(r) * mm + c] = Ap[size_t(r) * mm + c] + dA[size_t(r) * ld + off + c];
@@ -381,11 +382,13 @@ class GradChecker {
     const double* Y_;
     int m_;
     double l2_, l1_, J0_ = 0.0;
+    const double* A0_ = nullptr;
     std::vector<std::vector<double>> Z_, A_, G_, D_;
     // piecewise-linear hidden layers (fast path): S[l] = g'(Z[l]) * dropout scale; |W[l]| for the margin bounds
     std::vector<std::vector<double>> S_, absW_;
 
     const double* W(int l) const { return theta_ + arch_.woff[l]; }
+    const double* act(int l) const { return l == 0 ? A0_ : A_[l].data(); }  // A[l] after dropout
 
     static bool is_zero(const double* p, size_t n) {
         for (size_t q = 0; q < n; ++q)
@@ -553,7 +556,7 @@ class GradChecker {
         const int L = arch_.L(), l = cs[0].l, mm = m_;
         const double inv = 1.0 / (2.0 * eps * mm);
         if (l == L) {  // output layer: only row i of Z[L] changes; no products at all
-            const double* Ap = A_[L - 1].data();
+            const double* Ap = act(L - 1);
             for (size_t b = 0; b < B; ++b) {
                 const Coord& c = cs[b];
                 double sp = 0.0, sn = 0.0;
@@ -578,7 +581,7 @@ class GradChecker {
         sc.kink.assign(size_t(NP), 0);
         // row i of dA[l] for each perturbation p = 2b + (0: +eps, 1: -eps)
         {
-            const double* Ap = A_[l - 1].data();
+            const double* Ap = act(l - 1);
             const double* z = Z_[l].data();
             const double* g = G_[l].data();
             const double* D = D_[l].empty() ? nullptr : D_[l].data();
@@ -873,7 +876,7 @@ class GradChecker {
         const double inv = 1.0 / (2.0 * eps * mm);
         const double* T = f.T.data();
         const double* gmax = f.gmax.data();
-        const int* act = f.act.data();
+        const int* actk = f.act.data();
         double* a = f.a.data();
         for (size_t b = 0; b < B; ++b) {
             if (b % 2048 == 2047) {
@@ -881,7 +884,7 @@ class GradChecker {
                 if (poll && (*poll)()) return false;
             }
             const Coord& c = cs[b];
-            const double* ar = c.j < 0 ? nullptr : A_[l - 1].data() + size_t(c.j) * mm;
+            const double* ar = c.j < 0 ? nullptr : act(l - 1) + size_t(c.j) * mm;
             if (kinks) {
                 int bad = 0;
                 if (ar) {
@@ -898,7 +901,7 @@ class GradChecker {
             }
             double vmax = 0.0;
             if (ar) {
-                for (int q = 0; q < na; ++q) a[q] = ar[act[q]];
+                for (int q = 0; q < na; ++q) a[q] = ar[actk[q]];
 #pragma omp simd reduction(max : vmax)
                 for (int q = 0; q < na; ++q) vmax = std::max(vmax, std::fabs(a[q]) * gmax[q]);
             } else {

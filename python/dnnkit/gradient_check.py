@@ -54,11 +54,22 @@ BUG_FROM = 1e-3
 KINK_ACT, KINK_L1 = 1, 2
 
 
+def _dot(a, b) -> float:
+    """a . b of 1-D float64 vectors without BLAS: NumPy's BLAS threads a long dot product, and on a busy machine
+    the hand-off costs milliseconds per call (measured 4-8 ms for 1e5 elements at load 2 on 2 cores, 0.05 ms
+    here). Same semantics as ``a @ b`` (NaN / inf propagate)."""
+    return float(np.einsum("i,i->", np.ravel(a), np.ravel(b)))
+
+
+def _norm(a) -> float:
+    return math.sqrt(_dot(a, a)) if np.size(a) else 0.0
+
+
 def _rel(a, g) -> float:
     a = np.asarray(a, dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
-    num = np.linalg.norm(g - a)
-    den = np.linalg.norm(g) + np.linalg.norm(a)
+    num = _norm(g - a)
+    den = _norm(g) + _norm(a)
     if not np.isfinite(num) or not np.isfinite(den):
         return math.inf
     return 0.0 if den == 0 else float(num / den)
@@ -335,12 +346,12 @@ def _index_tuple(local: int, shape, layer):
 
 def _fit(a, g):
     """Least-squares c with g ~ c*a, and the relative residual ||g - c a|| / ||g||."""
-    aa = float(a @ a)
+    aa = _dot(a, a)
     if aa == 0 or not np.all(np.isfinite(g)):
         return None, math.inf
-    c = float(a @ g) / aa
-    gn = float(np.linalg.norm(g))
-    return c, (float(np.linalg.norm(g - c * a)) / gn if gn else math.inf)
+    c = _dot(a, g) / aa
+    gn = _norm(g)
+    return c, (_norm(g - c * a) / gn if gn else math.inf)
 
 
 def _name_constant(c: float, m: int) -> str | None:
@@ -377,7 +388,7 @@ def _finding(name, shape, layer, local, a, g, d, w, layout: _Layout, full: bool)
         return "ok"
     if d < 1e-5:
         return "small mismatch (finite-difference rounding level)"
-    an = float(np.linalg.norm(a))
+    an = _norm(a)
     if np.all(g == 0) and an > 0:
         return "block is zero (never written?)"
     m = layout.m
@@ -387,7 +398,7 @@ def _finding(name, shape, layer, local, a, g, d, w, layout: _Layout, full: bool)
             if not lam:
                 continue
             t = (lam / m) * term if label == "L2" else (lam / (2 * m)) * term
-            if float(np.linalg.norm(t)) == 0:
+            if _norm(t) == 0:
                 continue
             kappa, res = _fit(t, g - a)
             if kappa is not None and res < 1e-3:
@@ -661,9 +672,9 @@ def _directional(args, g, layout, n_directions, rng, eps):
     for ci, (name, start, stop, _, _) in enumerate(comps):
         for t in range(r):
             v = gen.standard_normal(stop - start)
-            v /= np.linalg.norm(v)
+            v /= _norm(v)
             V[t, start:stop] = v
-            gd[ci * r + t] = v @ g[start:stop]
+            gd[ci * r + t] = _dot(v, g[start:stop])
             names.append(name)
     approx, kinks, J0 = _core.gradcheck_component_directions(*args, V)
     flags = (np.asarray(kinks) > 0).astype(np.uint8) * KINK_ACT
