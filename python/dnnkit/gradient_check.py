@@ -243,6 +243,7 @@ class GradcheckReport:
         return {"difference": self.difference, "difference_reliable": self.difference_reliable,
                 "verdict": self.verdict, "mode": self.mode, "eps": self.eps, "engine": self.engine,
                 "n_checked": self.n_checked, "n_kinks": self.n_kinks, "cost": self.cost,
+                "engine_stats": None if self.engine_stats is None else dict(self.engine_stats),
                 "thresholds": {"correct_below": CORRECT_BELOW, "bug_from": BUG_FROM},
                 "components": [c.to_dict() for c in self.components]}
 
