@@ -654,7 +654,7 @@ class GradChecker {
     //   checked through the margin M_k = min_u |Z| / (|J| + tau |J|abs) (|J|abs: the same propagation with |W|, a
     //   bound on the rounding of the general path's own dZ) with a relative safety tau.
     // Coordinates failing either test (for any example with a_jk != 0) are routed to the general path, which
-    // computes and flags them exactly as before. Dropped units (mask 0) never change and are never flagged.
+    // computes and flags them exactly as before. Dropped units (mask 0) pass nothing on and are never flagged.
     static constexpr double tau = 1e-9;
     static constexpr double vpoly = 1.0 / 512;  // |v| below this: polynomial expm1 / log1p (exact to rounding)
 
@@ -702,7 +702,7 @@ class GradChecker {
                     da[k] = su[k] * w;
                     daa[k] = std::fabs(da[k]);
                 }
-                if (kinks && aw > 0.0) margin_row(l + 1, u, w, aw, M);
+                if (kinks && aw > 0.0) margin_row(l + 1, u, aw, M);
             }
             for (int lp = l + 2; lp <= L; ++lp) {
                 const int n = arch_.n(lp), np = arch_.n(lp - 1);
@@ -767,9 +767,8 @@ class GradChecker {
         f.f.resize(size_t(std::max(nL, 1)) * 2);
     }
 
-    // margin of hidden layer lp, unit u, with a Jacobian w constant over the examples (layer l+1)
-    void margin_row(int lp, int u, double w, double aw, double* M) const {
-        (void)w;
+    // margin of hidden layer lp, unit u, with a Jacobian constant over the examples (layer l+1): aw = |J| (1 + tau)
+    void margin_row(int lp, int u, double aw, double* M) const {
         const int mm = m_;
         const double* z = Z_[lp].data() + size_t(u) * mm;
         const double* D = D_[lp].empty() ? nullptr : D_[lp].data() + size_t(u) * mm;
