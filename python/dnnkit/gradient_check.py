@@ -137,7 +137,8 @@ class _Layout:
 
 class GradcheckReport:
     """Result of :func:`gradcheck`. ``float(report)`` is the seeds' relative difference over the checked
-    coordinates (or directions); ``verdict`` uses the coordinates not flagged as kinks (see module doc)."""
+    coordinates (or directions) that crossed no kink — the basis of ``verdict`` (see module doc);
+    ``difference`` is the same over every coordinate, kinks included."""
 
     def __init__(self, *, mode, eps, layout, indices, approx, grad, flags, theta_vals, directions=None,
                  dir_components=None, n_kinks_dir=None, cost=None, engine="native"):
@@ -188,7 +189,10 @@ class GradcheckReport:
         return v
 
     def __float__(self) -> float:
-        return self.difference
+        # The seeds' number over the coordinates the finite difference can judge: identical to
+        # ``difference`` when no kink was crossed; kink-crossing coordinates (meaningless there) are left out
+        # so that the headline never contradicts the verdict. ``difference`` keeps every coordinate.
+        return self.difference_reliable
 
     def __bool__(self) -> bool:
         return self.verdict == "correct"
@@ -251,10 +255,11 @@ class GradcheckReport:
         what = "directions" if self.mode == "directional" else "coordinates"
         head = (f"Gradient check ({self.mode}, {self.engine}, eps={self.eps:g}): {self.n_checked} {what}, "
                 f"{self.n_kinks} unreliable (kinks)\n"
-                f"difference = {self.difference:.8g}  ->  {self.verdict.upper()}"
+                f"difference = {self.difference_reliable:.8g}  ->  {self.verdict.upper()}"
                 f"   (correct < {CORRECT_BELOW:g}, bug >= {BUG_FROM:g})")
         if self.n_kinks:
-            head += f"\ndifference without kinked coordinates = {self.difference_reliable:.8g}"
+            head += (f"\n  (without the {self.n_kinks} kink-crossing coordinates; with them: {self.difference:.8g} —"
+                     " a ReLU kink inside +-eps makes the centered difference meaningless there)")
         cols = ["component", "shape", "checked", "kinks", "difference", "max|a-g|", "worst (l,r,c)", "finding"]
         body = []
         for c in self.components:
