@@ -336,6 +336,12 @@ inline Chunks wide_chunks(int m) {
     return {m, std::min(w, std::max(m, 1))};
 }
 
+// [0, n) in ceil(n / max_width) chunks of (nearly) equal width, multiples of 16 (balanced tasks).
+inline Chunks balanced_chunks(int n, int max_width) {
+    const int k = std::max(1, (n + max_width - 1) / max_width);
+    return {n, std::max(1, ((n + k - 1) / k + 15) / 16 * 16)};
+}
+
 template <class T>
 double wide_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const Dropout<T>& dp, double l2,
                      double l1, T* grad) {
@@ -435,7 +441,7 @@ double wide_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m,
         const T* Wl = net.W(theta, l);
         T* dW = grad + a.woff[l];
         T* db = grad + a.boff[l];
-        const Chunks rows{nl, WIDE_TILE_ROWS}, cols{np, WIDE_TILE_COLS};
+        const Chunks rows = balanced_chunks(nl, WIDE_TILE_ROWS), cols = balanced_chunks(np, WIDE_TILE_COLS);
         const int ntiles = rows.count() * cols.count();
         const int nchunks = l > 1 ? ch.count() : 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1 && ntiles + nchunks > 1)

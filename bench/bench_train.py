@@ -1,0 +1,278 @@
+"""Training steps per second: dnnkit (native loop) vs the NumPy reference (course code) vs PyTorch CPU eager.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python python bench/bench_train.py [--quick]
+
+One step = forward + backward + gradient-descent update on the full batch (m examples), as the course's
+"iteration". dnnkit runs N steps inside one ``fit`` call (the native loop; Python is touched once);
+the reference runs ``cost_and_gradients`` + ``update_parameters``; PyTorch runs an ``nn.Sequential`` with
+``torch.optim.SGD`` in eager mode, same dtype, ``torch.set_num_threads`` = dnnkit's thread count.
+Dropout: keep_prob 0.8 on every hidden layer (``nn.Dropout(0.2)`` in PyTorch). Each timing is the best of
+``REPS`` repetitions (the machine is shared). Also: GEMM peak of this machine (one big BLAS GEMM), dropout
+mask generation vs NumPy, and dnnkit interleaved with NumPy matmuls (the single-pool design).
+Prints Markdown for bench/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import dnnkit as dk
+from dnnkit import _core
+from dnnkit import reference as ref
+
+CONFIGS = [("small", [2, 20, 3, 1], 300), ("medium", [784, 128, 64, 10], 256), ("large", [784, 1024, 1024, 10], 1024)]
+KEEP = 0.8
+LR = 0.01
+
+
+def calibrate(fn, steps, min_time):
+    """Warm up, then grow `steps` until one run of fn(steps) lasts about min_time."""
+    fn(1)
+    while True:
+        t = time.perf_counter()
+        fn(steps)
+        dt = time.perf_counter() - t
+        if dt >= min_time or steps >= 1_000_000:
+            return steps, dt / steps
+        steps = int(steps * max(2.0, min_time / max(dt, 1e-9)))
+
+
+def best_times(fns, steps, reps, min_time=0.2):
+    """Best per-step time of each fn over `reps` rounds; the alternatives take turns within a round, so a
+    burst of load from other users of this shared machine hits all of them alike."""
+    cal = [calibrate(f, steps, min_time) for f in fns]
+    best = [c[1] for c in cal]
+    for _ in range(reps):
+        for i, f in enumerate(fns):
+            n = cal[i][0]
+            t = time.perf_counter()
+            f(n)
+            best[i] = min(best[i], (time.perf_counter() - t) / n)
+            if os.environ.get("BENCH_DEBUG"):
+                print(f"    fn{i}: {n} steps, {(time.perf_counter() - t) / n * 1e6:.1f} us/step", file=sys.stderr)
+    return best
+
+
+def best_time(fn, steps, reps, min_time=0.2):
+    return best_times([fn], steps, reps, min_time)[0]
+
+
+def data(dims, m, dtype, seed=0):
+    g = np.random.default_rng(seed)
+    X = g.standard_normal((dims[0], m)).astype(dtype)
+    if dims[-1] == 1:
+        Y = (g.random((1, m)) < 0.5).astype(dtype)
+    else:
+        Y = np.eye(dims[-1], dtype=dtype)[:, g.integers(0, dims[-1], m)]
+    return X, Y
+
+
+def output_of(dims):
+    return ("sigmoid", "bce") if dims[-1] == 1 else ("softmax", "ce")
+
+
+def step_flops(dims, m):
+    fwd = sum(2.0 * dims[l] * dims[l - 1] * m for l in range(1, len(dims)))
+    bwd_dw = fwd
+    bwd_da = sum(2.0 * dims[l] * dims[l - 1] * m for l in range(2, len(dims)))
+    return fwd + bwd_dw + bwd_da
+
+
+def bench_dnnkit(dims, m, dtype, keep):
+    out, loss = output_of(dims)
+    net = dk.Network(dims, output=out, loss=loss, dtype=dtype).initialize("he", rng=0)
+    X, Y = data(dims, m, dtype)
+    theta0 = net.theta.copy()
+
+    def run(n):
+        net.theta = theta0
+        net.fit(X, Y, epochs=n, learning_rate=LR, keep_prob=keep, seed=1, log_every=n)
+
+    return run
+
+
+def bench_reference(dims, m, dtype, keep):
+    out, loss = output_of(dims)
+    params = {k: v.astype(dtype) for k, v in dk.initialize_parameters(dims, "he", rng=0).items()}
+    X, Y = data(dims, m, dtype)
+    rng = np.random.default_rng(0)
+
+    def run(n):
+        p = params
+        for _ in range(n):
+            _, grads = ref.cost_and_gradients(X, Y, p, "relu", out, loss, keep_prob=keep, rng=rng)
+            p = ref.update_parameters(p, grads, LR)
+
+    return run
+
+
+def bench_torch(dims, m, dtype, keep, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    layers = []
+    for l in range(1, len(dims)):
+        layers.append(torch.nn.Linear(dims[l - 1], dims[l]))
+        if l < len(dims) - 1:
+            layers.append(torch.nn.ReLU())
+            if keep < 1:
+                layers.append(torch.nn.Dropout(1 - keep))
+    model = torch.nn.Sequential(*layers).to(tdt)
+    X, Y = data(dims, m, dtype)
+    xt = torch.from_numpy(np.ascontiguousarray(X.T))
+    if dims[-1] == 1:
+        yt = torch.from_numpy(np.ascontiguousarray(Y.T))
+        lossfn = torch.nn.BCEWithLogitsLoss()
+    else:
+        yt = torch.from_numpy(np.argmax(Y, axis=0))
+        lossfn = torch.nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+
+    def run(n):
+        for _ in range(n):
+            opt.zero_grad(set_to_none=True)
+            lossfn(model(xt), yt).backward()
+            opt.step()
+
+    return run
+
+
+def gemm_peak(dtype, n=2048, reps=3):
+    """GFLOP/s of one n x n x n GEMM in NumPy's OpenBLAS (all its threads): this machine's practical peak."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
+    b = a.copy()
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def bench_masks(n=1024, m=1024, reps=20):
+    res = {}
+    g = np.random.default_rng(0)
+    res["numpy default_rng().random() < p"] = min(_timed(lambda: g.random((n, m)) < KEEP) for _ in range(reps))
+    before = dk.get_num_threads()
+    for th in (1, before):
+        dk.set_num_threads(th)
+        res[f"dnnkit training-loop masks, uint8 ({th} thr)"] = min(
+            _timed(lambda: _core.train_keep_mask(n, m, KEEP, 1, 0, 1)) for _ in range(reps))
+        res[f"dk.dropout_mask public, uint8 ({th} thr)"] = min(
+            _timed(lambda: _core.dropout_mask(n, m, KEEP, 1, 0, 1)) for _ in range(reps))
+    dk.set_num_threads(before)
+    return {k: v / (n * m) * 1e9 for k, v in res.items()}  # ns per element
+
+
+def bench_interleaved(dims, m, reps=3, iters=300):
+    """dnnkit steps alternating with a 256x256 NumPy matmul, vs each alone (float64, no dropout)."""
+    out, loss = output_of(dims)
+    X, Y = data(dims, m, np.float64)
+    net = dk.Network(dims, output=out, loss=loss).initialize("he", rng=0)
+    tr = _core.Trainer64(list(dims), "relu", out, loss, 0.01, X, Y, "gd", LR, 0.9, 0.9, 0.999, 1e-8, 0.0, 0.0, [],
+                         1, 0)
+    A = np.random.default_rng(0).standard_normal((256, 256))
+
+    def steps(k):
+        for _ in range(k):
+            tr.run(net.theta, 1)
+
+    def mats(k):
+        for _ in range(k):
+            A @ A
+
+    def both(k):
+        for _ in range(k):
+            tr.run(net.theta, 1)
+            A @ A
+
+    return tuple(best_times([steps, mats, both], iters, reps))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, skip the large net")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--no-torch", action="store_true")
+    args = ap.parse_args()
+    reps = 2 if args.quick else args.reps
+    threads = dk.get_num_threads()
+    try:
+        import torch
+
+        have_torch = not args.no_torch
+        torch_version = torch.__version__
+    except ImportError:
+        have_torch, torch_version = False, "not installed"
+
+    print("## Environment\n")
+    print(f"- {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()},"
+          f" numpy {np.__version__}, torch {torch_version}")
+    print(f"- dnnkit threads {threads}; dnnkit BLAS: {dk.blas_info()['corename']} "
+          f"(threads per call {dk.blas_info()['threads']})")
+    try:
+        from threadpoolctl import threadpool_info
+
+        for p in threadpool_info():
+            print(f"- threadpoolctl: {p.get('internal_api')} {p.get('version')} {p.get('architecture')} "
+                  f"threads={p.get('num_threads')} ({os.path.basename(p.get('filepath', ''))})")
+    except ImportError:
+        pass
+    print(f"- OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')} OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')}")
+    print(f"- load before: {os.getloadavg()}")
+    print()
+
+    peaks = {np.float64: gemm_peak(np.float64), np.float32: gemm_peak(np.float32)}
+    print(f"GEMM peak (NumPy OpenBLAS, 2048^3, {threads} threads): float64 {peaks[np.float64]:.1f} GFLOP/s, "
+          f"float32 {peaks[np.float32]:.1f} GFLOP/s\n")
+
+    print("## Steps per second (best of reps; higher is better)\n")
+    print("| net | m | dtype | dropout | dnnkit | reference | torch | vs reference | vs torch | dnnkit GFLOP/s (% of GEMM peak) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    configs = CONFIGS[:2] if args.quick else CONFIGS
+    for name, dims, m in configs:
+        for dtype in (np.float32, np.float64):
+            for keep in (1.0, KEEP):
+                big = name == "large"
+                n0 = 1 if big else (20 if name == "medium" else 500)
+                mt = 0.5 if big else 0.25
+                fns = [bench_dnnkit(dims, m, dtype, keep), bench_reference(dims, m, dtype, keep)]
+                if have_torch:
+                    fns.append(bench_torch(dims, m, dtype, keep, threads))
+                ts = best_times(fns, n0, reps, mt)
+                t_dk, t_ref = ts[0], ts[1]
+                t_pt = ts[2] if have_torch else float("nan")
+                gf = step_flops(dims, m) / t_dk / 1e9
+                print(f"| {name} {dims} | {m} | {np.dtype(dtype).name} | {'keep 0.8' if keep < 1 else 'none'} | "
+                      f"{1 / t_dk:,.0f} | {1 / t_ref:,.0f} | {1 / t_pt:,.0f} | {t_ref / t_dk:.1f}x | {t_pt / t_dk:.2f}x | "
+                      f"{gf:.1f} ({100 * gf / peaks[dtype]:.0f}%) |", flush=True)
+    print()
+
+    print("## Dropout mask generation, 1024 x 1024, keep 0.8 (ns per element; lower is better)\n")
+    masks = bench_masks()
+    base = masks["numpy default_rng().random() < p"]
+    for k, v in masks.items():
+        print(f"- {k}: {v:.2f} ns ({base / v:.1f}x NumPy)")
+    print()
+
+    print("## Interleaved with NumPy (float64, no dropout; a 256x256 matmul between dnnkit steps)\n")
+    print("| net | dnnkit step alone | matmul alone | step + matmul interleaved | overhead vs sum |")
+    print("|---|---|---|---|---|")
+    for name, dims, m in CONFIGS[:2]:
+        ts, tm, tb = bench_interleaved(dims, m)
+        print(f"| {name} | {ts * 1e6:.1f} us | {tm * 1e6:.1f} us | {tb * 1e6:.1f} us | {tb / (ts + tm):.2f}x |")
+    print(f"\nload after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
