@@ -5,9 +5,10 @@
 //   theta (nparams)          the network's flat buffer, updated in place: W1, b1, W2, b2, ...
 //   X (n0 x m), Y (nL x m)   row-major, examples are columns (as MLP<T>)
 //   per step:  batch columns gathered into Xb (n0 x mb) / Yb (nL x mb) through a seeded permutation,
-//              dropout masks drawn once per step from the counter-based RNG keyed by (seed, step, layer,
-//              unit, example) and handed to forward and backward as explicit masks (half the RNG work),
-//              J and grad from MLP<T> (or the lean single-chunk path below for small problems),
+//              dropout masks drawn once per step (vectorised Philox, the same bits as rng.hpp's
+//              dropout_bits for (seed, step, layer, unit, example)) as bytes, used by forward and backward,
+//              J and grad by the lean path (small problems: whole-matrix BLAS calls, no OpenMP) or the wide
+//              path (MLP<T>'s parallel structure with larger BLAS calls), both on MLP<T>'s workspace,
 //              theta -= optimizer update (gd | momentum | adam).
 //
 // Reproducibility: the permutation of epoch e is a Fisher-Yates shuffle driven by Philox keyed by the seed
@@ -81,62 +82,83 @@ inline void philox_keep_row_scalar(uint64_t key, uint32_t unit, uint32_t layer, 
 }
 
 #if defined(__x86_64__) || defined(__i386__)
+struct Philox8 {  // 8 Philox counters side by side, word t of block k in lane k of c[t]
+    __m256i c[4];
+};
+
+__attribute__((target("avx2"), always_inline)) inline void philox8_init(Philox8& g, uint32_t b0, uint32_t unit,
+                                                                        uint32_t layer, uint32_t step) {
+    g.c[0] = _mm256_add_epi32(_mm256_set1_epi32(int(b0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    g.c[1] = _mm256_set1_epi32(int(unit));
+    g.c[2] = _mm256_set1_epi32(int(layer));
+    g.c[3] = _mm256_set1_epi32(int(step));
+}
+
+__attribute__((target("avx2"), always_inline)) inline void philox8_round(Philox8& g, __m256i k0, __m256i k1) {
+    const __m256i M0 = _mm256_set1_epi64x(0xD2511F53u), M1 = _mm256_set1_epi64x(0xCD9E8D57u);
+    // 32x32 -> 64 products of the even lanes and of the odd lanes, then hi / lo words back in place
+    const __m256i pe0 = _mm256_mul_epu32(g.c[0], M0), po0 = _mm256_mul_epu32(_mm256_srli_epi64(g.c[0], 32), M0);
+    const __m256i pe1 = _mm256_mul_epu32(g.c[2], M1), po1 = _mm256_mul_epu32(_mm256_srli_epi64(g.c[2], 32), M1);
+    const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(pe0, 32), po0, 0xAA);
+    const __m256i lo0 = _mm256_blend_epi32(pe0, _mm256_slli_epi64(po0, 32), 0xAA);
+    const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(pe1, 32), po1, 0xAA);
+    const __m256i lo1 = _mm256_blend_epi32(pe1, _mm256_slli_epi64(po1, 32), 0xAA);
+    g.c[0] = _mm256_xor_si256(_mm256_xor_si256(hi1, g.c[1]), k0);
+    g.c[1] = lo1;
+    g.c[2] = _mm256_xor_si256(_mm256_xor_si256(hi0, g.c[3]), k1);
+    g.c[3] = lo0;
+}
+
+// out[j] = bits of example (4 * first block + j) < thr, for j < n <= 32.
+__attribute__((target("avx2"), always_inline)) inline void philox8_out(const Philox8& g, uint64_t thr, int n,
+                                                                       uint8_t* out) {
+    if (n == 32 && thr <= 0xFFFFFFFFull) {
+        // transpose (block k, lane t) -> example 4k + t, compare, pack to 32 bytes of 0/1
+        const __m256i t0 = _mm256_unpacklo_epi32(g.c[0], g.c[1]), t1 = _mm256_unpacklo_epi32(g.c[2], g.c[3]);
+        const __m256i t2 = _mm256_unpackhi_epi32(g.c[0], g.c[1]), t3 = _mm256_unpackhi_epi32(g.c[2], g.c[3]);
+        const __m256i u0 = _mm256_unpacklo_epi64(t0, t1), u1 = _mm256_unpackhi_epi64(t0, t1);  // ex 0-3|16-19, 4-7|20-23
+        const __m256i u2 = _mm256_unpacklo_epi64(t2, t3), u3 = _mm256_unpackhi_epi64(t2, t3);  // ex 8-11|24-27, 12-15|28-31
+        const __m256i v0 = _mm256_permute2x128_si256(u0, u1, 0x20), v1 = _mm256_permute2x128_si256(u2, u3, 0x20);
+        const __m256i v2 = _mm256_permute2x128_si256(u0, u1, 0x31), v3 = _mm256_permute2x128_si256(u2, u3, 0x31);
+        const __m256i sign = _mm256_set1_epi32(int(0x80000000u));
+        const __m256i th = _mm256_xor_si256(_mm256_set1_epi32(int(uint32_t(thr))), sign);
+        // v < thr (unsigned) as a signed compare of sign-flipped values: -1 / 0 per 32-bit lane
+        const __m256i l0 = _mm256_cmpgt_epi32(th, _mm256_xor_si256(v0, sign));
+        const __m256i l1 = _mm256_cmpgt_epi32(th, _mm256_xor_si256(v1, sign));
+        const __m256i l2 = _mm256_cmpgt_epi32(th, _mm256_xor_si256(v2, sign));
+        const __m256i l3 = _mm256_cmpgt_epi32(th, _mm256_xor_si256(v3, sign));
+        const __m256i p01 = _mm256_packs_epi32(l0, l1), p23 = _mm256_packs_epi32(l2, l3);
+        __m256i b = _mm256_packs_epi16(p01, p23);
+        b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        b = _mm256_and_si256(b, _mm256_set1_epi8(1));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), b);
+        return;
+    }
+    alignas(32) uint32_t a[4][8];
+    for (int t = 0; t < 4; ++t) _mm256_store_si256(reinterpret_cast<__m256i*>(a[t]), g.c[t]);
+    for (int j = 0; j < n; ++j) out[j] = uint64_t(a[j & 3][j >> 2]) < thr;
+}
+
+// Two groups of 8 counters per iteration: independent dependency chains, so the multiplies overlap.
 __attribute__((target("avx2"))) inline void philox_keep_row_avx2(uint64_t key, uint32_t unit, uint32_t layer,
                                                                  uint32_t step, int mb, uint64_t thr,
                                                                  uint8_t* out) {
-    const __m256i M0 = _mm256_set1_epi64x(0xD2511F53u), M1 = _mm256_set1_epi64x(0xCD9E8D57u);
     const int nblocks = (mb + 3) / 4;
-    alignas(32) uint32_t a[4][8];
-    for (int b0 = 0; b0 < nblocks; b0 += 8) {
-        __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(int(b0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        __m256i c1 = _mm256_set1_epi32(int(unit)), c2 = _mm256_set1_epi32(int(layer)),
-                c3 = _mm256_set1_epi32(int(step));
+    for (int b0 = 0; b0 < nblocks; b0 += 16) {
+        Philox8 g, h;
+        philox8_init(g, uint32_t(b0), unit, layer, step);
+        philox8_init(h, uint32_t(b0 + 8), unit, layer, step);
         uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
         for (int r = 0; r < 10; ++r) {
-            // 32x32 -> 64 products of the even lanes and of the odd lanes, then hi / lo words back in place
-            const __m256i pe0 = _mm256_mul_epu32(c0, M0), po0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), M0);
-            const __m256i pe1 = _mm256_mul_epu32(c2, M1), po1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), M1);
-            const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(pe0, 32), po0, 0xAA);
-            const __m256i lo0 = _mm256_blend_epi32(pe0, _mm256_slli_epi64(po0, 32), 0xAA);
-            const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(pe1, 32), po1, 0xAA);
-            const __m256i lo1 = _mm256_blend_epi32(pe1, _mm256_slli_epi64(po1, 32), 0xAA);
-            const __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(int(k0)));
-            const __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(int(k1)));
-            c0 = n0;
-            c1 = lo1;
-            c2 = n2;
-            c3 = lo0;
+            const __m256i K0 = _mm256_set1_epi32(int(k0)), K1 = _mm256_set1_epi32(int(k1));
+            philox8_round(g, K0, K1);
+            philox8_round(h, K0, K1);
             k0 += 0x9E3779B9u;
             k1 += 0xBB67AE85u;
         }
-        const int jb = b0 * 4, n = std::min(mb - jb, 32);
-        if (n == 32 && thr <= 0xFFFFFFFFull) {
-            // transpose (block k, lane t) -> example 4k + t, compare, pack to 32 bytes of 0/1
-            const __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpacklo_epi32(c2, c3);
-            const __m256i t2 = _mm256_unpackhi_epi32(c0, c1), t3 = _mm256_unpackhi_epi32(c2, c3);
-            const __m256i u0 = _mm256_unpacklo_epi64(t0, t1), u1 = _mm256_unpackhi_epi64(t0, t1);  // ex 0-3|16-19, 4-7|20-23
-            const __m256i u2 = _mm256_unpacklo_epi64(t2, t3), u3 = _mm256_unpackhi_epi64(t2, t3);  // ex 8-11|24-27, 12-15|28-31
-            const __m256i v0 = _mm256_permute2x128_si256(u0, u1, 0x20), v1 = _mm256_permute2x128_si256(u2, u3, 0x20);
-            const __m256i v2 = _mm256_permute2x128_si256(u0, u1, 0x31), v3 = _mm256_permute2x128_si256(u2, u3, 0x31);
-            const __m256i sign = _mm256_set1_epi32(int(0x80000000u));
-            const __m256i th = _mm256_xor_si256(_mm256_set1_epi32(int(uint32_t(thr))), sign);
-            // v < thr (unsigned) as a signed compare of sign-flipped values: -1 / 0 per 32-bit lane
-            const __m256i l0 = _mm256_cmpgt_epi32(th, _mm256_xor_si256(v0, sign));
-            const __m256i l1 = _mm256_cmpgt_epi32(th, _mm256_xor_si256(v1, sign));
-            const __m256i l2 = _mm256_cmpgt_epi32(th, _mm256_xor_si256(v2, sign));
-            const __m256i l3 = _mm256_cmpgt_epi32(th, _mm256_xor_si256(v3, sign));
-            const __m256i p01 = _mm256_packs_epi32(l0, l1), p23 = _mm256_packs_epi32(l2, l3);
-            __m256i b = _mm256_packs_epi16(p01, p23);
-            b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-            b = _mm256_and_si256(b, _mm256_set1_epi8(1));
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + jb), b);
-            continue;
-        }
-        _mm256_store_si256(reinterpret_cast<__m256i*>(a[0]), c0);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(a[1]), c1);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(a[2]), c2);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(a[3]), c3);
-        for (int j = 0; j < n; ++j) out[jb + j] = uint64_t(a[j & 3][j >> 2]) < thr;
+        const int jb = b0 * 4;
+        philox8_out(g, thr, std::min(mb - jb, 32), out + jb);
+        if (mb - jb > 32) philox8_out(h, thr, std::min(mb - jb - 32, 32), out + jb + 32);
     }
 }
 #endif
@@ -190,15 +212,23 @@ DNNKIT_ALWAYS_INLINE T row_sum(const T* x, int n) {
     return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
 }
 
-// Inverted dropout with the trainer's scaled masks (entries 0 or 1/keep_prob, see draw_masks): one
-// vectorisable multiply per value. (v * (1/keep) may differ from the reference's v / keep in the last bit.)
+// The masks of one training step, drawn once and used by forward and backward: 0/1 bytes per layer
+// (n[l] x mb, row-major), or nullptr where the layer has no dropout.
+struct ByteMasks {
+    std::vector<const uint8_t*> bits;
+    std::vector<double> scale;  // 1 / keep_prob
+    const uint8_t* get(int l) const { return l < int(bits.size()) ? bits[l] : nullptr; }
+};
+
+// Inverted dropout from byte masks: v *= D * (1/keep), one vectorisable multiply per value.
+// (v * (1/keep) may differ from the reference's v / keep in the last bit.)
 template <class T>
-DNNKIT_ALWAYS_INLINE void scaled_dropout(const T* __restrict S, T* __restrict v, size_t n) {
-    for (size_t k = 0; k < n; ++k) v[k] *= S[k];
+DNNKIT_ALWAYS_INLINE void byte_dropout(const uint8_t* __restrict D, T scale, T* __restrict v, size_t n) {
+    for (size_t k = 0; k < n; ++k) v[k] *= T(D[k]) * scale;
 }
 template <class T>
-DNNKIT_ALWAYS_INLINE void lean_dropout(const Dropout<T>& dp, int l, int n, int m, T* v) {
-    if (const T* S = dp.mask(l)) scaled_dropout(S, v, size_t(n) * m);
+DNNKIT_ALWAYS_INLINE void lean_dropout(const Dropout<T>& dp, const ByteMasks& bm, int l, int n, int m, T* v) {
+    if (const uint8_t* D = bm.get(l)) byte_dropout(D, T(bm.scale[l]), v, size_t(n) * m);
     else apply_dropout(dp, l, n, m, 0, m, v);
 }
 
@@ -221,7 +251,8 @@ DNNKIT_ALWAYS_INLINE void relu_backward(const T* __restrict z, const T* __restri
 }
 
 template <class T>
-DNNKIT_ALWAYS_INLINE double lean_forward(MLP<T>& net, const T* theta, const T* X, int m, const Dropout<T>& dp, const T* Y, double l2,
+DNNKIT_ALWAYS_INLINE double lean_forward(MLP<T>& net, const T* theta, const T* X, int m, const Dropout<T>& dp,
+                                         const ByteMasks& bm, const T* Y, double l2,
                     double l1) {
     net.resize(m);
     const Arch& a = net.arch;
@@ -231,7 +262,7 @@ DNNKIT_ALWAYS_INLINE double lean_forward(MLP<T>& net, const T* theta, const T* X
     if (dp.on(0)) {  // input dropout on a copy of X
         const int n0 = a.n(0);
         net.A[0].assign(X, X + size_t(n0) * m);
-        lean_dropout(dp, 0, n0, m, net.A[0].data());
+        lean_dropout(dp, bm, 0, n0, m, net.A[0].data());
         Aprev = net.A[0].data();
     }
     for (int l = 1; l <= L; ++l) {
@@ -267,7 +298,7 @@ DNNKIT_ALWAYS_INLINE double lean_forward(MLP<T>& net, const T* theta, const T* X
         } else {
             act_forward(act, Zl, Al, size_t(nl) * m, alpha);
         }
-        if (l < L && dp.on(l)) lean_dropout(dp, l, nl, m, Al);
+        if (l < L && dp.on(l)) lean_dropout(dp, bm, l, nl, m, Al);
         Aprev = Al;
     }
     if (!Y) return 0.0;
@@ -277,8 +308,9 @@ DNNKIT_ALWAYS_INLINE double lean_forward(MLP<T>& net, const T* theta, const T* X
 // with_cost = false skips the cost (J returned as 0): the trainer needs it only in epochs it reports.
 template <class T>
 DNNKIT_ALWAYS_INLINE double lean_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m,
-                                          const Dropout<T>& dp, double l2, double l1, T* grad, bool with_cost) {
-    const double J = lean_forward(net, theta, X, m, dp, with_cost ? Y : nullptr, l2, l1);
+                                          const Dropout<T>& dp, const ByteMasks& bm, double l2, double l1, T* grad,
+                                          bool with_cost) {
+    const double J = lean_forward(net, theta, X, m, dp, bm, with_cost ? Y : nullptr, l2, l1);
     const Arch& a = net.arch;
     const int L = a.L(), nL = a.n(L);
     const T invm = T(1) / T(m);
@@ -314,7 +346,7 @@ DNNKIT_ALWAYS_INLINE double lean_backward(MLP<T>& net, const T* theta, const T* 
         if (l > 1) {
             T* da = net.dA.data();  // (np x m)
             gemm(true, false, np, m, nl, T(1), Wl, np, dz, m, T(0), da, m);  // dA = W^T dZ
-            if (dp.on(l - 1)) lean_dropout(dp, l - 1, np, m, da);
+            if (dp.on(l - 1)) lean_dropout(dp, bm, l - 1, np, m, da);
             if (a.hidden == Act::relu) relu_backward(net.Z[l - 1].data(), da, net.dZ[l - 1].data(), size_t(np) * m);
             else act_backward(a.hidden, net.Z[l - 1].data(), da, net.dZ[l - 1].data(), size_t(np) * m, alpha);
         }
@@ -343,8 +375,8 @@ inline Chunks balanced_chunks(int n, int max_width) {
 }
 
 template <class T>
-double wide_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const Dropout<T>& dp, double l2,
-                     double l1, T* grad) {
+double wide_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const Dropout<T>& dp,
+                     const ByteMasks& bm, double l2, double l1, T* grad) {
     net.resize(m);
     const Arch& a = net.arch;
     const int L = a.L(), nL = a.n(L), n0 = a.n(0);
@@ -362,13 +394,13 @@ double wide_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m,
         const T* Aprev = X;
         if (input_drop) {
             T* A0 = net.A[0].data();
-            const T* S = dp.mask(0);
+            const uint8_t* D = bm.get(0);
             for (int i = 0; i < n0; ++i) {
                 const size_t o = size_t(i) * m + j0;
                 std::copy(X + o, X + o + w, A0 + o);
-                if (S) scaled_dropout(S + o, A0 + o, size_t(w));
+                if (D) byte_dropout(D + o, T(bm.scale[0]), A0 + o, size_t(w));
             }
-            if (!S) apply_dropout(dp, 0, n0, m, j0, j0 + w, A0);
+            if (!D) apply_dropout(dp, 0, n0, m, j0, j0 + w, A0);
             Aprev = A0;
         }
         for (int l = 1; l <= L; ++l) {
@@ -407,8 +439,9 @@ double wide_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m,
                 }
             }
             if (l < L && dp.on(l)) {
-                if (const T* S = dp.mask(l)) {
-                    for (int i = 0; i < nl; ++i) scaled_dropout(S + size_t(i) * m + j0, Al + size_t(i) * m + j0, size_t(w));
+                if (const uint8_t* D = bm.get(l)) {
+                    for (int i = 0; i < nl; ++i)
+                        byte_dropout(D + size_t(i) * m + j0, T(bm.scale[l]), Al + size_t(i) * m + j0, size_t(w));
                 } else {
                     apply_dropout(dp, l, nl, m, j0, j0 + w, Al);
                 }
@@ -465,13 +498,13 @@ double wide_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m,
                 const int c = t - ntiles, j0 = ch.begin(c), w = ch.end(c) - j0;
                 T* da = net.dA.data();
                 gemm(true, false, np, w, nl, T(1), Wl, np, dz + j0, m, T(0), da + j0, m);
-                const T* S = dp.on(l - 1) ? dp.mask(l - 1) : nullptr;
-                if (dp.on(l - 1) && !S) apply_dropout(dp, l - 1, np, m, j0, j0 + w, da);
+                const uint8_t* D = dp.on(l - 1) ? bm.get(l - 1) : nullptr;
+                if (dp.on(l - 1) && !D) apply_dropout(dp, l - 1, np, m, j0, j0 + w, da);
                 const T* zp = net.Z[l - 1].data();
                 T* dzp = net.dZ[l - 1].data();
                 for (int i = 0; i < np; ++i) {
                     const size_t o = size_t(i) * m + j0;
-                    if (S) scaled_dropout(S + o, da + o, size_t(w));
+                    if (D) byte_dropout(D + o, T(bm.scale[l - 1]), da + o, size_t(w));
                     if (a.hidden == Act::relu) relu_backward(zp + o, da + o, dzp + o, size_t(w));
                     else act_backward(a.hidden, zp + o, da + o, dzp + o, size_t(w), alpha);
                 }
@@ -485,25 +518,26 @@ double wide_backward(MLP<T>& net, const T* theta, const T* X, const T* Y, int m,
 // vectorised elementwise loops; no FMA is enabled, so both produce the same bits.
 template <class T>
 __attribute__((noinline)) double lean_step_base(MLP<T>& net, const T* theta, const T* X, const T* Y, int m,
-                                                const Dropout<T>& dp, double l2, double l1, T* grad, bool with_cost) {
-    return lean_backward(net, theta, X, Y, m, dp, l2, l1, grad, with_cost);
+                                                const Dropout<T>& dp, const ByteMasks& bm, double l2, double l1, T* grad, bool with_cost) {
+    return lean_backward(net, theta, X, Y, m, dp, bm, l2, l1, grad, with_cost);
 }
 #if defined(__x86_64__) || defined(__i386__)
 template <class T>
 __attribute__((noinline, target("avx2"))) double lean_step_avx2(MLP<T>& net, const T* theta, const T* X,
-                                                                const T* Y, int m, const Dropout<T>& dp, double l2,
-                                                                double l1, T* grad, bool with_cost) {
-    return lean_backward(net, theta, X, Y, m, dp, l2, l1, grad, with_cost);
+                                                                const T* Y, int m, const Dropout<T>& dp,
+                                                                const ByteMasks& bm, double l2, double l1, T* grad,
+                                                                bool with_cost) {
+    return lean_backward(net, theta, X, Y, m, dp, bm, l2, l1, grad, with_cost);
 }
 #endif
 template <class T>
-double lean_step(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const Dropout<T>& dp, double l2,
-                 double l1, T* grad, bool with_cost) {
+double lean_step(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const Dropout<T>& dp,
+                 const ByteMasks& bm, double l2, double l1, T* grad, bool with_cost) {
 #if defined(__x86_64__) || defined(__i386__)
     static const bool avx2 = __builtin_cpu_supports("avx2");
-    if (avx2) return lean_step_avx2(net, theta, X, Y, m, dp, l2, l1, grad, with_cost);
+    if (avx2) return lean_step_avx2(net, theta, X, Y, m, dp, bm, l2, l1, grad, with_cost);
 #endif
-    return lean_step_base(net, theta, X, Y, m, dp, l2, l1, grad, with_cost);
+    return lean_step_base(net, theta, X, Y, m, dp, bm, l2, l1, grad, with_cost);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -578,8 +612,8 @@ class Trainer {
                 Dropout<T> dp = draw_masks(mb);
                 MLP<T>& net = (mb == bs_) ? main_ : tail_;
                 const double J = lean_worth(arch_, mb)
-                                     ? lean_step(net, theta, Xp, Yp, mb, dp, o_.l2, o_.l1, grad_.data(), with_cost_)
-                                     : wide_backward(net, theta, Xp, Yp, mb, dp, o_.l2, o_.l1, grad_.data());
+                                     ? lean_step(net, theta, Xp, Yp, mb, dp, bm_, o_.l2, o_.l1, grad_.data(), with_cost_)
+                                     : wide_backward(net, theta, Xp, Yp, mb, dp, bm_, o_.l2, o_.l1, grad_.data());
                 if (stats) {
                     cost_sum += J * mb;
                     err_sum += errors(net, Yp, mb);
@@ -627,42 +661,33 @@ class Trainer {
     MLP<T> main_, tail_;  // two workspaces: the full batches and the last, shorter one (no reallocation)
     std::vector<T> grad_, v_, s_, snap_theta_, snap_v_, snap_s_, Xb_, Yb_;
     std::vector<int> perm_;
-    std::vector<std::vector<T>> masks_;
+    std::vector<std::vector<uint8_t>> masks_;
+    ByteMasks bm_;
     uint64_t step_ = 0, epoch_ = 0;
     bool with_cost_ = true;
 
-    // Masks of this step, drawn once (keyed by the global step) and used by both forward and backward.
-    // The masks hold 0 or 1/keep: MLP<T> reads them as 0/1 masks, the lean path multiplies by them.
+    // Masks of this step, drawn once (keyed by the global step) into bm_ and used by both forward and
+    // backward. dp carries keep/seed/step only (its RNG path is the fallback of the passes).
     Dropout<T> draw_masks(int mb) {
         Dropout<T> dp;
         dp.keep = o_.keep;
         dp.seed = o_.seed;
         dp.step = uint32_t(step_);
-        bool any = false;
-        for (int l = 0; l < int(o_.keep.size()); ++l) any = any || dp.on(l);
-        if (!any) return dp;
-        dp.masks.assign(o_.keep.size(), nullptr);
+        bm_.bits.assign(o_.keep.size(), nullptr);
+        bm_.scale.assign(o_.keep.size(), 1.0);
         for (int l = 0; l < int(o_.keep.size()); ++l) {
             if (!dp.on(l)) continue;
             const int nl = arch_.n(l);
-            std::vector<T>& D = masks_[l];
+            std::vector<uint8_t>& D = masks_[l];
             D.resize(size_t(nl) * mb);
-            T* p = D.data();
+            uint8_t* p = D.data();
             const uint64_t thr = keep_threshold(o_.keep[l]);
-            // scaled masks: 0 or 1/keep. MLP<T> reads them as 0/1 masks (nonzero = keep, then divides by
-            // keep); the lean path multiplies by them directly.
-            const T scale = T(1.0 / o_.keep[l]);
             const double work = double(nl) * mb;
             // rows are independent (each thread owns its rows): identical bits for any thread count
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (work > 65536.0 && num_threads() > 1)
-            for (int i = 0; i < nl; ++i) {
-                thread_local std::vector<uint8_t> bits;
-                bits.resize(mb);
-                philox_keep_row(dp.seed, uint32_t(i), uint32_t(l), dp.step, mb, thr, bits.data());
-                T* row = p + size_t(i) * mb;
-                for (int j = 0; j < mb; ++j) row[j] = bits[j] ? scale : T(0);
-            }
-            dp.masks[l] = p;
+            for (int i = 0; i < nl; ++i) philox_keep_row(dp.seed, uint32_t(i), uint32_t(l), dp.step, mb, thr, p + size_t(i) * mb);
+            bm_.bits[l] = p;
+            bm_.scale[l] = 1.0 / o_.keep[l];
         }
         return dp;
     }

@@ -19,7 +19,10 @@ Definitions (what the numbers in a :class:`History` mean)
     grad_norms                 per layer l = 1..L, the mean over the epoch's steps of ||dW[l]||_F.
     time                       seconds since fit started, at the end of the reported epoch.
 Each row is one reported epoch (every ``log_every`` epochs and the last one); ``epoch`` counts finished
-epochs (1-based). An epoch is one pass over the data: with ``batch_size=None`` (full batch) one epoch is one
+epochs (1-based). The native loop gathers training statistics only for the epochs it reports (unreported
+full-batch steps skip the cost altogether), so when an interruption lands inside a reporting interval of
+``log_every > 1``, the row of the last finished epoch carries NaN train_cost / train_error / grad_norms
+(its dev metrics are computed as usual). An epoch is one pass over the data: with ``batch_size=None`` (full batch) one epoch is one
 gradient step, as the course's "iterations".
 
 Randomness: with ``seed`` fixed, training is reproducible bit for bit and independent of the thread count.
