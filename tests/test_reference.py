@@ -8,6 +8,8 @@ import pytest
 from dnnkit import reference as ref
 from dnnkit._params import params_to_vector, vector_to_params
 
+from course import course_backward, course_case
+
 HIDDEN = ["relu", "leaky_relu", "tanh", "sigmoid", "linear"]
 PAIRS = [("sigmoid", "bce"), ("softmax", "ce"), ("linear", "mse"), ("sigmoid", "mse")]
 BAD_PAIRS = [("softmax", "bce"), ("linear", "bce"), ("sigmoid", "ce"), ("linear", "ce"), ("softmax", "mse")]
@@ -492,38 +494,6 @@ def test_gradient_check_with_indices_and_wrong_gradient():
     assert ref.gradient_check(cost, theta, bad, epsilon=1e-6, indices=[4])[0] == pytest.approx(1 / 3, rel=1e-6)
 
 
-def course_case():
-    np.random.seed(1)
-    X = np.random.randn(4, 3)
-    Y = np.array([[1, 1, 0]])
-    W1 = np.random.randn(5, 4)
-    b1 = np.random.randn(5, 1)
-    W2 = np.random.randn(3, 5)
-    b2 = np.random.randn(3, 1)
-    W3 = np.random.randn(1, 3)
-    b3 = np.random.randn(1, 1)
-    return X, Y, {"W1": W1, "b1": b1, "W2": W2, "b2": b2, "W3": W3, "b3": b3}
-
-
-def course_buggy_backward(X, Y, caches, params):
-    """The course's backward_propagation_n with its two planted bugs."""
-    m = X.shape[1]
-    A1, A2, A3 = caches["A1"], caches["A2"], caches["A3"]
-    W2, W3 = params["W2"], params["W3"]
-    dZ3 = A3 - Y
-    dW3 = 1.0 / m * np.dot(dZ3, A2.T)
-    db3 = 1.0 / m * np.sum(dZ3, axis=1, keepdims=True)
-    dA2 = np.dot(W3.T, dZ3)
-    dZ2 = np.multiply(dA2, np.int64(A2 > 0))
-    dW2 = 1.0 / m * np.dot(dZ2, A1.T) * 2  # bug 1
-    db2 = 1.0 / m * np.sum(dZ2, axis=1, keepdims=True)
-    dA1 = np.dot(W2.T, dZ2)
-    dZ1 = np.multiply(dA1, np.int64(A1 > 0))
-    dW1 = 1.0 / m * np.dot(dZ1, X.T)
-    db1 = 4.0 / m * np.sum(dZ1, axis=1, keepdims=True)  # bug 2
-    return {"dW1": dW1, "db1": db1, "dW2": dW2, "db2": db2, "dW3": dW3, "db3": db3}
-
-
 def test_course_gradient_check_correct_gradients():
     X, Y, params = course_case()
     _, grads = ref.cost_and_gradients(X, Y, params, "relu", "sigmoid", "bce")
@@ -533,7 +503,7 @@ def test_course_gradient_check_correct_gradients():
 def test_course_gradient_check_planted_bugs():
     X, Y, params = course_case()
     _, caches = ref.forward_propagation(X, params, "relu", "sigmoid")
-    grads = course_buggy_backward(X, Y, caches, params)
+    grads = course_backward(X, Y, params)
     theta = params_to_vector(params)
 
     def course_cost(th):  # the course's cost, from A3 (not from the logits)
