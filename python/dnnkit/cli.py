@@ -394,14 +394,12 @@ def _cmd_bench(args, out) -> int:
     theta = net.theta.copy()
     grad = net.grad_vector.copy()
     sub = min(n, 200 if args.quick else 500)
-    params = net.get_params()
 
     def J(th):
         return ref.compute_cost(ref.forward_propagation(X, dk.vector_to_params(th, list(dims)))[0], Y)
 
     t_sub = _best_time(lambda: ref.gradient_check(J, theta, grad, indices=np.arange(sub)), 1)
     t_ref = t_sub * n / sub
-    del params
     print(f"{'gradcheck, full':<30} {'':>5} {'dnnkit':>10} {'reference':>10} {'speedup':>8}", file=out)
     print(f"{str(dims) + f' ({n} params)':<30} {m:>5} {t_nat * 1e3:>8.2f}ms {t_ref * 1e3:>8.1f}ms {t_ref / t_nat:>7.1f}x"
           f"   (reference: {sub} coordinates timed, extrapolated)", file=out)

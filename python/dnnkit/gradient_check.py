@@ -712,10 +712,9 @@ def _check_function(cost_fn, params, grads, eps, mode, k, indices, rng):
             g = np.asarray(grads, dtype=np.float64).reshape(-1)
 
         def J(th):
-            p, off = {}, 0
+            p = {}
             for c in layout.comps:
                 p[c[0]] = th[c[1]:c[2]].reshape(c[3])
-                off = c[2]
             return float(cost_fn(p))
     else:
         theta = np.array(params, dtype=np.float64)

@@ -277,7 +277,6 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
                   dtype=net.dtype.name)
     history = History(config=config)
     history._data = (X, Y)  # for callbacks that need the training data (GradientCheck); not serialized
-    nan = float("nan")
 
     # ---------------------------------------------------------------- train
     bar = _Progress(verbose, progress, epochs)
