@@ -58,10 +58,9 @@ struct PyMLP {
 py::array_t<uint8_t> dropout_mask(int n, int m, double keep, uint64_t seed, uint32_t step, uint32_t layer) {
     py::array_t<uint8_t> out({n, m});
     uint8_t* p = out.mutable_data();
-    const uint64_t thr = keep_threshold(keep);
     {
         py::gil_scoped_release nogil;  // safe: writes only into `out`, which we own; no Python objects touched
-        dropout_bits(seed, step, layer, n, 0, m, thr, [&](int i, int j, bool k) { p[size_t(i) * m + j] = k; });
+        keep_mask(seed, step, layer, n, m, keep, p);  // vectorised Philox: the bits of dropout_bits
     }
     return out;
 }

@@ -134,15 +134,12 @@ void bind_train(py::module_& m) {
             if (n < 1 || mm < 1) throw py::value_error("n and m must be >= 1");
             py::array_t<uint8_t> out({n, mm});
             uint8_t* p = out.mutable_data();
-            const uint64_t thr = keep_threshold(keep);
             {
                 py::gil_scoped_release nogil;  // safe: writes only into `out`, owned by this frame
-                // rows are independent: each thread owns its rows, so the bits do not depend on the threads
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (double(n) * mm > 65536.0)
-                for (int i = 0; i < n; ++i) philox_keep_row(seed, uint32_t(i), layer, step, mm, thr, p + size_t(i) * mm);
+                keep_mask(seed, step, layer, n, mm, keep, p);  // the generator MLP<T> draws its masks with
             }
             return out;
         },
         py::arg("n"), py::arg("m"), py::arg("keep_prob"), py::arg("seed"), py::arg("step"), py::arg("layer"),
-        "The training loop's mask generator (vectorised Philox): the same 0/1 bits as dropout_mask");
+        "The passes' mask generator (vectorised Philox), as the training loop draws masks: the same 0/1 bits as dropout_mask");
 }

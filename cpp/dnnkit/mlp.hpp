@@ -2,7 +2,13 @@
 //
 // Layout (the contract): theta = [W1, b1, W2, b2, ...], W[l] is (n[l], n[l-1]) row-major, b[l] is (n[l]).
 // Activations are (n[l], m) row-major: examples are columns, as in the course and in dnnkit.reference.
-// GEMMs go through BLAS (single-threaded); the work is split into size-determined chunks run on OpenMP.
+// GEMMs go through BLAS (single-threaded). ONE implementation of the passes serves Network.forward/cost/backward
+// (bindings), the training loop (train.hpp) and the gradient checker's setup (gradcheck.hpp):
+//   - dropout masks are drawn once per pass as bytes (vectorised Philox keyed by (seed, step, layer, unit,
+//     example), or explicit 0/1 masks converted) and used by forward and backward;
+//   - the lean path (small problems: one column chunk, whole-matrix BLAS calls, no OpenMP) or the wide path
+//     (column chunks through all layers, then balanced dW tiles and dA column chunks, on OpenMP) is chosen by
+//     sizes only, so results are bit-identical for any thread count.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -12,6 +18,7 @@
 #include "activations.hpp"
 #include "blas.hpp"
 #include "parallel.hpp"
+#include "passes.hpp"
 #include "rng.hpp"
 
 namespace dnnkit {
@@ -61,7 +68,8 @@ struct Dropout {
 };
 
 // Applies inverted dropout of layer l to columns [j0, j1) of a (n x ld) row-major block:
-// v = keep ? v / keep_prob : 0. Used on A in forward and on dA in backward (same decisions).
+// v = keep ? v / keep_prob : 0, element by element. The passes use byte masks (MLP::masks); the gradient
+// checker uses this on a block of ones to get its per-element dropout factors.
 template <class T>
 inline void apply_dropout(const Dropout<T>& dp, int l, int n, int ld, int j0, int j1, T* v) {
     const T kp = T(dp.keep[l]);
@@ -85,7 +93,8 @@ class MLP {
     explicit MLP(Arch a) : arch(std::move(a)) {}
     Arch arch;
     int m = 0;
-    // Z[l] (l = 1..L), A[l] (l = 0..L; A[0] is used only with input dropout), dZ[l] (l = 1..L), one dA scratch.
+    // Z[l] (l = 1..L), A[l] (l = 0..L; A[0] holds the dropped-out input, empty without input dropout),
+    // dZ[l] (l = 1..L), one dA scratch. A[l] is post-dropout.
     std::vector<std::vector<T>> Z, A, dZ;
     std::vector<T> dA;
 
@@ -108,6 +117,7 @@ class MLP {
     }
     void release() {
         Z.clear(); A.clear(); dZ.clear(); dA.clear(); dA.shrink_to_fit(); m = 0;
+        bytes_.clear(); bm_ = ByteMasks{};
     }
 
     // Data part of the cost, (1/m) sum of per-example losses. Requires forward() on the same X.
@@ -156,142 +166,230 @@ class MLP {
         return (l2 * s2 + l1 * s1) / (2.0 * m_);
     }
 
+    // The masks of one pass over m examples as bytes: explicit 0/1 masks converted, the others drawn by the
+    // vectorised Philox (the same bits as dropout_bits / dk.dropout_mask).
+    const ByteMasks& masks(const Dropout<T>& dp, int m_) {
+        const int nk = int(dp.keep.size());
+        bm_.bits.assign(nk, nullptr);
+        bm_.scale.assign(nk, 1.0);
+        bytes_.resize(nk);
+        for (int l = 0; l < nk; ++l) {
+            if (!dp.on(l)) continue;
+            const int nl = arch.n(l);
+            std::vector<uint8_t>& D = bytes_[l];
+            D.resize(size_t(nl) * m_);
+            if (const T* src = dp.mask(l)) {
+                for (size_t k = 0; k < D.size(); ++k) D[k] = src[k] != T(0);
+            } else {
+                keep_mask(dp.seed, dp.step, uint32_t(l), nl, m_, dp.keep[l], D.data());
+            }
+            bm_.bits[l] = D.data();
+            bm_.scale[l] = 1.0 / dp.keep[l];
+        }
+        return bm_;
+    }
+
     // Forward pass over m examples (X is n0 x m). Returns J (with regularization) when Y != nullptr.
     double forward(const T* theta, const T* X, int m_, const Dropout<T>& dp, const T* Y = nullptr, double l2 = 0.0,
                    double l1 = 0.0) {
-        resize(m_);
-        const int L = arch.L();
-        const Chunks ch = column_chunks(m);
-        std::vector<double> part(ch.count(), 0.0);
-        double flops = 0.0;
-        for (int l = 1; l <= L; ++l) flops += 2.0 * arch.n(l) * arch.n(l - 1) * m;
-        const bool input_drop = dp.on(0);
-        if (input_drop) A[0].assign(size_t(arch.n(0)) * m, T(0));
-        const T alpha = T(arch.alpha);
-
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads()) if (worth_parallel(flops))
-        for (int c = 0; c < ch.count(); ++c) {
-            const int j0 = ch.begin(c), j1 = ch.end(c), w = j1 - j0;
-            const T* Aprev = X;
-            if (input_drop) {
-                const int n0 = arch.n(0);
-                for (int i = 0; i < n0; ++i)
-                    for (int j = j0; j < j1; ++j) A[0][size_t(i) * m + j] = X[size_t(i) * m + j];
-                apply_dropout(dp, 0, n0, m, j0, j1, A[0].data());
-                Aprev = A[0].data();
-            }
-            for (int l = 1; l <= L; ++l) {
-                const int nl = arch.n(l), np = arch.n(l - 1);
-                T* Zl = Z[l].data();
-                T* Al = A[l].data();
-                gemm(false, false, nl, w, np, T(1), W(theta, l), np, Aprev + j0, m, T(0), Zl + j0, m);
-                const T* bl = b(theta, l);
-                for (int i = 0; i < nl; ++i) {
-                    T* zr = Zl + size_t(i) * m + j0;
-                    const T bi = bl[i];
-                    for (int j = 0; j < w; ++j) zr[j] += bi;
-                }
-                const Act act = l < L ? arch.hidden : arch.output;
-                if (act == Act::softmax) {
-                    for (int j = j0; j < j1; ++j) {
-                        T mx = Zl[j];
-                        for (int i = 1; i < nl; ++i) mx = std::max(mx, Zl[size_t(i) * m + j]);
-                        T s = T(0);
-                        for (int i = 0; i < nl; ++i) {
-                            const T e = std::exp(Zl[size_t(i) * m + j] - mx);
-                            Al[size_t(i) * m + j] = e;
-                            s += e;
-                        }
-                        const T inv = T(1) / s;
-                        for (int i = 0; i < nl; ++i) Al[size_t(i) * m + j] *= inv;
-                    }
-                } else {
-                    for (int i = 0; i < nl; ++i)
-                        act_forward(act, Zl + size_t(i) * m + j0, Al + size_t(i) * m + j0, size_t(w), alpha);
-                }
-                if (l < L && dp.on(l)) apply_dropout(dp, l, nl, m, j0, j1, Al);
-                Aprev = Al;
-            }
-            if (Y) part[c] = data_cost_columns(Y, j0, j1);
-        }
-        if (!Y) return 0.0;
-        double s = 0.0;
-        for (double p : part) s += p;  // fixed order: deterministic
-        return s / m + reg_cost(theta, m, l2, l1);
+        return run(theta, X, Y, m_, masks(dp, m_), l2, l1, nullptr, true);
     }
 
     // Forward (with cost) and backward; writes the flat gradient (same layout as theta) into grad.
+    // with_cost = false skips the cost (returns 0): the training loop needs it only in the epochs it reports.
     double backward(const T* theta, const T* X, const T* Y, int m_, const Dropout<T>& dp, double l2, double l1,
-                    T* grad) {
-        const double J = forward(theta, X, m_, dp, Y, l2, l1);
-        const int L = arch.L(), nL = arch.n(L);
-        const T invm = T(1) / T(m);
-        // dZ[L]: canonical pairs give (A - Y) / m; sigmoid + mse adds the sigmoid derivative.
-        {
-            const T* AL = A[L].data();
-            T* d = dZ[L].data();
-            const size_t n = size_t(nL) * m;
-            if (arch.loss == Loss::mse && arch.output == Act::sigmoid) {
-                for (size_t k = 0; k < n; ++k) d[k] = (AL[k] - Y[k]) * AL[k] * (T(1) - AL[k]) * invm;
-            } else {
-                for (size_t k = 0; k < n; ++k) d[k] = (AL[k] - Y[k]) * invm;
-            }
+                    T* grad, bool with_cost = true) {
+        return run(theta, X, Y, m_, masks(dp, m_), l2, l1, grad, with_cost);
+    }
+
+    // The shared pass on given byte masks: forward, the cost when Y && with_cost, backward when grad.
+    double run(const T* theta, const T* X, const T* Y, int m_, const ByteMasks& bm, double l2, double l1, T* grad,
+               bool with_cost);
+
+   private:
+    std::vector<std::vector<uint8_t>> bytes_;
+    ByteMasks bm_;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Lean path: one column chunk (3 whole-matrix BLAS calls per layer), no OpenMP.
+template <class T>
+DNNKIT_ALWAYS_INLINE double lean_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
+                                      double l2, double l1, T* grad, bool with_cost) {
+    const Arch& a = net.arch;
+    const int L = a.L(), nL = a.n(L);
+    const T alpha = T(a.alpha);
+    const T* Aprev = X;
+    if (const uint8_t* D = bm.get(0)) {  // input dropout on a copy of X
+        const size_t n = size_t(a.n(0)) * m;
+        T* A0 = net.A[0].data();
+        std::copy(X, X + n, A0);
+        byte_dropout(D, T(bm.scale[0]), A0, n);
+        Aprev = A0;
+    }
+    for (int l = 1; l <= L; ++l) {
+        const int nl = a.n(l), np = a.n(l - 1);
+        T* Zl = net.Z[l].data();  // (nl x m)
+        T* Al = net.A[l].data();  // (nl x m)
+        gemm(false, false, nl, m, np, T(1), net.W(theta, l), np, Aprev, m, T(0), Zl, m);  // Z = W A_prev
+        bias_activation(l < L ? a.hidden : a.output, net.b(theta, l), nl, m, 0, m, alpha, Zl, Al);
+        if (l < L)
+            if (const uint8_t* D = bm.get(l)) byte_dropout(D, T(bm.scale[l]), Al, size_t(nl) * m);
+        Aprev = Al;
+    }
+    const double J = (Y && with_cost) ? net.data_cost_columns(Y, 0, m) / m + net.reg_cost(theta, m, l2, l1) : 0.0;
+    if (!grad) return J;
+
+    output_delta(a.output, a.loss, net.A[L].data(), Y, size_t(nL) * m, T(1) / T(m), net.dZ[L].data());
+    const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
+    for (int l = L; l >= 1; --l) {
+        const int nl = a.n(l), np = a.n(l - 1);
+        const T* Ap = (l == 1) ? (bm.get(0) ? net.A[0].data() : X) : net.A[l - 1].data();  // (np x m)
+        const T* dz = net.dZ[l].data();                                                      // (nl x m)
+        const T* Wl = net.W(theta, l);
+        T* dW = grad + a.woff[l];
+        T* db = grad + a.boff[l];
+        gemm(false, true, nl, np, m, T(1), dz, m, Ap, m, T(0), dW, np);  // dW = dZ A_prev^T (1/m in dZ)
+        add_reg_grad(Wl, dW, np, 0, nl, 0, np, cl2, cl1);
+        for (int i = 0; i < nl; ++i) db[i] = row_sum(dz + size_t(i) * m, m);
+        if (l > 1) {
+            T* da = net.dA.data();  // (np x m)
+            gemm(true, false, np, m, nl, T(1), Wl, np, dz, m, T(0), da, m);  // dA = W^T dZ
+            if (const uint8_t* D = bm.get(l - 1)) byte_dropout(D, T(bm.scale[l - 1]), da, size_t(np) * m);
+            if (a.hidden == Act::relu) relu_backward(net.Z[l - 1].data(), da, net.dZ[l - 1].data(), size_t(np) * m);
+            else act_backward(a.hidden, net.Z[l - 1].data(), da, net.dZ[l - 1].data(), size_t(np) * m, alpha);
         }
-        const T alpha = T(arch.alpha);
-        const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
-        const Chunks ch = column_chunks(m);
-        for (int l = L; l >= 1; --l) {
-            const int nl = arch.n(l), np = arch.n(l - 1);
-            const T* Aprev = (l == 1) ? (dp.on(0) ? A[0].data() : X) : A[l - 1].data();
-            const T* dz = dZ[l].data();
-            const T* Wl = W(theta, l);
-            T* dW = grad + arch.woff[l];
-            T* db = grad + arch.boff[l];
-            // dW tiles (rows x cols of dW, each a full reduction over m in one BLAS call) ...
-            const Chunks rows{nl, 64}, cols{np, 256};
-            const int ntiles = rows.count() * cols.count();
-            // ... and column chunks of dA[l-1] = W^T dZ[l], then dZ[l-1] = dA * mask / keep * g'(Z[l-1]).
-            const int nchunks = l > 1 ? ch.count() : 0;
-            const double flops = 4.0 * nl * np * m;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads()) if (worth_parallel(flops))
-            for (int t = 0; t < ntiles + nchunks; ++t) {
-                if (t < ntiles) {
-                    const int rc = t / cols.count(), cc = t % cols.count();
-                    const int r0 = rows.begin(rc), r1 = rows.end(rc), c0 = cols.begin(cc), c1 = cols.end(cc);
-                    gemm(false, true, r1 - r0, c1 - c0, m, T(1), dz + size_t(r0) * m, m, Aprev + size_t(c0) * m, m,
-                         T(0), dW + size_t(r0) * np + c0, np);
-                    if (cl2 != T(0) || cl1 != T(0)) {
-                        for (int i = r0; i < r1; ++i)
-                            for (int j = c0; j < c1; ++j) {
-                                const T w = Wl[size_t(i) * np + j];
-                                const T sg = w > T(0) ? T(1) : (w < T(0) ? T(-1) : T(0));
-                                dW[size_t(i) * np + j] += cl2 * w + cl1 * sg;
-                            }
-                    }
-                    if (cc == 0) {
-                        for (int i = r0; i < r1; ++i) {
-                            T s = T(0);
-                            const T* row = dz + size_t(i) * m;
-                            for (int j = 0; j < m; ++j) s += row[j];
-                            db[i] = s;
-                        }
-                    }
-                } else {
-                    const int c = t - ntiles, j0 = ch.begin(c), j1 = ch.end(c), w = j1 - j0;
-                    T* da = dA.data();
-                    gemm(true, false, np, w, nl, T(1), Wl, np, dz + j0, m, T(0), da + j0, m);
-                    if (dp.on(l - 1)) apply_dropout(dp, l - 1, np, m, j0, j1, da);
-                    const T* zp = Z[l - 1].data();
-                    T* dzp = dZ[l - 1].data();
-                    for (int i = 0; i < np; ++i) {
-                        const size_t o = size_t(i) * m + j0;
-                        act_backward(arch.hidden, zp + o, da + o, dzp + o, size_t(w), alpha);
-                    }
+    }
+    return J;
+}
+
+// The lean pass compiled twice: for the baseline ISA and for AVX2 (chosen at run time). AVX2 only widens the
+// vectorised elementwise loops; no FMA is enabled, so both produce the same bits.
+template <class T>
+__attribute__((noinline)) double lean_pass_base(MLP<T>& net, const T* theta, const T* X, const T* Y, int m,
+                                                const ByteMasks& bm, double l2, double l1, T* grad, bool with_cost) {
+    return lean_pass(net, theta, X, Y, m, bm, l2, l1, grad, with_cost);
+}
+#if defined(__x86_64__) || defined(__i386__)
+template <class T>
+__attribute__((noinline, target("avx2"))) double lean_pass_avx2(MLP<T>& net, const T* theta, const T* X, const T* Y,
+                                                                int m, const ByteMasks& bm, double l2, double l1,
+                                                                T* grad, bool with_cost) {
+    return lean_pass(net, theta, X, Y, m, bm, l2, l1, grad, with_cost);
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------------------
+// Wide path: forward over column chunks (each through all layers), then per layer dW tiles (each a full
+// reduction over m in one BLAS call, plus db) and dA column chunks (dA = W^T dZ, dropout, g'), all on OpenMP.
+template <class T>
+double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, double l2,
+                 double l1, T* grad, bool with_cost) {
+    const Arch& a = net.arch;
+    const int L = a.L(), nL = a.n(L), n0 = a.n(0);
+    const T alpha = T(a.alpha);
+    const Chunks ch = wide_chunks(m);
+    const int nth = num_threads();
+    const bool cost = Y && with_cost;
+    std::vector<double> part(ch.count(), 0.0);
+    const uint8_t* D0 = bm.get(0);
+
+    // ---- forward, one column chunk per task through all layers
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1 && ch.count() > 1)
+    for (int c = 0; c < ch.count(); ++c) {
+        const int j0 = ch.begin(c), j1 = ch.end(c), w = j1 - j0;
+        const T* Aprev = X;
+        if (D0) {
+            T* A0 = net.A[0].data();
+            for (int i = 0; i < n0; ++i) {
+                const size_t o = size_t(i) * m + j0;
+                std::copy(X + o, X + o + w, A0 + o);
+                byte_dropout(D0 + o, T(bm.scale[0]), A0 + o, size_t(w));
+            }
+            Aprev = A0;
+        }
+        for (int l = 1; l <= L; ++l) {
+            const int nl = a.n(l), np = a.n(l - 1);
+            T* Zl = net.Z[l].data();
+            T* Al = net.A[l].data();
+            gemm(false, false, nl, w, np, T(1), net.W(theta, l), np, Aprev + j0, m, T(0), Zl + j0, m);
+            bias_activation(l < L ? a.hidden : a.output, net.b(theta, l), nl, m, j0, j1, alpha, Zl, Al);
+            if (l < L)
+                if (const uint8_t* D = bm.get(l))
+                    for (int i = 0; i < nl; ++i)
+                        byte_dropout(D + size_t(i) * m + j0, T(bm.scale[l]), Al + size_t(i) * m + j0, size_t(w));
+            Aprev = Al;
+        }
+        if (cost) part[c] = net.data_cost_columns(Y, j0, j1);
+    }
+    double J = 0.0;
+    if (cost) {
+        for (double p : part) J += p;  // fixed order
+        J = J / m + net.reg_cost(theta, m, l2, l1);
+    }
+    if (!grad) return J;
+
+    // ---- backward
+    output_delta(a.output, a.loss, net.A[L].data(), Y, size_t(nL) * m, T(1) / T(m), net.dZ[L].data());
+    const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
+    for (int l = L; l >= 1; --l) {
+        const int nl = a.n(l), np = a.n(l - 1);
+        const T* Ap = (l == 1) ? (D0 ? net.A[0].data() : X) : net.A[l - 1].data();
+        const T* dz = net.dZ[l].data();
+        const T* Wl = net.W(theta, l);
+        T* dW = grad + a.woff[l];
+        T* db = grad + a.boff[l];
+        const Chunks rows = balanced_chunks(nl, WIDE_TILE_ROWS), cols = balanced_chunks(np, WIDE_TILE_COLS);
+        const int ntiles = rows.count() * cols.count();
+        const int nchunks = l > 1 ? ch.count() : 0;
+        const uint8_t* D = l > 1 ? bm.get(l - 1) : nullptr;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1 && ntiles + nchunks > 1)
+        for (int t = 0; t < ntiles + nchunks; ++t) {
+            if (t < ntiles) {
+                const int rc = t / cols.count(), cc = t % cols.count();
+                const int r0 = rows.begin(rc), r1 = rows.end(rc), c0 = cols.begin(cc), c1 = cols.end(cc);
+                gemm(false, true, r1 - r0, c1 - c0, m, T(1), dz + size_t(r0) * m, m, Ap + size_t(c0) * m, m,
+                     T(0), dW + size_t(r0) * np + c0, np);
+                add_reg_grad(Wl, dW, np, r0, r1, c0, c1, cl2, cl1);
+                if (cc == 0)
+                    for (int i = r0; i < r1; ++i) db[i] = row_sum(dz + size_t(i) * m, m);
+            } else {
+                const int c = t - ntiles, j0 = ch.begin(c), w = ch.end(c) - j0;
+                T* da = net.dA.data();
+                gemm(true, false, np, w, nl, T(1), Wl, np, dz + j0, m, T(0), da + j0, m);
+                const T* zp = net.Z[l - 1].data();
+                T* dzp = net.dZ[l - 1].data();
+                for (int i = 0; i < np; ++i) {
+                    const size_t o = size_t(i) * m + j0;
+                    if (D) byte_dropout(D + o, T(bm.scale[l - 1]), da + o, size_t(w));
+                    if (a.hidden == Act::relu) relu_backward(zp + o, da + o, dzp + o, size_t(w));
+                    else act_backward(a.hidden, zp + o, da + o, dzp + o, size_t(w), alpha);
                 }
             }
         }
-        return J;
     }
-};
+    return J;
+}
+
+// Lean when the forward GEMMs are at most LEAN_MAX_FLOPS (sizes only: the same path for any thread count).
+inline bool lean_worth(const Arch& a, int m) {
+    double flops = 0.0;
+    for (int l = 1; l <= a.L(); ++l) flops += 2.0 * a.n(l) * a.n(l - 1) * m;
+    return flops <= LEAN_MAX_FLOPS;
+}
+
+template <class T>
+double MLP<T>::run(const T* theta, const T* X, const T* Y, int m_, const ByteMasks& bm, double l2, double l1, T* grad,
+                   bool with_cost) {
+    resize(m_);
+    if (bm.get(0)) A[0].resize(size_t(arch.n(0)) * m);
+    else A[0].clear();  // the cache holds A0 only with input dropout (else it is X)
+    if (!lean_worth(arch, m)) return wide_pass(*this, theta, X, Y, m, bm, l2, l1, grad, with_cost);
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) return lean_pass_avx2(*this, theta, X, Y, m, bm, l2, l1, grad, with_cost);
+#endif
+    return lean_pass_base(*this, theta, X, Y, m, bm, l2, l1, grad, with_cost);
+}
 
 }  // namespace dnnkit
