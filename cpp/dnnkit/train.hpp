@@ -92,6 +92,8 @@ class Trainer {
         grad_.assign(arch_.nparams, T(0));
         if (o_.optimizer != Optimizer::gd) v_.assign(arch_.nparams, T(0));
         if (o_.optimizer == Optimizer::adam) s_.assign(arch_.nparams, T(0));
+        dp_.keep = o_.keep;
+        dp_.seed = o_.seed;
         if (!full_) {
             perm_.resize(m);
             Xb_.resize(size_t(arch_.n(0)) * bs_);
@@ -146,12 +148,9 @@ class Trainer {
                     Xp = Xb_.data();
                     Yp = Yb_.data();
                 }
-                Dropout<T> dp;
-                dp.keep = o_.keep;
-                dp.seed = o_.seed;
-                dp.step = uint32_t(step_);
+                dp_.step = uint32_t(step_);  // masks keyed by the global step
                 MLP<T>& net = (mb == bs_) ? main_ : tail_;
-                const double J = net.backward(theta, Xp, Yp, mb, dp, o_.l2, o_.l1, grad_.data(), with_cost_);
+                const double J = net.backward(theta, Xp, Yp, mb, dp_, o_.l2, o_.l1, grad_.data(), with_cost_);
                 if (stats) {
                     cost_sum += J * mb;
                     err_sum += errors(net, Yp, mb);
@@ -201,6 +200,7 @@ class Trainer {
     std::vector<int> perm_;
     uint64_t step_ = 0, epoch_ = 0;
     bool with_cost_ = true;
+    Dropout<T> dp_;  // keep / seed from the options; step set per mini-batch
 
     // Misclassified entries (bce: output units; ce: examples) of the batch just computed by `net`.
     double errors(const MLP<T>& net, const T* Yp, int mb) const {
