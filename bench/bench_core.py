@@ -1,5 +1,7 @@
-"""One forward+backward of a fully-connected net: dnnkit's native core vs dnnkit.reference (NumPy) vs
-PyTorch CPU eager, measured in the same run. Not a test: prints a table (and --json writes the numbers).
+"""One forward+backward (`Network.backward`) of a fully-connected net: dnnkit's native core vs
+dnnkit.reference (NumPy) vs PyTorch CPU eager, measured in the same run, on a small [2,20,3,1] m=300, a medium
+[784,128,64,10] m=256 and a large [784,1024,1024,10] m=1024 net, float64 and float32; and `dk.dropout_mask`
+against NumPy's `default_rng().random(shape) < keep_prob`. Not a test: prints tables (--json writes the numbers).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_core.py
 """
@@ -29,6 +31,9 @@ def best_of(fn, repeat=7, number=None):
             fn()
         times.append((time.perf_counter() - t0) / number)
     return min(times), float(np.median(times))
+
+
+NETS = [("small", [2, 20, 3, 1], 300), ("medium", [784, 128, 64, 10], 256), ("large", [784, 1024, 1024, 10], 1024)]
 
 
 def bench(dims, m, dtype, threads, hidden="relu", output="softmax"):
@@ -85,15 +90,27 @@ def main():
         info["numpy_blas"] = [(p["internal_api"], p.get("architecture"), p["num_threads"]) for p in threadpool_info()]
     except ImportError:
         pass
-    print("# forward+backward, [784,128,64,10] relu/softmax, m=256", info)
+    print("# forward+backward (Network.backward), relu hidden, softmax/ce output", info)
     out = {}
-    for dtype in ("float64", "float32"):
-        rows = bench([784, 128, 64, 10], 256, dtype, args.threads)
-        base = rows["dnnkit"][0]
-        print(f"\n{dtype}:  {'':24s} best ms   median ms   vs dnnkit")
-        for name, (best, med) in rows.items():
-            print(f"  {name:32s} {best * 1e3:8.3f}  {med * 1e3:9.3f}   {best / base:6.2f}x")
-        out[dtype] = {k: {"best_s": v[0], "median_s": v[1]} for k, v in rows.items()}
+    for label, dims, m in NETS:
+        for dtype in ("float64", "float32"):
+            rows = bench(dims, m, dtype, args.threads)
+            base = rows["dnnkit"][0]
+            print(f"\n{label} {dims} m={m} {dtype}:  best ms   median ms   vs dnnkit")
+            for name, (best, med) in rows.items():
+                print(f"  {name:32s} {best * 1e3:8.3f}  {med * 1e3:9.3f}   {best / base:6.2f}x")
+            out[f"{label} {dtype}"] = {k: {"best_s": v[0], "median_s": v[1]} for k, v in rows.items()}
+    shape, kp = (1024, 1024), 0.8
+    gen = np.random.default_rng(0)
+    dk.set_num_threads(args.threads)
+    masks = {"dk.dropout_mask": best_of(lambda: dk.dropout_mask(shape, kp, seed=1, step=0, layer=1)),
+             "numpy default_rng().random < p": best_of(lambda: gen.random(shape) < kp)}
+    n = shape[0] * shape[1]
+    print(f"\ndropout masks {shape}, keep {kp}:  ns/value (best)   vs numpy")
+    base = masks["numpy default_rng().random < p"][0]
+    for name, (best, med) in masks.items():
+        print(f"  {name:32s} {best / n * 1e9:8.3f}   {base / best:6.2f}x")
+    out["masks"] = {k: {"best_s": v[0], "median_s": v[1]} for k, v in masks.items()}
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"info": info, "results": out}, f, indent=1)
