@@ -243,12 +243,17 @@ DNNKIT_ALWAYS_INLINE void add_reg_grad(const T* W, T* dW, int ld, int r0, int r1
 // forward GEMMs; the wide path beyond.
 constexpr double LEAN_MAX_FLOPS = 4.0e5;
 
-// Wide path: at most 4 column chunks of at least WIDE_MIN_COLS columns, dW tiles of at most 256 x 512 —
-// few, large BLAS calls, because each call re-packs its operands: with 8 chunks and 64 x 256 tiles packing
-// took ~20% of a [784, 1024, 1024, 10] m=1024 step (74 -> 87 GFLOP/s float64 on the 2-core dev machine).
-constexpr int WIDE_MIN_COLS = 128, WIDE_TILE_ROWS = 256, WIDE_TILE_COLS = 512;
+// Wide path: column chunks of about WIDE_TARGET_COLS columns (at least 2 chunks once m >= 2 * WIDE_MIN_COLS),
+// dW tiles of at most 512 x 512 — few, large BLAS calls, because each call re-packs the operand it shares
+// with the other chunks (W in forward): at ~1 packed element per cycle against ~32 flops per cycle, a chunk
+// of N columns spends ~16/N of its time packing, so narrow chunks cost more than their parallelism gains.
+// Measured on [784, 1024, 1024, 10] m=1024 float64 (2-core dev machine): 8 chunks and 64 x 256 tiles
+// 74 GFLOP/s; 4 chunks and 256 x 512 tiles 80-85; 2 chunks of 512 and 512 x 512 tiles 88-90.
+// Every width depends on sizes only, never on the thread count.
+constexpr int WIDE_MIN_COLS = 128, WIDE_TARGET_COLS = 512, WIDE_TILE_ROWS = 512, WIDE_TILE_COLS = 512;
 inline Chunks wide_chunks(int m) {
-    const int w = std::max(WIDE_MIN_COLS, ((m + 3) / 4 + 3) / 4 * 4);
+    const int half = ((m + 1) / 2 + 3) / 4 * 4;
+    const int w = std::max(WIDE_MIN_COLS, std::min(WIDE_TARGET_COLS, half));
     return {m, std::min(w, std::max(m, 1))};
 }
 
