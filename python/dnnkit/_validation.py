@@ -16,6 +16,16 @@ DEFAULT_LOSS = {"sigmoid": "bce", "softmax": "ce", "linear": "mse"}
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
+def _is_real(v) -> bool:
+    """A real number but not a bool (fast path for the built-in types; ABC checks are slow)."""
+    t = type(v)
+    return t is float or t is int or (isinstance(v, numbers.Real) and not isinstance(v, bool))
+
+
+def _is_int(v) -> bool:
+    return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
+
+
 def check_choice(value, allowed: Iterable[str], what: str) -> str:
     allowed = tuple(allowed)
     if not isinstance(value, str) or value not in allowed:
@@ -73,7 +83,7 @@ def check_labels(Y: np.ndarray, loss: str) -> None:
 
 
 def check_nonneg(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not _is_real(value):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     v = float(value)
     if not np.isfinite(v) or v < 0:
@@ -82,7 +92,7 @@ def check_nonneg(value, name: str) -> float:
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not _is_int(value):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if int(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
@@ -90,7 +100,7 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
 
 
 def _check_kp(v, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+    if not _is_real(v):
         raise TypeError(f"keep_prob{where} must be a number, got {v!r}")
     v = float(v)
     if not (0.0 < v <= 1.0):
@@ -105,7 +115,7 @@ def normalize_keep_prob(keep_prob, L: int) -> list[float]:
     a sequence of L values gives [input, hidden_1, ..., hidden_{L-1}]."""
     if keep_prob is None:
         return [1.0] * L
-    if isinstance(keep_prob, numbers.Real) and not isinstance(keep_prob, bool):
+    if _is_real(keep_prob):
         kp = _check_kp(keep_prob, "")
         return [1.0] + [kp] * (L - 1)
     if isinstance(keep_prob, (str, bytes)):
@@ -123,7 +133,7 @@ def normalize_keep_prob(keep_prob, L: int) -> list[float]:
 
 
 def check_seed(seed, name: str = "seed") -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+    if not _is_int(seed):
         raise TypeError(f"{name} must be a non-negative integer, got {seed!r}")
     if not (0 <= int(seed) < 2**64):
         raise ValueError(f"{name} must lie in [0, 2**64), got {seed}")

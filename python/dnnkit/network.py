@@ -137,8 +137,8 @@ class Network:
             missing = [l for l in range(self.L) if keep[l] < 1.0 and mlist[l] is None]
             if missing and seed is None:
                 raise ValueError(f"keep_prob < 1 on layers {missing} but no mask for them and no seed")
-        if seed is None:
-            seed = _fresh_seed()
+        if seed is None:  # a fresh seed only matters (and costs entropy) when some layer drops units
+            seed = _fresh_seed() if any(k < 1.0 for k in keep) else 0
         return keep, V.check_seed(seed), step, mlist
 
     # ---------------------------------------------------------------- passes
