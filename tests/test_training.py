@@ -228,6 +228,27 @@ def test_bit_identical_for_any_thread_count(optimizer):
     assert results[0] == results[1] == results[2]
 
 
+@pytest.mark.parametrize("batch_size", [None, 10], ids=["full-batch", "mini-batches-with-tail"])
+def test_small_net_dropout_prefetch_is_bit_identical(batch_size):
+    # small nets with dropout draw their masks on a second thread ahead of the step (2+ threads) and inline
+    # with 1 thread: the trained parameters must not depend on which (input dropout included)
+    g = np.random.default_rng(4)
+    X = g.standard_normal((5, 37))
+    Y = (g.random((2, 37)) < 0.5).astype(float)
+    results = []
+    before = dk.get_num_threads()
+    try:
+        for n in (1, 2, 7):
+            dk.set_num_threads(n)
+            net = dk.Network([5, 7, 6, 2]).initialize("he", rng=0)
+            net.fit(X, Y, epochs=25, learning_rate=0.05, batch_size=batch_size, keep_prob=[0.9, 0.8, 0.7],
+                    optimizer="momentum", seed=11)
+            results.append(net.theta.tobytes())
+    finally:
+        dk.set_num_threads(0 if before == 0 else before)
+    assert results[0] == results[1] == results[2]
+
+
 def test_float32_training():
     X, Y = softmax_data(m=300, n=10)
     net = dk.Network([10, 16, 3], output="softmax", dtype="float32").initialize("he", rng=0)

@@ -18,7 +18,11 @@
 // OpenMP region). When it asks to stop, theta and the optimizer state go back to their values at the
 // start of the unfinished epoch: the caller sees the parameters of the last FINISHED epoch.
 #pragma once
+#include <atomic>
 #include <chrono>
+#include <exception>
+#include <memory>
+#include <thread>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -114,6 +118,89 @@ class Trainer {
     template <class Poll>
     int run(T* theta, int n, Poll&& poll, EpochStats& last, bool& stopped,
             uint64_t stop_at_step = std::numeric_limits<uint64_t>::max()) {
+        if (!prefetch_worth()) return run_steps(theta, n, poll, last, stopped, stop_at_step, false);
+        // Small nets with dropout: the Philox masks are ~30% of a step, and the step itself is one thread's
+        // work (the lean path). A second thread draws the masks of the coming steps into a ring while this
+        // one computes; the masks are a pure function of (seed, step, layer, unit, example), so the result is
+        // bit-identical to drawing them inline. Both threads spin only while this call trains.
+        const uint64_t first = step_, total = uint64_t(n) * uint64_t(steps_per_epoch());
+        for (int r = 0; r < kRing; ++r) ring_[r].tag.store(0, std::memory_order_relaxed);
+        std::atomic<bool> done{false};
+        std::exception_ptr err;
+        int result = 0;
+#pragma omp parallel num_threads(2)
+        {
+            const bool two = omp_get_num_threads() >= 2;  // e.g. 1 when called inside another parallel region
+            if (omp_get_thread_num() == 0) {
+                try {
+                    result = run_steps(theta, n, poll, last, stopped, stop_at_step, two);
+                } catch (...) {
+                    err = std::current_exception();
+                }
+                done.store(true, std::memory_order_release);
+            } else {
+                for (uint64_t s = first; s < first + total && !done.load(std::memory_order_acquire); ++s) {
+                    MaskSlot& sl = ring_[s % kRing];
+                    for (int spin = 0; sl.tag.load(std::memory_order_acquire) != 0; ++spin) {
+                        if (done.load(std::memory_order_acquire)) break;
+                        relax(spin);
+                    }
+                    if (done.load(std::memory_order_acquire)) break;
+                    const uint64_t k = (s - first) % uint64_t(steps_per_epoch());
+                    draw_masks(s, std::min(bs_, m_ - int(k) * bs_), sl);
+                    sl.tag.store(s + 1, std::memory_order_release);
+                }
+            }
+        }
+        if (err) std::rethrow_exception(err);
+        return result;
+    }
+
+   private:
+    // ---- mask prefetch (see run)
+    static constexpr int kRing = 8;
+    struct MaskSlot {
+        std::vector<std::vector<uint8_t>> D;  // per layer (n[l] x mb), empty where no dropout
+        ByteMasks bm;
+        std::atomic<uint64_t> tag{0};  // step + 1 once drawn; 0 once consumed (free)
+    };
+    std::unique_ptr<MaskSlot[]> ring_{new MaskSlot[kRing]};
+
+    bool prefetch_worth() const {
+        bool any = false;
+        for (int l = 0; l < int(dp_.keep.size()); ++l) any = any || dp_.on(l);
+        return any && num_threads() >= 2 && lean_worth(arch_, bs_);
+    }
+    static void relax(int spin) {
+        if (spin < 4096) {
+#if defined(__x86_64__) || defined(__i386__)
+            _mm_pause();
+#endif
+        } else {
+            std::this_thread::yield();
+        }
+    }
+    void draw_masks(uint64_t step, int mb, MaskSlot& sl) const {
+        const int nk = int(dp_.keep.size());
+        sl.D.resize(nk);
+        sl.bm.bits.assign(nk, nullptr);
+        sl.bm.scale.assign(nk, 1.0);
+        for (int l = 0; l < nk; ++l) {
+            if (!dp_.on(l)) continue;
+            const int nl = arch_.n(l);
+            sl.D[l].resize(size_t(nl) * mb);
+            const uint64_t thr = keep_threshold(dp_.keep[l]);
+            for (int i = 0; i < nl; ++i)
+                philox_keep_row(dp_.seed, uint32_t(i), uint32_t(l), uint32_t(step), mb, thr, sl.D[l].data() + size_t(i) * mb);
+            sl.bm.bits[l] = sl.D[l].data();
+            sl.bm.scale[l] = 1.0 / dp_.keep[l];
+        }
+    }
+
+    // The training loop proper; with `prefetched`, the masks of each step come from the ring.
+    template <class Poll>
+    int run_steps(T* theta, int n, Poll&& poll, EpochStats& last, bool& stopped, uint64_t stop_at_step,
+                  bool prefetched) {
         stopped = false;
         const int L = arch_.L(), nL = arch_.n(L), n0 = arch_.n(0);
         const size_t P = arch_.nparams;
@@ -150,7 +237,15 @@ class Trainer {
                 }
                 dp_.step = uint32_t(step_);  // masks keyed by the global step
                 MLP<T>& net = (mb == bs_) ? main_ : tail_;
-                const double J = net.backward(theta, Xp, Yp, mb, dp_, o_.l2, o_.l1, grad_.data(), with_cost_);
+                double J;
+                if (prefetched) {
+                    MaskSlot& sl = ring_[step_ % kRing];
+                    for (int spin = 0; sl.tag.load(std::memory_order_acquire) != step_ + 1; ++spin) relax(spin);
+                    J = net.run(theta, Xp, Yp, mb, sl.bm, o_.l2, o_.l1, grad_.data(), with_cost_);
+                    sl.tag.store(0, std::memory_order_release);
+                } else {
+                    J = net.backward(theta, Xp, Yp, mb, dp_, o_.l2, o_.l1, grad_.data(), with_cost_);
+                }
                 if (stats) {
                     cost_sum += J * mb;
                     err_sum += errors(net, Yp, mb);
