@@ -98,15 +98,11 @@ py::tuple coords(const std::vector<int>& dims, const std::string& hidden, const 
     return py::make_tuple(approx, flags, J0);
 }
 
-py::tuple directions(const std::vector<int>& dims, const std::string& hidden, const std::string& output,
-                     const std::string& loss, double alpha, const Arr& theta, const Arr& X, const Arr& Y,
-                     const std::vector<double>& keep, uint64_t seed, uint32_t step, const py::list& masks, double l2,
-                     double l1, double eps, const Arr& dirs) {
-    Problem p = make_problem(dims, hidden, output, loss, alpha, theta, X, Y, keep, seed, step, masks, l2, l1);
-    if (dirs.ndim() != 2 || size_t(dirs.shape(1)) != p.arch.nparams)
-        throw py::value_error("directions must be (K, n_params)");
+// Runs `check(gc, approx, kinks)` for K directions on a GradChecker of problem p with the GIL released;
+// returns (approx, kinks, J0). Shared by the two direction layouts below.
+template <class F>
+py::tuple run_directions(const Problem& p, double eps, int K, F&& check) {
     if (!(eps > 0.0) || !std::isfinite(eps)) throw py::value_error("eps must be finite and > 0");
-    const int K = int(dirs.shape(0));
     Arr approx(std::vector<py::ssize_t>{K});
     py::array_t<int64_t> kinks(std::vector<py::ssize_t>{K});
     double* a = approx.mutable_data();
@@ -117,10 +113,23 @@ py::tuple directions(const std::vector<int>& dims, const std::string& hidden, co
         py::gil_scoped_release nogil;  // safe: as in coords
         GradChecker gc(p.arch, p.theta.data(), p.X.data(), p.Y.data(), p.m, p.dp, p.l2, p.l1);
         J0 = gc.cost();
-        done = gc.directions(dirs.data(), K, eps, a, kk, poll_signals);
+        done = check(gc, a, kk);
     }
     if (!done) throw py::error_already_set();
     return py::make_tuple(approx, kinks, J0);
+}
+
+py::tuple directions(const std::vector<int>& dims, const std::string& hidden, const std::string& output,
+                     const std::string& loss, double alpha, const Arr& theta, const Arr& X, const Arr& Y,
+                     const std::vector<double>& keep, uint64_t seed, uint32_t step, const py::list& masks, double l2,
+                     double l1, double eps, const Arr& dirs) {
+    Problem p = make_problem(dims, hidden, output, loss, alpha, theta, X, Y, keep, seed, step, masks, l2, l1);
+    if (dirs.ndim() != 2 || size_t(dirs.shape(1)) != p.arch.nparams)
+        throw py::value_error("directions must be (K, n_params)");
+    const int K = int(dirs.shape(0));
+    return run_directions(p, eps, K, [&](GradChecker& gc, double* a, int64_t* kk) {
+        return gc.directions(dirs.data(), K, eps, a, kk, poll_signals);
+    });
 }
 
 // One direction per component and row: V is (r, n_params); direction (c, t) is row t of V restricted to component c
@@ -131,7 +140,6 @@ py::tuple component_directions(const std::vector<int>& dims, const std::string& 
                                double l2, double l1, double eps, const Arr& V) {
     Problem p = make_problem(dims, hidden, output, loss, alpha, theta, X, Y, keep, seed, step, masks, l2, l1);
     if (V.ndim() != 2 || size_t(V.shape(1)) != p.arch.nparams) throw py::value_error("V must be (r, n_params)");
-    if (!(eps > 0.0) || !std::isfinite(eps)) throw py::value_error("eps must be finite and > 0");
     const int L = p.arch.L(), r = int(V.shape(0)), K = 2 * L * r;
     std::vector<const double*> rows(static_cast<size_t>(K));
     std::vector<uint8_t> wpart(size_t(K) * (L + 1), 0), bpart(size_t(K) * (L + 1), 0);
@@ -141,20 +149,9 @@ py::tuple component_directions(const std::vector<int>& dims, const std::string& 
             rows[size_t(k)] = V.data() + size_t(t) * p.arch.nparams;
             (c % 2 == 0 ? wpart : bpart)[size_t(k) * (L + 1) + l] = 1;
         }
-    Arr approx(std::vector<py::ssize_t>{K});
-    py::array_t<int64_t> kinks(std::vector<py::ssize_t>{K});
-    double* a = approx.mutable_data();
-    int64_t* kk = kinks.mutable_data();
-    bool done = true;
-    double J0 = 0.0;
-    {
-        py::gil_scoped_release nogil;  // safe: as in coords
-        GradChecker gc(p.arch, p.theta.data(), p.X.data(), p.Y.data(), p.m, p.dp, p.l2, p.l1);
-        J0 = gc.cost();
-        done = gc.directions(rows.data(), wpart.data(), bpart.data(), K, eps, a, kk, poll_signals);
-    }
-    if (!done) throw py::error_already_set();
-    return py::make_tuple(approx, kinks, J0);
+    return run_directions(p, eps, K, [&](GradChecker& gc, double* a, int64_t* kk) {
+        return gc.directions(rows.data(), wpart.data(), bpart.data(), K, eps, a, kk, poll_signals);
+    });
 }
 
 }  // namespace
