@@ -124,8 +124,10 @@ def test_bad_model_file_one_line(tmp_path, capsys):
 
 def test_python_dash_m_entry_point():
     env = dict(os.environ)
-    src = os.path.join(os.path.dirname(__file__), os.pardir, "python")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.abspath(src), env.get("PYTHONPATH")) if p)
+    import dnnkit  # the subprocess imports the same dnnkit as this test run (installed or in-tree)
+
+    src = os.path.dirname(os.path.dirname(os.path.abspath(dnnkit.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     r = subprocess.run([sys.executable, "-m", "dnnkit", "--version"], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and r.stdout.startswith("dnnkit ")
     r = subprocess.run([sys.executable, "-m", "dnnkit", "train", "--data", "x.txt"], capture_output=True,

@@ -121,7 +121,9 @@ def test_importable_and_usable_without_sklearn():
             "assert r.score(X, X[:, 0]) > 0.5\n"
             "try:\n    m.DNNClassifier().predict(X)\nexcept ValueError as e:\n    print('ok', e)\n")
     env = dict(os.environ)
-    src = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "python"))
+    import dnnkit  # the subprocess imports the same dnnkit as this test run (installed or in-tree)
+
+    src = os.path.dirname(os.path.dirname(os.path.abspath(dnnkit.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
