@@ -133,3 +133,22 @@ def test_python_dash_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "dnnkit", "train", "--data", "x.txt"], capture_output=True,
                        text=True, env=env)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_demo_without_matplotlib_prints_tables(tmp_path):
+    # `pip install .` alone has no matplotlib: the demo still runs and says how to get the figures
+    import dnnkit
+
+    env = dict(os.environ)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(dnnkit.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    code = ("import sys; sys.modules['matplotlib'] = None\n"
+            "import importlib.util, dnnkit.cli as c\n"
+            "_find = importlib.util.find_spec\n"
+            "importlib.util.find_spec = lambda name, *a: None if name == 'matplotlib' else _find(name, *a)\n"
+            f"sys.exit(c.main(['demo', '--quick', '--out', {str(tmp_path / 'figs')!r}]))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "Initialization" in r.stdout and "Gradient checking" in r.stdout
+    assert "matplotlib is not installed" in r.stderr
+    assert not (tmp_path / "figs").exists()

@@ -11,6 +11,7 @@ stderr and exit with status 2, without a traceback. ``main(argv)`` returns the e
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -211,6 +212,10 @@ def _cmd_demo(args, out) -> int:
     from . import experiments
 
     out_dir = None if args.no_plots else args.out
+    if out_dir is not None and importlib.util.find_spec("matplotlib") is None:
+        print("dnnkit demo: matplotlib is not installed, so the tables are printed without figures "
+              "(pip install 'dnnkit[plot]' for the figures)", file=sys.stderr)
+        out_dir = None
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
