@@ -429,3 +429,15 @@ def test_one_hot_validation():
         data.one_hot([0, 3], n_classes=3)
     with pytest.raises(ValueError, match="empty"):
         data.one_hot([])
+
+
+def test_shift_images_far_out_of_frame_is_zeros_without_a_huge_buffer():
+    # the zero padding was sized by the largest shift: dy=10**5 asked for an 894 GiB array (MemoryError)
+    from dnnkit.data import shift_images
+
+    X = np.arange(1.0, 13.0).reshape(4, 3)  # three 2x2 images
+    np.testing.assert_array_equal(shift_images(X, (2, 2), 10**5, 0), np.zeros((4, 3)))
+    np.testing.assert_array_equal(shift_images(X, (2, 2), [0, -10**12, 2], [0, 0, 0]),
+                                  np.column_stack([X[:, 0], np.zeros(4), np.zeros(4)]))
+    with pytest.raises(ValueError, match="length-m"):
+        shift_images(X, (2, 2), [1, 2], 0)

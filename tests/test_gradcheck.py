@@ -467,6 +467,40 @@ def test_bad_inputs(small):
         dk.gradcheck(net, X, Y, grads=np.zeros(3))
 
 
+def test_check_leaves_the_network_as_it_was(small):
+    # gradcheck(net, X, Y) ran net.backward on the user's network: it overwrote the grads the user held
+    # (views of net's buffer) and last_cost
+    net, X, Y = small
+    mine = net.backward(X, Y)
+    held = net.grad_vector.copy()
+    cost0 = net.last_cost
+    theta0 = net.theta.copy()
+    assert dk.gradcheck(net, X[:, :5], Y[:, :5], l2=0.7).verdict == "correct"
+    assert net.grad_vector.tobytes() == held.tobytes() and mine["dW1"].ravel()[0] == held[0]
+    assert net.last_cost == cost0 and net.theta.tobytes() == theta0.tobytes()
+
+
+def test_non_real_gradients_and_costs_are_rejected_clearly(small):
+    net, X, Y, g = _planted(small)
+    flat = params_to_vector(g, prefix="d")
+    with pytest.raises(TypeError, match="real"):  # was a ComplexWarning and the imaginary part dropped
+        dk.gradcheck(net, X, Y, grads=flat.astype(complex))
+    with pytest.raises(TypeError, match="real"):
+        dk.gradcheck(net, X, Y, grads=dict(g, dW1=g["dW1"].astype(str)))
+    p = {"W": np.ones((2, 2))}
+    gp = {"dW": 2 * np.ones((2, 2))}
+    with pytest.raises(TypeError, match="cost_fn must return a real number"):
+        dk.gradcheck(lambda q: q["W"] ** 2, p, gp)  # an array, not J
+    with pytest.raises(TypeError, match="cost_fn must return a real number"):
+        dk.gradcheck(lambda q: "1.0", p, gp)  # float("1.0") used to accept a string
+    with pytest.raises(TypeError, match="real"):
+        dk.gradcheck(lambda q: 0.0, {"W": np.ones(2, dtype=complex)}, {"dW": np.zeros(2)})
+    with pytest.raises(ValueError, match="empty"):
+        dk.gradcheck(lambda q: 0.0, {}, {})
+    # a 0-d / size-1 array is a number
+    assert dk.gradcheck(lambda q: np.sum(q["W"] ** 2, keepdims=True), p, gp).verdict == "correct"
+
+
 # ----------------------------------------------------------------------------- PyTorch
 
 def test_torch_gradients_pass():

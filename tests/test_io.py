@@ -127,6 +127,67 @@ def test_header_not_json_and_not_a_string(tmp_path):
             load(p)
 
 
+def _npz(path, members):
+    """A ZIP with the given raw member bytes (to write what numpy.savez never would)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def _npy_bytes(arr=None, header=None, payload=b""):
+    import io
+
+    buf = io.BytesIO()
+    if arr is not None:
+        np.save(buf, arr)
+    else:
+        np.lib.format.write_array_header_1_0(buf, header)
+        buf.write(payload)
+    return buf.getvalue()
+
+
+def test_malicious_files_raise_before_allocating(tmp_path):
+    # each of these raised MemoryError (or RecursionError) instead of ModelFileError, some after inflating
+    # hundreds of MB: the architecture and the declared member shapes are now checked before any allocation
+    net, _ = trained(normalizer=False)
+    p = tmp_path / "m"
+    net.save(p)
+    with np.load(p, allow_pickle=False) as z:
+        h = json.loads(str(z["header"][()]))
+    good_header = _npy_bytes(np.array(json.dumps(h)))
+    huge = {"descr": "<f8", "fortran_order": False, "shape": (10**11,)}  # 745 GiB declared in a tiny file
+    cases = {
+        "huge-theta-shape": {"header.npy": good_header, "theta.npy": _npy_bytes(header=huge, payload=b"\0" * 64)},
+        "inflating-theta": {"header.npy": good_header, "theta.npy": _npy_bytes(
+            header=dict(huge, shape=(10**7,)), payload=bytes(8 * 10**7))},  # 80 MB from ~80 kB
+        "huge-header-shape": {"header.npy": _npy_bytes(header={"descr": "<U10", "fortran_order": False,
+                                                               "shape": (10**11,)}),
+                              "theta.npy": _npy_bytes(net.theta)},
+        "deep-json": {"header.npy": _npy_bytes(np.array("[" * 100000 + "]" * 100000)),
+                      "theta.npy": _npy_bytes(net.theta)},
+        "huge-architecture": {"header.npy": _npy_bytes(np.array(json.dumps(dict(
+            h, layer_dims=[2, 10**9, 10**9], n_params=10**18 + 4 * 10**9)))), "theta.npy": _npy_bytes(net.theta)},
+        "dims-beyond-c-int": {"header.npy": _npy_bytes(np.array(json.dumps(dict(
+            h, layer_dims=[2, 2**40, 1], n_params=4 * 2**40 + 1)))), "theta.npy": _npy_bytes(net.theta)},
+    }
+    for name, members in cases.items():
+        q = tmp_path / name
+        _npz(q, members)
+        with pytest.raises(ModelFileError):
+            load(q)
+
+
+def test_normalizer_state_must_be_numbers(tmp_path):
+    net, _ = trained()
+    p = tmp_path / "m"
+    for bad in (dict(mean=["0", "1", "2", "3"]), dict(std=[True] * 4), dict(zero_variance=["a"] * 4),
+                dict(zero_variance=[0.5] * 4)):
+        net.save(p)
+        _rewrite(p, header=lambda h: h["normalizer"]["state"].update(bad))
+        with pytest.raises(ModelFileError, match="normalizer"):
+            load(p)
+
+
 def test_truncated_random_and_foreign_files(tmp_path):
     net, _ = trained()
     p = tmp_path / "m"

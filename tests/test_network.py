@@ -233,6 +233,7 @@ BAD_CALLS = {
     "l1-negative": (lambda n: n.backward(X0, Y0, l1=-1), ValueError),
     "l2-inf": (lambda n: n.cost(X0, Y0, l2=float("inf")), ValueError),
     "seed-negative": (lambda n: n.forward(X0, keep_prob=0.5, seed=-1), ValueError),
+    "step-beyond-32-bits": (lambda n: n.backward(X0, Y0, keep_prob=0.5, seed=1, step=2**32), ValueError),
     "mask-wrong-shape": (lambda n: n.forward(X0, keep_prob=0.5, masks=[np.ones((3, 5))]), ValueError),
     "mask-not-binary": (lambda n: n.forward(X0, keep_prob=0.5, masks=[np.full((3, 4), 0.5)]), ValueError),
     "mask-without-dropout": (lambda n: n.forward(X0, masks=[np.ones((3, 4))]), ValueError),
@@ -265,6 +266,7 @@ BAD_CTORS = {
     "one-layer-dims": (dict(layer_dims=[2]), ValueError),
     "zero-width": (dict(layer_dims=[2, 0, 1]), ValueError),
     "float-width": (dict(layer_dims=[2, 2.5, 1]), TypeError),
+    "width-beyond-c-int": (dict(layer_dims=[2, 2**31, 1]), ValueError),
     "bad-dtype": (dict(layer_dims=[2, 1], dtype="int32"), TypeError),
     "negative-alpha": (dict(layer_dims=[2, 1], alpha=-0.1), ValueError),
 }
@@ -285,6 +287,65 @@ def test_unknown_init_method():
 def test_set_num_threads_rejects_negative():
     with pytest.raises(ValueError):
         dk.set_num_threads(-2)
+
+
+def test_set_num_threads_rejects_absurd_counts():
+    n0 = dk.get_num_threads()
+    with pytest.raises(ValueError, match="4096"):
+        dk.set_num_threads(10**12)  # was a pybind11 "incompatible function arguments" TypeError
+    assert dk.get_num_threads() == n0
+
+
+@pytest.mark.parametrize("kw, exc", [
+    (dict(shape=(3, 4), layer=-1), ValueError),
+    (dict(shape=(3, 4), step=2**32), ValueError),
+    (dict(shape=(2.5, 4)), TypeError),          # was silently truncated to 2
+    (dict(shape=(3, 2**31)), ValueError),
+    (dict(shape=(3,)), ValueError),
+], ids=["negative-layer", "step-beyond-32-bits", "float-size", "size-beyond-c-int", "one-entry"])
+def test_dropout_mask_rejects_bad_arguments(kw, exc):
+    kw = dict(dict(keep_prob=0.5, seed=1), **kw)
+    with pytest.raises(exc):
+        dk.dropout_mask(**kw)
+
+
+def test_forward_cache_consistent_when_two_threads_share_a_network():
+    # forward() is two native calls (the pass, then the cache it left in the shared workspace); another
+    # thread's pass in between gave a cache of the other batch (even of another m).
+    import threading
+
+    net = dk.Network([6, 16, 1]).initialize("he", rng=0)
+    g = np.random.default_rng(0)
+    data = [g.standard_normal((6, 40)), g.standard_normal((6, 3))]
+    refs = [net.forward(X)[1]["Z1"].copy() for X in data]
+    Y = (g.random((1, 40)) > 0.5).astype(float)
+    bad = []
+
+    def work(i):
+        for _ in range(1000):
+            _, cache = net.forward(data[i])
+            if cache["Z1"].shape != refs[i].shape or not np.array_equal(cache["Z1"], refs[i]):
+                bad.append(i)
+                return
+
+    def other():
+        for _ in range(1000):
+            net.cost(data[0], Y)
+            net.predict_proba(data[1])
+
+    import sys
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)] + [threading.Thread(target=other)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so an unguarded gap between the two calls is hit
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert bad == []
 
 
 def test_int_input_is_converted_not_rejected():

@@ -192,6 +192,17 @@ def test_minibatches_cover_every_example_once_per_epoch():
     assert a.theta.tobytes() != b.theta.tobytes()
 
 
+def test_batch_size_beyond_c_int_is_the_full_batch():
+    # any batch_size >= m is the full batch; one beyond a C int failed in the native constructor with a
+    # pybind11 "incompatible constructor arguments" TypeError
+    X, Y = separable(m=30)
+    a = dk.Network([4, 3, 1]).initialize("he", rng=0)
+    b = a.copy()
+    a.fit(X, Y, epochs=3, learning_rate=0.1, batch_size=2**40, seed=1)
+    b.fit(X, Y, epochs=3, learning_rate=0.1, seed=1)
+    assert a.theta.tobytes() == b.theta.tobytes()
+
+
 def test_one_epoch_of_minibatches_without_shuffling_effect():
     # batch of 1 example at a time with a linear net and mse: the order is a permutation of all m examples,
     # so after one epoch at lr -> the sum of per-example gradient steps (first order) — check that the

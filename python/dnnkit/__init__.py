@@ -40,12 +40,15 @@ except _PNF:  # running from a source tree
     __version__ = "0.0.0+src"
 
 
+_MAX_THREADS = 4096  # more would only ask OpenMP to start threads it cannot run (it aborts when creation fails)
+
+
 def set_num_threads(n: int) -> None:
     """Threads for dnnkit's native work (0 = OpenMP's default). Results are identical for any n."""
     import numbers
 
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-        raise ValueError(f"n must be an integer >= 0, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= _MAX_THREADS:
+        raise ValueError(f"n must be an integer in [0, {_MAX_THREADS}], got {n!r}")
     _core.set_num_threads(int(n))
 
 

@@ -14,6 +14,7 @@ LOSSES = ("bce", "ce", "mse")
 VALID_PAIRS = {("sigmoid", "bce"), ("softmax", "ce"), ("linear", "mse"), ("sigmoid", "mse")}
 DEFAULT_LOSS = {"sigmoid": "bce", "softmax": "ce", "linear": "mse"}
 DTYPES = {"float64": np.float64, "float32": np.float32}
+INT32_MAX = 2**31 - 1  # the native core sizes layers, examples and batches with C int
 
 
 def _is_real(v) -> bool:
@@ -91,11 +92,13 @@ def check_nonneg(value, name: str) -> float:
     return v
 
 
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
+def check_positive_int(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
     if not _is_int(value):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if int(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and int(value) > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
 
 
@@ -132,12 +135,17 @@ def normalize_keep_prob(keep_prob, L: int) -> list[float]:
                      "(input + hidden layers) — never the output layer")
 
 
-def check_seed(seed, name: str = "seed") -> int:
+def check_seed(seed, name: str = "seed", bits: int = 64) -> int:
     if not _is_int(seed):
         raise TypeError(f"{name} must be a non-negative integer, got {seed!r}")
-    if not (0 <= int(seed) < 2**64):
-        raise ValueError(f"{name} must lie in [0, 2**64), got {seed}")
+    if not (0 <= int(seed) < 2**bits):
+        raise ValueError(f"{name} must lie in [0, 2**{bits}), got {seed}")
     return int(seed)
+
+
+def check_step(step, name: str = "step") -> int:
+    """A dropout step counter: the RNG key holds it in 32 bits."""
+    return check_seed(step, name, bits=32)
 
 
 def normalize_masks(masks, keep: Sequence[float], dims: Sequence[int], m: int, dtype) -> list:

@@ -450,8 +450,14 @@ class Standardizer:
         if missing:
             raise ValueError(f"Standardizer state is missing {missing}")
         s = cls(eps=d.get("eps", 1e-8))
-        mu = _as_array(np.asarray(d["mean"], dtype=np.float64).reshape(-1), "mean", ndim=1)
-        sd = _as_array(np.asarray(d["std"], dtype=np.float64).reshape(-1), "std", ndim=1)
+
+        def numbers_(key):  # real numbers only: no strings NumPy would parse, no booleans
+            a = _as_array(d[key], key, ndim=None)
+            if a.dtype == np.bool_ or a.ndim > 2 or (a.ndim == 2 and a.shape[1] != 1):
+                raise ValueError(f"{key} must be a list of numbers, got {str(d[key])[:60]}")
+            return a.astype(np.float64).reshape(-1)
+
+        mu, sd = numbers_("mean"), numbers_("std")
         if mu.shape != sd.shape:
             raise ValueError(f"mean and std have different lengths ({mu.size} vs {sd.size})")
         if np.any(sd <= 0):
@@ -459,8 +465,13 @@ class Standardizer:
         s.mean_ = mu.reshape(-1, 1).copy()
         s.std_ = sd.reshape(-1, 1).copy()
         zv = d.get("zero_variance")
-        s.zero_variance_ = (np.zeros(mu.size, dtype=bool) if zv is None
-                            else np.asarray(zv, dtype=bool).reshape(-1).copy())
+        if zv is None:
+            s.zero_variance_ = np.zeros(mu.size, dtype=bool)
+        else:
+            z = _as_array(zv, "zero_variance", ndim=1)
+            if not np.all((z == 0) | (z == 1)):
+                raise ValueError("zero_variance must hold booleans")
+            s.zero_variance_ = z.astype(bool)
         if s.zero_variance_.size != mu.size:
             raise ValueError("zero_variance has the wrong length")
         return s
@@ -675,10 +686,16 @@ def shift_images(X, image_shape, dy, dx) -> np.ndarray:
     X = _as_array(X, "X")
     H, W, C = _image_shape(image_shape, X.shape[0])
     m = X.shape[1]
-    dy = np.broadcast_to(np.asarray(dy), (m,))
-    dx = np.broadcast_to(np.asarray(dx), (m,))
+    try:
+        dy = np.broadcast_to(np.asarray(dy), (m,))
+        dx = np.broadcast_to(np.asarray(dx), (m,))
+    except ValueError:
+        raise ValueError(f"dy and dx must be integers or length-m ({m}) integer arrays") from None
     if not (np.issubdtype(dy.dtype, np.integer) and np.issubdtype(dx.dtype, np.integer)):
         raise TypeError("dy and dx must be integers")
+    # a shift by H rows (W columns) or more leaves only zeros: clip, so the padding stays image-sized
+    dy = np.clip(dy.astype(np.int64), -H, H)
+    dx = np.clip(dx.astype(np.int64), -W, W)
     s = int(max(np.max(np.abs(dy)), np.max(np.abs(dx)), 0))
     imgs = _to_images(X, (H, W, C))
     if s == 0:

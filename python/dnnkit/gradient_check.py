@@ -487,6 +487,19 @@ def _is_network(obj) -> bool:
     return isinstance(obj, Network)
 
 
+def _real64(a, name) -> np.ndarray:
+    """A float64 array of a gradient/parameter argument; a TypeError for non-real data (complex would lose its
+    imaginary part, strings / objects would fail inside NumPy with a message that does not name the argument).
+    NaN / Inf pass: in a gradient they are a finding, not an input error."""
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be a real numeric array ({e})") from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)
+
+
 def _flat_grads(grads, dims, n):
     """Dict ("dW1"/"W1" keys) or flat vector -> float64 flat vector (never validated for finiteness: NaN
     in a gradient is a finding, not an input error)."""
@@ -496,12 +509,12 @@ def _flat_grads(grads, dims, n):
             key = "d" + name if "d" + name in grads else name
             if key not in grads:
                 raise KeyError(f"grads is missing {'d' + name!r}")
-            a = np.asarray(grads[key], dtype=np.float64)
+            a = _real64(grads[key], f"grads[{key!r}]")
             if a.size != sl.stop - sl.start:
                 raise ValueError(f"grads[{key!r}] has shape {a.shape}, expected {shape}")
             out[sl] = a.reshape(-1)  # C order of the GIVEN shape: a transposed dW shows as "transposed"
         return out
-    g = np.asarray(grads, dtype=np.float64).reshape(-1)
+    g = _real64(grads, "grads").reshape(-1)
     if g.size != n:
         raise ValueError(f"grads has {g.size} entries, the network has {n} parameters")
     return g
@@ -633,16 +646,14 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
             "thinned networks and their difference is noise, not a derivative (the seeds: 'doesn't work with "
             "dropout'). With a seed the same masks are used for every perturbation and for the gradient.")
     seed = 0 if seed is None else V.check_seed(seed)
-    step = V.check_seed(step, "step")
+    step = V.check_step(step)
     theta = np.ascontiguousarray(net.theta, dtype=np.float64)
     n = theta.size
     if grads is None:
-        # the network's own backward, in float64 (a float32 net is checked through a float64 twin: a check in
-        # float32 would measure float32 rounding, not the gradient)
-        twin = net if net.dtype == np.float64 else Network(dims, net.hidden, net.output, net.loss, "float64",
-                                                            alpha=net.alpha)
-        if twin is not net:
-            twin.theta = theta
+        # the network's own backward, in float64, run on a twin: a check in float32 would measure float32
+        # rounding, not the gradient, and the user's net keeps its grads / last_cost (a check changes nothing)
+        twin = Network(dims, net.hidden, net.output, net.loss, "float64", alpha=net.alpha)
+        twin.theta = theta
         twin.backward(X, Y, l2=l2, l1=l1, keep_prob=keep, seed=seed, masks=masks, step=step)
         g = twin.grad_vector.astype(np.float64, copy=True)
     else:
@@ -696,41 +707,60 @@ def _check_function(cost_fn, params, grads, eps, mode, k, indices, rng):
         layout = _Layout.from_dict(params)
         keys = [c[0] for c in layout.comps]
         shapes = {c[0]: c[3] for c in layout.comps}
-        theta = np.concatenate([np.asarray(params[kk], dtype=np.float64).reshape(-1) for kk in keys])
+        if not keys:
+            raise ValueError("params is an empty dict: nothing to check")
+        theta = np.concatenate([_real64(params[kk], f"params[{kk!r}]").reshape(-1) for kk in keys])
         if isinstance(grads, dict):
             parts = []
             for kk in keys:
                 gk = grads.get("d" + kk, grads.get(kk))
                 if gk is None:
                     raise KeyError(f"grads is missing {'d' + kk!r}")
-                gk = np.asarray(gk, dtype=np.float64)
+                gk = _real64(gk, f"grads[{kk!r}]")
                 if gk.size != np.prod(shapes[kk], dtype=int):
                     raise ValueError(f"grads for {kk!r} has shape {gk.shape}, expected {shapes[kk]}")
                 parts.append(gk.reshape(-1))
             g = np.concatenate(parts)
         else:
-            g = np.asarray(grads, dtype=np.float64).reshape(-1)
+            g = _real64(grads, "grads").reshape(-1)
 
         def J(th):
             p = {}
             for c in layout.comps:
                 p[c[0]] = th[c[1]:c[2]].reshape(c[3])
-            return float(cost_fn(p))
+            return _cost_value(cost_fn(p))
     else:
-        theta = np.array(params, dtype=np.float64)
+        theta = np.array(_real64(params, "params"), dtype=np.float64)  # a copy: the caller's array is never touched
         shape = theta.shape
         theta = theta.reshape(-1)
+        if theta.size == 0:
+            raise ValueError("params is empty: nothing to check")
         layout = _Layout([("theta", 0, theta.size, shape if len(shape) else (1,), None)])
-        g = np.asarray(grads, dtype=np.float64).reshape(-1)
+        g = _real64(grads, "grads").reshape(-1)
 
         def J(th):
-            return float(cost_fn(th.reshape(shape)))
+            return _cost_value(cost_fn(th.reshape(shape)))
     if g.size != theta.size:
         raise ValueError(f"grads has {g.size} entries, params have {theta.size}")
     idx = _select(theta.size, indices, layout, mode, k, rng)
     _, approx = ref.gradient_check(J, theta, np.zeros_like(theta), eps, indices=idx)
     return GradcheckReport(mode=mode, eps=eps, layout=layout, indices=idx, approx=approx, grad=g[idx],
                            flags=np.zeros(idx.size, np.uint8), theta_vals=None, engine="python loop")
+
+
+def _cost_value(v) -> float:
+    """cost_fn's result as a float (a Python/NumPy number, a size-1 array, a 0-d tensor), or a TypeError that
+    says what cost_fn returned instead."""
+    if isinstance(v, np.ndarray) and v.size == 1 and v.dtype.kind in "iuf":
+        return float(v.reshape(()))
+    if not isinstance(v, (str, bytes, bool, np.bool_, complex, np.complexfloating, np.ndarray)):
+        try:
+            return float(v)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    what = f"ndarray of shape {v.shape} and dtype {v.dtype}" if isinstance(v, np.ndarray) else \
+        f"{type(v).__name__} {v!r}"[:80]
+    raise TypeError(f"cost_fn must return a real number (the cost J), got {what}")
 
 
 def assert_gradients_close(*args, max_difference: float | None = None, **kwargs) -> GradcheckReport:

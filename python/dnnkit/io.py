@@ -122,35 +122,73 @@ def _fail(path, msg) -> ModelFileError:
     return ModelFileError(f"{path}: {msg}")
 
 
-def _read(path):
-    # The file is opened here (not by np.load), so that it is closed whatever np.load does on a bad file.
-    with open(path, "rb") as f:
-        try:
-            z = np.load(f, allow_pickle=False)
-        except ValueError as e:
-            if "pickle" in str(e).lower():
-                raise _fail(path, "contains pickled data; dnnkit model files never do, and it is not loaded") from None
-            raise _fail(path, f"corrupt or not a dnnkit model ({e})") from None
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise _fail(path, f"corrupt or truncated ({type(e).__name__}: {e})") from None
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise _fail(path, "not a dnnkit model (a single .npy array, not a model archive)")
-        with z:
-            want = {n[:-4] for n in _MEMBERS}
-            names = set(z.files)
-            if names != want:
-                missing, extra = sorted(want - names), sorted(names - want)
-                raise _fail(path, "not a dnnkit model archive" + (f"; missing {missing}" if missing else "")
-                            + (f"; unexpected {extra}" if extra else ""))
-            try:
-                return z["header"], z["theta"]
-            except ValueError as e:
-                if "pickle" in str(e).lower():
-                    raise _fail(path, "contains pickled data; dnnkit model files never do, and it is not "
-                                "loaded") from None
-                raise _fail(path, f"corrupt member ({e})") from None
-            except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
-                raise _fail(path, f"corrupt or truncated ({type(e).__name__}: {e})") from None
+_MAX_HEADER_BYTES = 1 << 24  # the JSON header of a real model is a few kB; a bigger member is not one
+
+
+def _npy_shape(z, path, member):
+    """(shape, dtype) declared by a member's .npy header, read without loading its data: a small file can
+    declare an enormous array (or a compressed member can inflate to one), and ``np.load`` would allocate it
+    before reading a byte."""
+    fmt = np.lib.format
+    try:
+        with z.zip.open(member + ".npy") as f:
+            version = fmt.read_magic(f)
+            read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+            if read is None:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, _, dtype = read(f)
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+        raise _fail(path, f"corrupt member {member!r} ({type(e).__name__}: {e})") from None
+    if dtype.hasobject:
+        raise _fail(path, "contains pickled data; dnnkit model files never do, and it is not loaded")
+    return shape, dtype
+
+
+def _member(z, path, member):
+    try:
+        return z[member]
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise _fail(path, "contains pickled data; dnnkit model files never do, and it is not loaded") from None
+        raise _fail(path, f"corrupt member ({e})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, MemoryError) as e:
+        raise _fail(path, f"corrupt or truncated ({type(e).__name__}: {e})") from None
+
+
+def _read(f, path):
+    """The NpzFile of an open model file, with exactly the two members (their data not loaded yet)."""
+    try:
+        z = np.load(f, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise _fail(path, "contains pickled data; dnnkit model files never do, and it is not loaded") from None
+        raise _fail(path, f"corrupt or not a dnnkit model ({e})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, MemoryError) as e:
+        raise _fail(path, f"corrupt or truncated ({type(e).__name__}: {e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise _fail(path, "not a dnnkit model (a single .npy array, not a model archive)")
+    want = {n[:-4] for n in _MEMBERS}
+    names = set(z.files)
+    if names != want:
+        z.close()
+        missing, extra = sorted(want - names), sorted(names - want)
+        raise _fail(path, "not a dnnkit model archive" + (f"; missing {missing}" if missing else "")
+                    + (f"; unexpected {extra}" if extra else ""))
+    return z
+
+
+def _read_header(z, path) -> dict:
+    shape, dtype = _npy_shape(z, path, "header")
+    if shape != () or dtype.kind != "U" or dtype.itemsize > _MAX_HEADER_BYTES:
+        raise _fail(path, "the header is not a JSON string")
+    header = _member(z, path, "header")
+    try:
+        h = json.loads(str(header[()]), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:  # RecursionError: a maliciously deep nesting
+        raise _fail(path, f"the header is not valid JSON ({type(e).__name__}: {str(e)[:100]})") from None
+    if not isinstance(h, dict):
+        raise _fail(path, "the header is not a JSON object")
+    return h
 
 
 def _reject_constant(name):
@@ -172,45 +210,58 @@ def _field(h, key, kind, path):
     return v
 
 
-def load(path):
-    """Read a model written by :func:`save`; raises :class:`ModelFileError` for anything else."""
+def _network_from_header(h, path):
+    from ._params import n_params as count_params
+    from ._validation import INT32_MAX
     from .network import Network
 
-    path = os.fspath(path)
-    header, theta = _read(path)
-    if header.ndim != 0 or header.dtype.kind != "U":
-        raise _fail(path, "the header is not a JSON string")
-    try:
-        h = json.loads(str(header[()]), parse_constant=_reject_constant)
-    except ValueError as e:
-        raise _fail(path, f"the header is not valid JSON ({e})") from None
-    if not isinstance(h, dict):
-        raise _fail(path, "the header is not a JSON object")
     if h.get("format") != FORMAT:
-        raise _fail(path, f"not a dnnkit model (format {h.get('format')!r})")
+        raise _fail(path, f"not a dnnkit model (format {str(h.get('format'))[:80]!r})")
     version = _field(h, "version", int, path)
     if version != VERSION:
         newer = " (written by a newer dnnkit; upgrade to read it)" if version > VERSION else ""
         raise _fail(path, f"unsupported model file version {version}; this dnnkit reads version {VERSION}{newer}")
     dims = _field(h, "layer_dims", list, path)
-    if len(dims) < 2 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
-        raise _fail(path, f"layer_dims must list at least two sizes >= 1, got {dims!r}")
+    if len(dims) < 2 or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= INT32_MAX
+                                for d in dims):
+        raise _fail(path, f"layer_dims must list at least two sizes in [1, {INT32_MAX}], got {str(dims)[:80]}")
     hidden, output, loss = (_field(h, k, str, path) for k in ("hidden", "output", "loss"))
     alpha = _field(h, "alpha", float, path)
     dtype = _field(h, "dtype", str, path)
     if dtype not in ("float64", "float32"):
-        raise _fail(path, f"dtype must be float64 or float32, got {dtype!r}")
+        raise _fail(path, f"dtype must be float64 or float32, got {dtype[:40]!r}")
     n_params = _field(h, "n_params", int, path)
-    try:
-        net = Network(dims, hidden=hidden, output=output, loss=loss, dtype=dtype, alpha=alpha)
-    except (TypeError, ValueError) as e:
-        raise _fail(path, f"invalid architecture ({e})") from None
-    if n_params != net.n_params:
-        raise _fail(path, f"n_params is {n_params} but layer_dims {dims} need {net.n_params}")
-    if theta.ndim != 1 or theta.dtype.kind != "f" or theta.dtype.itemsize != net.dtype.itemsize:
-        raise _fail(path, f"theta must be a 1-D {dtype} array, got {theta.dtype} with shape {theta.shape}")
-    if theta.size != net.n_params:
-        raise _fail(path, f"theta has {theta.size} values, the architecture needs {net.n_params}")
+    need = count_params(dims)  # before any allocation: a header can name an absurd architecture
+    if n_params != need:
+        raise _fail(path, f"n_params is {n_params} but layer_dims {str(dims)[:80]} need {need}")
+
+    def build():
+        try:
+            return Network(dims, hidden=hidden, output=output, loss=loss, dtype=dtype, alpha=alpha)
+        except (TypeError, ValueError, MemoryError) as e:
+            raise _fail(path, f"invalid architecture ({type(e).__name__}: {e})") from None
+    return build, need, dims, dtype
+
+
+def load(path):
+    """Read a model written by :func:`save`; raises :class:`ModelFileError` for anything else."""
+    path = os.fspath(path)
+    # The file is opened here (not by np.load), so that it is closed whatever np.load does on a bad file.
+    with open(path, "rb") as f:
+        with _read(f, path) as z:
+            h = _read_header(z, path)
+            build, need, dims, dtype = _network_from_header(h, path)
+            # the parameter member is checked against the architecture before its data is read and before the
+            # network is allocated
+            shape, tdtype = _npy_shape(z, path, "theta")
+            if len(shape) != 1 or tdtype.kind != "f" or tdtype.itemsize != np.dtype(dtype).itemsize:
+                raise _fail(path, f"theta must be a 1-D {dtype} array, got {tdtype} with shape {shape}")
+            if shape[0] != need:
+                raise _fail(path, f"theta has {shape[0]} values, the architecture needs {need}")
+            net = build()
+            theta = _member(z, path, "theta")
+    if theta.shape != (net.n_params,):  # pragma: no cover - the declared shape was checked above
+        raise _fail(path, f"theta has shape {theta.shape}, the architecture needs ({net.n_params},)")
     if not np.isfinite(theta).all():
         raise _fail(path, "theta contains NaN or Inf")
     net.theta = theta.astype(net.dtype, copy=False)  # byte order normalized; values exact

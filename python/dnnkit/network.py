@@ -1,6 +1,8 @@
 """`Network`: a fully-connected net on ONE contiguous parameter buffer, computed by the native core."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import _core
@@ -18,11 +20,12 @@ def default_init(hidden: str) -> str:
 def dropout_mask(shape, keep_prob: float, seed: int, step: int = 0, layer: int = 1) -> np.ndarray:
     """The 0/1 mask the native passes draw for one layer: keyed by (seed, step, layer, unit, example),
     so it does not depend on the thread count and can be given to ``dnnkit.reference`` to compare."""
-    n, m = (int(s) for s in shape)
-    if n < 1 or m < 1:
-        raise ValueError(f"shape must be (n_units >= 1, m >= 1), got {shape}")
+    if not _is_seq(shape) or len(shape) != 2:
+        raise ValueError(f"shape must be (n_units, m), got {shape!r}")
+    n, m = (V.check_positive_int(s, "shape entries", maximum=V.INT32_MAX) for s in shape)
     kp = V.normalize_keep_prob(keep_prob, 2)[1]
-    return _core.dropout_mask(n, m, kp, V.check_seed(seed), V.check_seed(step, "step"), int(layer)).astype(np.float64)
+    layer = V.check_step(layer, "layer")
+    return _core.dropout_mask(n, m, kp, V.check_seed(seed), V.check_step(step), layer).astype(np.float64)
 
 
 def _fresh_seed() -> int:
@@ -42,7 +45,7 @@ class Network:
 
     def __init__(self, layer_dims, hidden: str = "relu", output: str = "sigmoid", loss: str | None = None,
                  dtype="float64", params: dict | None = None, alpha: float = 0.01):
-        dims = [V.check_positive_int(d, "layer size") for d in layer_dims] if _is_seq(layer_dims) else None
+        dims = [V.check_positive_int(d, "layer size", maximum=V.INT32_MAX) for d in layer_dims] if _is_seq(layer_dims) else None
         if dims is None or len(dims) < 2:
             raise ValueError(f"layer_dims must list at least the input and output sizes, got {layer_dims!r}")
         V.check_choice(hidden, V.HIDDEN_ACTIVATIONS, "hidden activation")
@@ -57,6 +60,10 @@ class Network:
         self.dtype = V.check_dtype(dtype)
         core_cls = _core.MLP64 if self.dtype == np.float64 else _core.MLP32
         self._core = core_cls(list(dims), hidden, output, loss, alpha)
+        # The native object serialises its own calls, but forward() is two native calls (the pass, then the
+        # cache it left in the shared workspace): this lock keeps them together when several Python threads
+        # use one network, so a cache never mixes in another thread's pass.
+        self._lock = threading.RLock()
         self._theta = np.zeros(n_params(dims), dtype=self.dtype)
         self._grad = np.zeros_like(self._theta)
         self.params = param_views(self._theta, dims)
@@ -130,7 +137,7 @@ class Network:
 
     def _dropout(self, keep_prob, seed, masks, step, m):
         keep = V.normalize_keep_prob(keep_prob, self.L)
-        step = V.check_seed(step, "step")
+        step = V.check_step(step)
         mlist = []
         if masks is not None:
             mlist = V.normalize_masks(masks, keep, self.layer_dims, m, self.dtype)
@@ -148,8 +155,9 @@ class Network:
         X = self._x(X)
         m = X.shape[1]
         keep, seed, step, mlist = self._dropout(keep_prob, seed, masks, step, m)
-        AL = self._core.forward(self._theta, X, keep, seed, step, mlist)
-        cache = self._core.cache()
+        with self._lock:
+            AL = self._core.forward(self._theta, X, keep, seed, step, mlist)
+            cache = self._core.cache()
         cache.setdefault("A0", X)
         for l in range(self.L):
             if keep[l] < 1.0:
@@ -165,7 +173,8 @@ class Network:
         Y = self._y(Y, X.shape[1])
         l2, l1 = V.check_nonneg(l2, "l2"), V.check_nonneg(l1, "l1")
         keep, seed, step, mlist = self._dropout(keep_prob, seed, masks, step, X.shape[1])
-        return float(self._core.cost(self._theta, X, Y, keep, seed, step, mlist, l2, l1))
+        with self._lock:
+            return float(self._core.cost(self._theta, X, Y, keep, seed, step, mlist, l2, l1))
 
     def backward(self, X, Y, l2=0.0, l1=0.0, keep_prob=1.0, seed=None, masks=None, step=0) -> dict:
         """Forward + backward; fills and returns ``grads`` (views of one flat buffer). The cost of the same
@@ -174,13 +183,16 @@ class Network:
         Y = self._y(Y, X.shape[1])
         l2, l1 = V.check_nonneg(l2, "l2"), V.check_nonneg(l1, "l1")
         keep, seed, step, mlist = self._dropout(keep_prob, seed, masks, step, X.shape[1])
-        self.last_cost = float(self._core.backward(self._theta, X, Y, keep, seed, step, mlist, l2, l1, self._grad))
+        with self._lock:
+            self.last_cost = float(self._core.backward(self._theta, X, Y, keep, seed, step, mlist, l2, l1,
+                                                       self._grad))
         return self.grads
 
     def predict_proba(self, X) -> np.ndarray:
         """The output activations AL (no dropout)."""
         X = self._x(X)
-        return self._core.forward(self._theta, X, [], 0, 0, [])
+        with self._lock:
+            return self._core.forward(self._theta, X, [], 0, 0, [])
 
     def predict(self, X) -> np.ndarray:
         """sigmoid: 0/1 labels (1, m); softmax: class indices (m,); linear: the outputs."""
@@ -196,7 +208,7 @@ class Network:
         X = self._x(X)
         Y = self._y(Y, X.shape[1])
         J = self.cost(X, Y, l2=l2, l1=l1)
-        AL = self._core.forward(self._theta, X, [], 0, 0, [])
+        AL = self.predict_proba(X)
         if self.loss == "bce":
             acc = float(np.mean((AL > 0.5) == (Y > 0.5)))
         elif self.loss == "ce":
@@ -228,11 +240,12 @@ class Network:
     # ---------------------------------------------------------------- copy / pickle
     def __getstate__(self) -> dict:
         # the native workspace is rebuilt on unpickling; everything else is plain data
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_core", "params", "grads")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_core", "_lock", "params", "grads")}
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._lock = threading.RLock()
         core_cls = _core.MLP64 if self.dtype == np.float64 else _core.MLP32
         self._core = core_cls(list(self.layer_dims), self.hidden, self.output, self.loss, self.alpha)
         self.params = param_views(self._theta, self.layer_dims)

@@ -146,8 +146,9 @@ def _error(AL: np.ndarray, Y: np.ndarray, loss: str) -> float:
 
 def _full_pass(net, X, Y, l2=0.0, l1=0.0):
     """(cost, error) over (X, Y) with the current parameters, no dropout (two native passes)."""
-    J = float(net._core.cost(net._theta, X, Y, [], 0, 0, [], l2, l1))
-    AL = net._core.forward(net._theta, X, [], 0, 0, [])
+    with net._lock:  # the network's workspace: see Network.forward
+        J = float(net._core.cost(net._theta, X, Y, [], 0, 0, [], l2, l1))
+        AL = net._core.forward(net._theta, X, [], 0, 0, [])
     return J, _error(AL, Y, net.loss)
 
 
@@ -267,7 +268,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
 
     trainer_cls = _core.Trainer64 if net.dtype == np.float64 else _core.Trainer32
     trainer = trainer_cls(list(net.layer_dims), net.hidden, net.output, net.loss, net.alpha, X, Y, optimizer,
-                          lr, beta, beta1, beta2, epsilon, l2, l1, keep, seed, batch_size or 0)
+                          lr, beta, beta1, beta2, epsilon, l2, l1, keep, seed, min(batch_size or m, m))
 
     config = dict(epochs=epochs, learning_rate=lr, batch_size=batch_size, optimizer=optimizer, beta=beta,
                   beta1=beta1, beta2=beta2, epsilon=epsilon, l2=l2, l1=l1, keep_prob=keep, seed=seed,
