@@ -199,3 +199,26 @@ def test_load_npz_validation(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="could not read"):
         datasets.load_npz(bad)
+
+
+def test_load_csv_bad_encodings_and_fields_raise_value_error(tmp_path):
+    # a binary / Latin-1 file raised UnicodeDecodeError and an over-long cell csv.Error; a UTF-8 BOM (as
+    # Excel writes) stuck to the first column's name
+    p = tmp_path / "f.csv"
+    for content in (b"\xff\xfe\x00\x01", "a\xe9,b\n1,2\n".encode("latin-1"), b"1," + b"9" * 200_000 + b"\n"):
+        p.write_bytes(content)
+        with pytest.raises(ValueError, match="not a"):
+            datasets.load_csv(p)
+    p.write_bytes("\ufeffx,label\n1,0\n2,1\n".encode("utf-8"))
+    X, Y = datasets.load_csv(p, label_column="label")
+    assert_array_equal(X, [[1.0, 2.0]])
+    X, Y = datasets.load_csv(p, label_column="x")
+    assert_array_equal(Y, [[1.0, 2.0]])
+
+
+def test_load_csv_one_hot_of_a_huge_label_raises_value_error(tmp_path):
+    # a label of 1e12 asked one_hot for a 14.6 TiB matrix (MemoryError)
+    p = tmp_path / "f.csv"
+    p.write_text("1,1e12\n2,1\n")
+    with pytest.raises(ValueError, match="too large"):
+        datasets.load_csv(p, one_hot=True)

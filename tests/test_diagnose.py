@@ -174,3 +174,12 @@ def test_propagation_validation():
         diagnose.propagation(weights="identity")
     with pytest.raises(ValueError, match="upstream"):
         diagnose.propagation(upstream="zeros")
+
+
+def test_bias_variance_from_history_without_dev_data_says_why():
+    h = SimpleNamespace(train_error=[0.2, 0.1], dev_error=[float("nan"), float("nan")])
+    with pytest.raises(ValueError, match="validation="):
+        diagnose.bias_variance(h)
+    h = {"train_error": [float("nan")], "dev_error": [0.1]}
+    with pytest.raises(ValueError, match="regression"):
+        diagnose.bias_variance(h)

@@ -127,6 +127,9 @@ def _as_generator(rng, name: str = "rng") -> np.random.Generator:
 # labels
 # --------------------------------------------------------------------------------------------------
 
+_ONE_HOT_MAX = 2**31  # entries (16 GiB of float64): beyond that the labels are not class ids
+
+
 def one_hot(labels, n_classes: Optional[int] = None) -> np.ndarray:
     """Integer class labels (shape (m,) or (1, m)) -> one-hot float64 matrix of shape (n_classes, m).
 
@@ -148,6 +151,9 @@ def one_hot(labels, n_classes: Optional[int] = None) -> np.ndarray:
     n_classes = _check_int(n_classes, "n_classes", 1)
     if k > n_classes:
         raise ValueError(f"label {k - 1} out of range for n_classes={n_classes}")
+    if n_classes * lab.size > _ONE_HOT_MAX:
+        raise ValueError(f"a one-hot matrix of {n_classes} classes x {lab.size} examples is too large "
+                         f"(more than {_ONE_HOT_MAX:,} entries); labels must be class ids 0..K-1")
     out = np.zeros((n_classes, lab.size), dtype=np.float64)
     out[lab, np.arange(lab.size)] = 1.0
     return out

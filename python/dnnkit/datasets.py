@@ -224,8 +224,13 @@ def load_csv(path, label_column=-1, delimiter: str = ",", header="auto", one_hot
     if header not in ("auto", True, False):
         raise ValueError(f"header must be 'auto', True or False, got {header!r}")
     one_hot = _check_bool(one_hot, "one_hot")
-    with open(p, newline="") as fh:
-        rows = [(i + 1, [c.strip() for c in r]) for i, r in enumerate(csv.reader(fh, delimiter=delimiter))]
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as fh:
+            rows = [(i + 1, [c.strip() for c in r]) for i, r in enumerate(csv.reader(fh, delimiter=delimiter))]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{p!r} is not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    except csv.Error as e:
+        raise ValueError(f"{p!r} is not a readable CSV file ({e})") from None
     rows = [(ln, r) for ln, r in rows if any(c for c in r)]
     if not rows:
         raise ValueError(f"{p!r} is empty")

@@ -102,7 +102,12 @@ def _last(seq, name: str) -> float:
         raise TypeError(f"history.{name} must be a list of errors or a number, got {type(seq).__name__}") from None
     if not vals:
         raise ValueError(f"history.{name} is empty: train (with validation data) before diagnosing")
-    return vals[-1]
+    v = vals[-1]
+    if _is_real(v) and math.isnan(float(v)):
+        why = ("fit had no validation data: pass validation=(X_dev, Y_dev)" if name == "dev_error" else
+               "a regression net (mse) has no error rate, or the last reported epoch was interrupted")
+        raise ValueError(f"history.{name} is NaN in its last row: {why}")
+    return v
 
 
 def _from_history(h):
