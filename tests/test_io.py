@@ -272,3 +272,17 @@ def test_save_validates_before_writing(tmp_path):
     with pytest.raises(TypeError):
         save("not a net", tmp_path / "m")
     assert os.listdir(tmp_path) == []
+
+
+def test_save_to_an_empty_or_directory_path_raises_before_writing(tmp_path, monkeypatch):
+    # save("") made its temporary file in the PARENT of the working directory before failing
+    net = dk.Network([2, 1]).initialize(rng=0)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "sub").mkdir()
+    for bad in ("", "sub", "sub/"):
+        with pytest.raises(ValueError, match="must name a file"):
+            net.save(bad)
+    assert sorted(os.listdir(tmp_path)) == ["work"] and sorted(os.listdir(work)) == ["sub"]
+    assert os.listdir(work / "sub") == []

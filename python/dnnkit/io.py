@@ -90,6 +90,9 @@ def save(net, path) -> None:
     path = os.fspath(path)
     if not isinstance(path, str):
         path = os.fsdecode(path)
+    if not path or path.endswith(("/", os.sep)) or os.path.isdir(path):
+        # '' would put the temporary file in the parent of the working directory (abspath('') is the cwd)
+        raise ValueError(f"path must name a file, got {path!r}")
     header = _header(net)  # everything that can fail on the network's side fails before touching the disk
     if not np.isfinite(net.theta).all():
         raise ValueError("the network's parameters contain NaN or Inf; refusing to save them")
