@@ -1,5 +1,6 @@
 // Bindings of cpp/dnnkit/gradcheck.hpp: the native gradient-checking engine (float64 only, by design:
 // a check in float32 would measure float32 rounding, not the gradient).
+#include <climits>
 #include <memory>
 #include <string>
 
@@ -32,10 +33,12 @@ Problem make_problem(const std::vector<int>& dims, const std::string& hidden, co
     if (theta.ndim() != 1 || size_t(theta.shape(0)) != p.arch.nparams)
         throw py::value_error("theta has the wrong size for this architecture");
     if (X.ndim() != 2 || X.shape(0) != p.arch.n(0) || X.shape(1) < 1) throw py::value_error("X must be (n_x, m)");
-    p.m = int(X.shape(1));
+    p.m = dnnkit_py::check_columns(X.shape(1), "X");
     if (Y.ndim() != 2 || Y.shape(0) != p.arch.n(p.arch.L()) || Y.shape(1) != p.m)
         throw py::value_error("Y must be (n_y, m)");
     if (int(keep.size()) > p.arch.L()) throw py::value_error("keep has more entries than layers");
+    dnnkit_py::check_keep(keep);
+    if (masks.size() > size_t(p.arch.L())) throw py::value_error("masks has more entries than layers");
     p.theta = theta;
     p.X = X;
     p.Y = Y;
@@ -126,6 +129,7 @@ py::tuple directions(const std::vector<int>& dims, const std::string& hidden, co
     Problem p = make_problem(dims, hidden, output, loss, alpha, theta, X, Y, keep, seed, step, masks, l2, l1);
     if (dirs.ndim() != 2 || size_t(dirs.shape(1)) != p.arch.nparams)
         throw py::value_error("directions must be (K, n_params)");
+    if (dirs.shape(0) > INT_MAX / 2) throw py::value_error("too many directions");
     const int K = int(dirs.shape(0));
     return run_directions(p, eps, K, [&](GradChecker& gc, double* a, int64_t* kk) {
         return gc.directions(dirs.data(), K, eps, a, kk, poll_signals);
@@ -140,6 +144,7 @@ py::tuple component_directions(const std::vector<int>& dims, const std::string& 
                                double l2, double l1, double eps, const Arr& V) {
     Problem p = make_problem(dims, hidden, output, loss, alpha, theta, X, Y, keep, seed, step, masks, l2, l1);
     if (V.ndim() != 2 || size_t(V.shape(1)) != p.arch.nparams) throw py::value_error("V must be (r, n_params)");
+    if (V.shape(0) > INT_MAX / (4 * p.arch.L())) throw py::value_error("V has too many rows");
     const int L = p.arch.L(), r = int(V.shape(0)), K = 2 * L * r;
     std::vector<const double*> rows(static_cast<size_t>(K));
     std::vector<uint8_t> wpart(size_t(K) * (L + 1), 0), bpart(size_t(K) * (L + 1), 0);

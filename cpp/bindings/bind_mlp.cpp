@@ -1,4 +1,5 @@
 // Bindings of the forward/backward core (cpp/dnnkit/mlp.hpp), the dropout RNG and the thread settings.
+#include <algorithm>
 #include <mutex>
 #include <string>
 
@@ -29,7 +30,7 @@ struct PyMLP {
     int check_x(const Arr<T>& X) const {
         if (X.ndim() != 2 || X.shape(0) != net.arch.n(0) || X.shape(1) < 1)
             throw py::value_error("X must be (n_x, m) with m >= 1");
-        return int(X.shape(1));
+        return dnnkit_py::check_columns(X.shape(1), "X");
     }
     void check_y(const Arr<T>& Y, int m) const {
         if (Y.ndim() != 2 || Y.shape(0) != net.arch.n(net.arch.L()) || Y.shape(1) != m)
@@ -43,6 +44,9 @@ struct PyMLP {
         dp.seed = seed;
         dp.step = step;
         if (int(keep.size()) > net.arch.L()) throw py::value_error("keep has more entries than layers");
+        dnnkit_py::check_keep(keep);
+        // masks[l] for l = 0 (input) .. L-1 (hidden): a longer list would index past dims below
+        if (masks.size() > size_t(net.arch.L())) throw py::value_error("masks has more entries than layers");
         for (size_t l = 0; l < masks.size(); ++l) {
             if (masks[l].is_none()) { dp.masks.push_back(nullptr); continue; }
             Arr<T> a = masks[l].cast<Arr<T>>();
@@ -56,6 +60,8 @@ struct PyMLP {
 };
 
 py::array_t<uint8_t> dropout_mask(int n, int m, double keep, uint64_t seed, uint32_t step, uint32_t layer) {
+    if (n < 0 || m < 0 || m > MAX_EXAMPLES) throw py::value_error("n and m must be >= 0 (and m <= 2^30)");
+    dnnkit_py::check_keep({keep});
     py::array_t<uint8_t> out({n, m});
     uint8_t* p = out.mutable_data();
     {
@@ -104,12 +110,13 @@ void register_mlp(py::module_& m, const char* name) {
              })
         .def("backward",
              [](P& p, const Arr<T>& theta, const Arr<T>& X, const Arr<T>& Y, const std::vector<double>& keep,
-                uint64_t seed, uint32_t step, const py::list& masks, double l2, double l1, Arr<T>& grad) {
+                uint64_t seed, uint32_t step, const py::list& masks, double l2, double l1, const py::object& g_) {
                  p.check_theta(theta);
                  const int mm = p.check_x(X);
                  p.check_y(Y, mm);
-                 if (grad.ndim() != 1 || size_t(grad.shape(0)) != p.net.arch.nparams || !grad.writeable())
-                     throw py::value_error("grad buffer has the wrong size or is read-only");
+                 Arr<T> grad = dnnkit_py::out_array<T>(g_, "grad");
+                 if (grad.ndim() != 1 || size_t(grad.shape(0)) != p.net.arch.nparams)
+                     throw py::value_error("grad buffer has the wrong size");
                  std::vector<Arr<T>> hold;
                  auto dp = p.dropout(keep, seed, step, masks, mm, hold);
                  T* g = grad.mutable_data();
@@ -156,6 +163,9 @@ void bind_mlp(py::module_& m) {
           "0/1 keep decisions of layer `layer` for units x examples, as the native passes draw them");
     m.def("set_num_threads", [](int n) {
         if (n < 0) throw py::value_error("n must be >= 0 (0 = default)");
+        // OpenMP aborts or crashes when it cannot create the threads asked for (10^6 threads: SIGSEGV)
+        const int most = std::max(1024, 4 * omp_get_num_procs());
+        if (n > most) throw py::value_error("n must be <= " + std::to_string(most));
         set_num_threads(n);
     });
     m.def("get_num_threads", []() { return num_threads(); });

@@ -30,7 +30,7 @@ struct PyTrainer {
     static int check(const Arr<T>& X, const Arr<T>& Y) {
         if (X.ndim() != 2 || Y.ndim() != 2 || X.shape(1) != Y.shape(1) || X.shape(1) < 1)
             throw py::value_error("X (n_x, m) and Y (n_y, m) must have the same m >= 1");
-        return int(X.shape(1));
+        return dnnkit_py::check_columns(X.shape(1), "X");
     }
 };
 
@@ -42,7 +42,9 @@ void register_trainer(py::module_& m, const char* name) {
                          const std::string& loss, double alpha, Arr<T> X, Arr<T> Y, const std::string& optimizer,
                          double lr, double beta, double beta1, double beta2, double eps, double l2, double l1,
                          std::vector<double> keep, uint64_t seed, int batch_size) {
+                 if (dims.size() < 2) throw py::value_error("need at least an input and an output layer");
                  if (X.ndim() != 2 || X.shape(0) != dims.front()) throw py::value_error("X must be (n_x, m)");
+                 dnnkit_py::check_keep(keep);
                  if (Y.ndim() != 2 || Y.shape(0) != dims.back()) throw py::value_error("Y must be (n_y, m)");
                  TrainOptions o;
                  o.optimizer = parse_optimizer(optimizer);
@@ -69,9 +71,10 @@ void register_trainer(py::module_& m, const char* name) {
              })
         .def(
             "run",
-            [](P& p, Arr<T>& theta, int n_epochs, long long stop_at_step, double poll_interval) {
-                if (theta.ndim() != 1 || size_t(theta.shape(0)) != p.tr.grad().size() || !theta.writeable())
-                    throw py::value_error("theta has the wrong size or is read-only");
+            [](P& p, const py::object& theta_, int n_epochs, long long stop_at_step, double poll_interval) {
+                Arr<T> theta = dnnkit_py::out_array<T>(theta_, "theta");
+                if (theta.ndim() != 1 || size_t(theta.shape(0)) != p.tr.grad().size())
+                    throw py::value_error("theta has the wrong size");
                 if (n_epochs < 0) throw py::value_error("n_epochs must be >= 0");
                 T* th = theta.mutable_data();
                 EpochStats st;
@@ -95,10 +98,12 @@ void register_trainer(py::module_& m, const char* name) {
                         return signalled;
                     };
                     done = p.tr.run(th, n_epochs, poll, st, stopped, stop);
-                    if (done > 0) {
-                        p.last = st;
-                        p.has_last = true;
-                    }
+                }
+                // With the GIL held again: last_stats() reads p.last under the GIL (from any Python thread), so
+                // writing it with the GIL released would race with that read (a vector being reassigned).
+                if (done > 0) {
+                    p.last = st;
+                    p.has_last = true;
                 }
                 if (signalled) {
                     // A KeyboardInterrupt is reported as interrupted=True (dnnkit.training decides whether to
@@ -131,7 +136,8 @@ void bind_train(py::module_& m) {
     m.def(
         "train_keep_mask",
         [](int n, int mm, double keep, uint64_t seed, uint32_t step, uint32_t layer) {
-            if (n < 1 || mm < 1) throw py::value_error("n and m must be >= 1");
+            if (n < 1 || mm < 1 || mm > MAX_EXAMPLES) throw py::value_error("n and m must be >= 1 (and m <= 2^30)");
+            dnnkit_py::check_keep({keep});
             py::array_t<uint8_t> out({n, mm});
             uint8_t* p = out.mutable_data();
             {

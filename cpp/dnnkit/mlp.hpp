@@ -23,6 +23,11 @@
 
 namespace dnnkit {
 
+// Size limits, checked where sizes enter (Arch, the bindings): every index and partition computation is then
+// safe in int (chunk ends, Philox block counts, the gradient checker's 2*P*m batch columns), with headroom.
+constexpr int MAX_UNITS = 1 << 30;     // per layer
+constexpr int MAX_EXAMPLES = 1 << 30;  // columns m of one pass
+
 struct Arch {
     std::vector<int> dims;
     Act hidden = Act::relu, output = Act::sigmoid;
@@ -34,11 +39,16 @@ struct Arch {
     Arch() = default;
     Arch(std::vector<int> d, Act h, Act o, Loss l, double a) : dims(std::move(d)), hidden(h), output(o), loss(l), alpha(a) {
         if (dims.size() < 2) throw std::invalid_argument("need at least an input and an output layer");
+        // softmax is column-wise and fused with the loss: valid as the output only (a hidden one would throw
+        // from act_backward / act_delta inside an OpenMP region, i.e. std::terminate)
+        if (h == Act::softmax) throw std::invalid_argument("softmax is not a hidden activation");
         size_t off = 0;
         woff.assign(dims.size(), 0);
         boff.assign(dims.size(), 0);
         for (int l = 1; l < int(dims.size()); ++l) {
             if (dims[l] < 1 || dims[l - 1] < 1) throw std::invalid_argument("layer sizes must be >= 1");
+            if (dims[l] > MAX_UNITS || dims[l - 1] > MAX_UNITS)
+                throw std::invalid_argument("layer sizes must be <= 2^30");
             woff[l] = off;
             off += size_t(dims[l]) * dims[l - 1];
             boff[l] = off;
@@ -104,16 +114,17 @@ class MLP {
     void resize(int m_) {
         const int L = arch.L();
         if (m_ == m && int(Z.size()) == L + 1) return;
-        m = m_;
+        m = 0;  // set once every buffer is allocated: after a bad_alloc, cache() sees an empty workspace
         Z.assign(L + 1, {});
         A.assign(L + 1, {});
         dZ.assign(L + 1, {});
         for (int l = 1; l <= L; ++l) {
-            Z[l].assign(size_t(arch.n(l)) * m, T(0));
-            A[l].assign(size_t(arch.n(l)) * m, T(0));
-            dZ[l].assign(size_t(arch.n(l)) * m, T(0));
+            Z[l].assign(size_t(arch.n(l)) * m_, T(0));
+            A[l].assign(size_t(arch.n(l)) * m_, T(0));
+            dZ[l].assign(size_t(arch.n(l)) * m_, T(0));
         }
-        dA.assign(size_t(arch.max_width()) * m, T(0));
+        dA.assign(size_t(arch.max_width()) * m_, T(0));
+        m = m_;
     }
     void release() {
         Z.clear(); A.clear(); dZ.clear(); dA.clear(); dA.shrink_to_fit(); m = 0;

@@ -5,18 +5,20 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 
 namespace dnnkit {
 
-inline int& thread_setting() {
-    static int n = 0;  // 0: OpenMP's default (OMP_NUM_THREADS or the core count)
+// Atomic: set_num_threads may run on one Python thread while native work (GIL released) reads it on another.
+inline std::atomic<int>& thread_setting() {
+    static std::atomic<int> n{0};  // 0: OpenMP's default (OMP_NUM_THREADS or the core count)
     return n;
 }
 inline int num_threads() {
-    const int n = thread_setting();
+    const int n = thread_setting().load(std::memory_order_relaxed);
     return n > 0 ? n : omp_get_max_threads();
 }
-inline void set_num_threads(int n) { thread_setting() = n; }
+inline void set_num_threads(int n) { thread_setting().store(n, std::memory_order_relaxed); }
 
 // A 1-D partition of [0, n) into chunks of a fixed width.
 struct Chunks {

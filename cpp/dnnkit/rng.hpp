@@ -31,6 +31,7 @@ struct Philox {
 // keep_prob -> 32-bit threshold: keep when bits < threshold (P = threshold / 2^32, exact to 2^-32).
 inline uint64_t keep_threshold(double keep_prob) {
     if (keep_prob >= 1.0) return uint64_t(1) << 32;
+    if (!(keep_prob > 0.0)) return 0;  // <= 0 or NaN: drop all (converting a negative double to uint64 is UB)
     return uint64_t(keep_prob * 4294967296.0);
 }
 

@@ -125,8 +125,9 @@ class Trainer {
         // bit-identical to drawing them inline. Both threads spin only while this call trains.
         const uint64_t first = step_, total = uint64_t(n) * uint64_t(steps_per_epoch());
         for (int r = 0; r < kRing; ++r) ring_[r].tag.store(0, std::memory_order_relaxed);
+        producer_failed_.store(false, std::memory_order_relaxed);
         std::atomic<bool> done{false};
-        std::exception_ptr err;
+        std::exception_ptr err, perr;  // no exception may leave the parallel region (std::terminate)
         int result = 0;
 #pragma omp parallel num_threads(2)
         {
@@ -139,6 +140,7 @@ class Trainer {
                 }
                 done.store(true, std::memory_order_release);
             } else {
+              try {
                 for (uint64_t s = first; s < first + total && !done.load(std::memory_order_acquire); ++s) {
                     MaskSlot& sl = ring_[s % kRing];
                     for (int spin = 0; sl.tag.load(std::memory_order_acquire) != 0; ++spin) {
@@ -150,8 +152,13 @@ class Trainer {
                     draw_masks(s, std::min(bs_, m_ - int(k) * bs_), sl);
                     sl.tag.store(s + 1, std::memory_order_release);
                 }
+              } catch (...) {  // e.g. bad_alloc: the consumer, waiting for this step's masks, must not spin forever
+                perr = std::current_exception();
+                producer_failed_.store(true, std::memory_order_release);
+              }
             }
         }
+        if (perr) std::rethrow_exception(perr);
         if (err) std::rethrow_exception(err);
         return result;
     }
@@ -165,6 +172,7 @@ class Trainer {
         std::atomic<uint64_t> tag{0};  // step + 1 once drawn; 0 once consumed (free)
     };
     std::unique_ptr<MaskSlot[]> ring_{new MaskSlot[kRing]};
+    std::atomic<bool> producer_failed_{false};
 
     bool prefetch_worth() const {
         bool any = false;
@@ -217,61 +225,76 @@ class Trainer {
             EpochStats st;
             st.grad_norms.assign(L, 0.0);
             double cost_sum = 0.0, err_sum = 0.0;
-            for (int j0 = 0; j0 < m_; j0 += bs_) {
-                const int mb = std::min(bs_, m_ - j0);
-                const T* Xp = X_;
-                const T* Yp = Y_;
-                if (!full_) {  // gather the batch's columns (row by row: contiguous writes)
-                    for (int i = 0; i < n0; ++i) {
-                        const T* src = X_ + size_t(i) * m_;
-                        T* dst = Xb_.data() + size_t(i) * mb;
-                        for (int j = 0; j < mb; ++j) dst[j] = src[perm_[j0 + j]];
+            // On a stop (poll, stop_at_step) or an exception, the unfinished epoch is rolled back: theta, the
+            // optimizer state and the step are those of the last finished epoch (and the mask ring, which assumes
+            // that every run starts on an epoch boundary, stays in step).
+            auto rollback = [&]() {
+                std::copy(snap_theta_.begin(), snap_theta_.end(), theta);
+                std::copy(snap_v_.begin(), snap_v_.end(), v_.begin());
+                std::copy(snap_s_.begin(), snap_s_.end(), s_.begin());
+                step_ = snap_step;
+            };
+            try {
+                for (int j0 = 0; j0 < m_; j0 += bs_) {
+                    const int mb = std::min(bs_, m_ - j0);
+                    const T* Xp = X_;
+                    const T* Yp = Y_;
+                    if (!full_) {  // gather the batch's columns (row by row: contiguous writes)
+                        for (int i = 0; i < n0; ++i) {
+                            const T* src = X_ + size_t(i) * m_;
+                            T* dst = Xb_.data() + size_t(i) * mb;
+                            for (int j = 0; j < mb; ++j) dst[j] = src[perm_[j0 + j]];
+                        }
+                        for (int i = 0; i < nL; ++i) {
+                            const T* src = Y_ + size_t(i) * m_;
+                            T* dst = Yb_.data() + size_t(i) * mb;
+                            for (int j = 0; j < mb; ++j) dst[j] = src[perm_[j0 + j]];
+                        }
+                        Xp = Xb_.data();
+                        Yp = Yb_.data();
                     }
-                    for (int i = 0; i < nL; ++i) {
-                        const T* src = Y_ + size_t(i) * m_;
-                        T* dst = Yb_.data() + size_t(i) * mb;
-                        for (int j = 0; j < mb; ++j) dst[j] = src[perm_[j0 + j]];
+                    dp_.step = uint32_t(step_);  // masks keyed by the global step
+                    MLP<T>& net = (mb == bs_) ? main_ : tail_;
+                    double J;
+                    if (prefetched) {
+                        MaskSlot& sl = ring_[step_ % kRing];
+                        for (int spin = 0; sl.tag.load(std::memory_order_acquire) != step_ + 1; ++spin) {
+                            if (producer_failed_.load(std::memory_order_acquire))
+                                throw std::runtime_error("mask prefetch failed");  // the producer's exception is rethrown
+                            relax(spin);
+                        }
+                        J = net.run(theta, Xp, Yp, mb, sl.bm, o_.l2, o_.l1, grad_.data(), with_cost_);
+                        sl.tag.store(0, std::memory_order_release);
+                    } else {
+                        J = net.backward(theta, Xp, Yp, mb, dp_, o_.l2, o_.l1, grad_.data(), with_cost_);
                     }
-                    Xp = Xb_.data();
-                    Yp = Yb_.data();
-                }
-                dp_.step = uint32_t(step_);  // masks keyed by the global step
-                MLP<T>& net = (mb == bs_) ? main_ : tail_;
-                double J;
-                if (prefetched) {
-                    MaskSlot& sl = ring_[step_ % kRing];
-                    for (int spin = 0; sl.tag.load(std::memory_order_acquire) != step_ + 1; ++spin) relax(spin);
-                    J = net.run(theta, Xp, Yp, mb, sl.bm, o_.l2, o_.l1, grad_.data(), with_cost_);
-                    sl.tag.store(0, std::memory_order_release);
-                } else {
-                    J = net.backward(theta, Xp, Yp, mb, dp_, o_.l2, o_.l1, grad_.data(), with_cost_);
-                }
-                if (stats) {
-                    cost_sum += J * mb;
-                    err_sum += errors(net, Yp, mb);
-                    for (int l = 1; l <= L; ++l) {
-                        const T* g = grad_.data() + arch_.woff[l];
-                        const size_t k = size_t(arch_.n(l)) * arch_.n(l - 1);
-                        double s = 0.0;
-                        for (size_t q = 0; q < k; ++q) s += double(g[q]) * double(g[q]);
-                        st.grad_norms[l - 1] += std::sqrt(s);
+                    if (stats) {
+                        cost_sum += J * mb;
+                        err_sum += errors(net, Yp, mb);
+                        for (int l = 1; l <= L; ++l) {
+                            const T* g = grad_.data() + arch_.woff[l];
+                            const size_t k = size_t(arch_.n(l)) * arch_.n(l - 1);
+                            double s = 0.0;
+                            for (size_t q = 0; q < k; ++q) s += double(g[q]) * double(g[q]);
+                            st.grad_norms[l - 1] += std::sqrt(s);
+                        }
+                    }
+                    update(theta);
+                    ++step_;
+                    ++st.steps;
+                    if (poll() || step_ >= stop_at_step) {
+                        rollback();
+                        stopped = true;
+                        if (e > 0) {  // epoch e-1 finished, but its statistics were not gathered (see `stats`)
+                            const double nan = std::numeric_limits<double>::quiet_NaN();
+                            last = EpochStats{nan, nan, std::vector<double>(L, nan), steps_per_epoch()};
+                        }
+                        return e;
                     }
                 }
-                update(theta);
-                ++step_;
-                ++st.steps;
-                if (poll() || step_ >= stop_at_step) {
-                    std::copy(snap_theta_.begin(), snap_theta_.end(), theta);
-                    v_ = snap_v_;
-                    s_ = snap_s_;
-                    step_ = snap_step;
-                    stopped = true;
-                    if (e > 0) {  // epoch e-1 finished, but its statistics were not gathered (see `stats`)
-                        const double nan = std::numeric_limits<double>::quiet_NaN();
-                        last = EpochStats{nan, nan, std::vector<double>(L, nan), steps_per_epoch()};
-                    }
-                    return e;
-                }
+            } catch (...) {
+                rollback();
+                throw;
             }
             ++epoch_;
             st.cost = cost_sum / m_;
