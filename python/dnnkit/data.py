@@ -752,12 +752,8 @@ def augment_images(X, image_shape, flips=("horizontal",), max_shift: int = 0, no
     if max_shift >= max(H, W):
         raise ValueError(f"max_shift={max_shift} would shift images of size {H}x{W} entirely out of frame")
     noise_std = _check_real(noise_std, "noise_std", 0.0)
-    copies = _check_copies(copies, include_original)
-    if Y is not None:
-        Y = _check_Y(Y, m)
-    gen = _as_generator(rng)
-    parts = [X.copy()] if include_original else []
-    for _ in range(copies):
+
+    def one_copy(gen):
         imgs = _to_images(X, (H, W, C)).copy()
         for f in fl:
             sel = gen.random(m) < 0.5
@@ -769,8 +765,9 @@ def augment_images(X, image_shape, flips=("horizontal",), max_shift: int = 0, no
             cols = shift_images(cols, (H, W, C), dy, dx)
         if noise_std > 0:
             cols = cols + gen.normal(0.0, noise_std, size=cols.shape).astype(cols.dtype, copy=False)
-        parts.append(cols)
-    return _with_labels(np.concatenate(parts, axis=1), Y, m, len(parts))
+        return cols
+
+    return _augmented(X, Y, copies, include_original, rng, one_copy)
 
 
 def augment_noise(X, std: float, copies: int = 1, rng=None, include_original: bool = True, Y=None):
@@ -780,13 +777,19 @@ def augment_noise(X, std: float, copies: int = 1, rng=None, include_original: bo
     (X_aug, Y_aug) with the labels repeated to match. X is not modified.
     """
     X = _as_float(X, "X")
-    m = X.shape[1]
     std = _check_real(std, "std", 0.0)
+    return _augmented(X, Y, copies, include_original, rng,
+                      lambda gen: X + gen.normal(0.0, std, size=X.shape).astype(X.dtype, copy=False))
+
+
+def _augmented(X, Y, copies, include_original, rng, one_copy):
+    """The originals (if included) then ``copies`` outputs of ``one_copy(gen)``, as columns; with Y, the labels
+    repeated to match."""
+    m = X.shape[1]
     copies = _check_copies(copies, include_original)
     if Y is not None:
         Y = _check_Y(Y, m)
     gen = _as_generator(rng)
     parts = [X.copy()] if include_original else []
-    for _ in range(copies):
-        parts.append(X + gen.normal(0.0, std, size=X.shape).astype(X.dtype, copy=False))
+    parts += [one_copy(gen) for _ in range(copies)]
     return _with_labels(np.concatenate(parts, axis=1), Y, m, len(parts))
