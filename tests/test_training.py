@@ -504,3 +504,19 @@ def test_gradient_check_callback_at_init_and_after_training():
     assert "report" not in h.to_dict()["gradchecks"][0]
     with pytest.raises(ValueError):
         GradientCheck(at=(-1,))
+
+
+def test_early_stopping_given_twice_runs_once():
+    X, Y = circles(200, 0)
+    Xd, Yd = circles(100, 1)
+    calls = []
+
+    class Counting(dk.EarlyStopping):
+        def on_epoch_end(self, epoch, net, history):
+            calls.append(epoch)
+            return super().on_epoch_end(epoch, net, history)
+
+    es = Counting(patience=1000)
+    net = dk.Network([2, 5, 1]).initialize("he", rng=0)
+    net.fit(X, Y, epochs=3, learning_rate=0.01, validation=(Xd, Yd), early_stopping=es, callbacks=[es, es], seed=0)
+    assert calls == [1, 2, 3]

@@ -254,7 +254,10 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
                         f"{type(early_stopping).__name__}")
     if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
         raise TypeError("callbacks must be a sequence of callback objects")
-    cbs = list(callbacks)
+    cbs = []
+    for cb in callbacks:  # the same object given twice (or also as early_stopping) runs once
+        if not any(cb is c for c in cbs) and cb is not early_stopping:
+            cbs.append(cb)
     for cb in cbs:
         if not any(callable(getattr(cb, h, None)) for h in ("on_train_begin", "on_epoch_end", "on_train_end")):
             raise TypeError(f"{cb!r} is not a callback: it has none of on_train_begin / on_epoch_end / "
