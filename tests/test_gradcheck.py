@@ -39,6 +39,21 @@ def ref_grads(net, X, Y, l2=0.0, l1=0.0, keep_prob=1.0, masks=None):
     return g
 
 
+def ref_loop(net, X, Y, l2=0.0, l1=0.0, keep_prob=1.0, masks=None, eps=1e-6, indices=None):
+    """The seeds' straight loop (dnnkit.reference) on net's cost: (reference gradient vector, gradapprox)."""
+    dims, L = list(net.layer_dims), net.L
+    theta = params_to_vector(net.get_params()).astype(np.float64)
+
+    def J(th):
+        q = vector_to_params(th, dims)
+        AL, c = ref.forward_propagation(X, q, net.hidden, net.output, keep_prob=keep_prob, masks=masks,
+                                        alpha=net.alpha)
+        return ref.compute_cost(AL, Y, q, net.loss, l2, l1, ZL=c[f"Z{L}"])
+
+    g = params_to_vector(ref_grads(net, X, Y, l2, l1, keep_prob, masks), prefix="d")
+    return g, ref.gradient_check(J, theta, g, eps, indices=indices)[1]
+
+
 def course_cost(X, Y, stable):
     def J(p):
         AL, c = ref.forward_propagation(X, p, "relu", "sigmoid")
@@ -120,14 +135,7 @@ def test_native_equals_reference_loop(case, m):
     masks = [None if k == 1.0 else (rng.random((dims[l], m)) < k).astype(float) for l, k in enumerate(kp)]
     net = dk.Network(dims, hidden=hidden, output=output, loss=loss, params=p)
     theta = params_to_vector(p)
-
-    def J(th):
-        q = vector_to_params(th, dims)
-        AL, c = ref.forward_propagation(X, q, hidden, output, keep_prob=kp, masks=masks)
-        return ref.compute_cost(AL, Y, q, loss, l2, l1, ZL=c[f"Z{L}"])
-
-    g = params_to_vector(ref_grads(net, X, Y, l2, l1, kp, masks), prefix="d")
-    _, approx_ref = ref.gradient_check(J, theta, g, 1e-6)
+    g, approx_ref = ref_loop(net, X, Y, l2, l1, kp, masks)
     r = dk.gradcheck(net, X, Y, l2=l2, l1=l1, keep_prob=kp, masks=masks, eps=1e-6)
     assert r.n_checked == theta.size
     np.testing.assert_allclose(r.approx, approx_ref, rtol=1e-6, atol=1e-8 * max(1.0, np.abs(g).max()))
@@ -258,15 +266,8 @@ def test_relu_kinks_flagged_not_reported():
     assert r.verdict == "correct", str(r)
     assert "unreliable (kinks)" in str(r)
     # the flagged coordinates really are unreliable: the reference loop disagrees with the gradient there
-    theta = params_to_vector(p)
-    g = params_to_vector(ref_grads(net, X, Y), prefix="d")
-
-    def J(th):
-        q = vector_to_params(th, dims)
-        AL, c = ref.forward_propagation(X, q, "relu", "sigmoid")
-        return ref.compute_cost(AL, Y, q, "bce", ZL=c["Z3"])
     kinked = r.indices[r.flags != 0]
-    _, a = ref.gradient_check(J, theta, g, 1e-6, indices=kinked)
+    g, a = ref_loop(net, X, Y, indices=kinked)
     assert np.max(np.abs(a - g[kinked])) > 1e-3
 
 
@@ -570,14 +571,7 @@ def test_fast_path_equals_general_path_and_reference(case):
     np.testing.assert_array_equal(fast.flags, gen.flags)
     # the oracle: the reference loop on the masks the seed draws
     masks = [None if kp[l] == 1.0 else dk.dropout_mask((dims[l], m), kp[l], 5, 0, l) for l in range(L)]
-    theta = params_to_vector(p)
-
-    def J(th):
-        q = vector_to_params(th, dims)
-        AL, c = ref.forward_propagation(X, q, hidden, output, keep_prob=kp, masks=masks)
-        return ref.compute_cost(AL, Y, q, loss, l2, l1, ZL=c[f"Z{L}"])
-    g = params_to_vector(ref_grads(net, X, Y, l2, l1, kp, masks), prefix="d")
-    _, approx_ref = ref.gradient_check(J, theta, g, 1e-6)
+    g, approx_ref = ref_loop(net, X, Y, l2, l1, kp, masks)
     ok = fast.flags == 0
     np.testing.assert_allclose(fast.approx[ok], approx_ref[ok], rtol=1e-6, atol=1e-8 * max(1.0, np.abs(g).max()))
     assert fast.verdict == "correct", str(fast)
