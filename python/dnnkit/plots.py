@@ -39,6 +39,15 @@ def _pyplot():
     return plt
 
 
+def _decorate(ax, xlabel, ylabel, title) -> None:
+    """Axis labels, title, legend and a light grid: the look shared by the line plots."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
 def _finish(fig, path):
     if path is None:
         return fig
@@ -89,11 +98,7 @@ def cost_curves(history, path=None, title: str | None = None, log: bool | None =
         log = hi > 0 and lo < math.inf and hi / lo > 100
     if log:
         ax.set_yscale("log")
-    ax.set_xlabel("epoch (iteration for full batch)")
-    ax.set_ylabel("cost J")
-    ax.set_title(title or "cost")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    _decorate(ax, "epoch (iteration for full batch)", "cost J", title or "cost")
     return _finish(fig, path)
 
 
@@ -169,11 +174,7 @@ def gradient_norms(history, path=None, title: str | None = None):
     for l in range(G.shape[1]):
         ax.plot(ep, np.maximum(G[:, l], 1e-300), lw=1.4, label=f"||dW{l + 1}||")
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("gradient norm (mean over the epoch's steps)")
-    ax.set_title(title or "per-layer gradient norms")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    _decorate(ax, "epoch", "gradient norm (mean over the epoch's steps)", title or "per-layer gradient norms")
     return _finish(fig, path)
 
 
@@ -187,11 +188,7 @@ def init_comparison(histories: dict, rows=None, path=None, title: str | None = N
     for label, h in histories.items():
         ax.plot(h.epoch, np.maximum(np.asarray(h.train_cost, dtype=np.float64), 1e-12), lw=1.5, label=label)
     ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("training cost")
-    ax.set_title("cost by initialization")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    _decorate(ax, "iteration", "training cost", "cost by initialization")
     if rows:
         ax2 = axes[0][1]
         labels = [r["init"] for r in rows]
