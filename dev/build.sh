@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 PY=${1:-${PYTHON:-python}}
 exec 9>/tmp/dnnkit-build.lock
 flock 9
+# ccache (if installed) lets several worktrees share object files; CCACHE= turns it off
+CCACHE=${CCACHE-$(command -v ccache || true)}
 if [ ! -f build/dev/build.ninja ]; then
   cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$(command -v "$PY")" \
-        -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" >/dev/null
+        -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" \
+        ${CCACHE:+-DCMAKE_CXX_COMPILER_LAUNCHER=$CCACHE} >/dev/null
 fi
 cmake --build build/dev
 # copy then rename: never overwrite a .so in place (running interpreters have it mapped and would crash)
