@@ -128,10 +128,11 @@ def test_python_dash_m_entry_point():
 
     src = os.path.dirname(os.path.dirname(os.path.abspath(dnnkit.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    r = subprocess.run([sys.executable, "-m", "dnnkit", "--version"], capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-m", "dnnkit", "--version"], capture_output=True, text=True, env=env,
+                       timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("dnnkit ")
     r = subprocess.run([sys.executable, "-m", "dnnkit", "train", "--data", "x.txt"], capture_output=True,
-                       text=True, env=env)
+                       text=True, env=env, timeout=300)
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
@@ -147,7 +148,7 @@ def test_demo_without_matplotlib_prints_tables(tmp_path):
             "_find = importlib.util.find_spec\n"
             "importlib.util.find_spec = lambda name, *a: None if name == 'matplotlib' else _find(name, *a)\n"
             f"sys.exit(c.main(['demo', '--quick', '--out', {str(tmp_path / 'figs')!r}]))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "Initialization" in r.stdout and "Gradient checking" in r.stdout
     assert "matplotlib is not installed" in r.stderr

@@ -125,6 +125,6 @@ def test_importable_and_usable_without_sklearn():
 
     src = os.path.dirname(os.path.dirname(os.path.abspath(dnnkit.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ok") and "not fitted" in r.stdout

@@ -471,23 +471,63 @@ def test_native_interrupt_rolls_back_the_unfinished_epoch():
 @pytest.mark.parametrize("log_every", [500, 10**7], ids=["between-intervals", "inside-native-loop"])
 def test_ctrl_c_during_training(log_every):
     # a real SIGINT (simulated by interrupt_main) while the main thread trains: with log_every=10**7 it lands
-    # inside the native loop (polled between mini-batches), with 500 often between native intervals
+    # inside the native loop (polled between mini-batches), with 500 often between native intervals.
+    # The test installs Python's SIGINT handler itself (an inherited SIG_IGN would swallow interrupt_main) and
+    # bounds the run in epochs AND time: the epoch budget is sized from a measured rate to ~20 s, so a lost
+    # interrupt fails the test (not interrupted) instead of hanging the suite.
+    import time
+
+    from _signals import python_sigint
+
     X, Y = circles(300, 1)
     net = dk.Network([2, 10, 5, 1]).initialize("he", rng=0)
     t0 = net.theta.copy()
-    timer = threading.Timer(0.3, _thread.interrupt_main)
-    timer.start()
-    try:
-        h = net.fit(X, Y, epochs=10**8, learning_rate=0.01, log_every=log_every, seed=0, keep_prob=0.9)
-    finally:
-        timer.cancel()
+    probe = dk.Network([2, 10, 5, 1]).initialize("he", rng=0)
+    tic = time.perf_counter()
+    probe.fit(X, Y, epochs=500, learning_rate=0.01, log_every=500, seed=0, keep_prob=0.9)
+    per_epoch = max(time.perf_counter() - tic, 1e-6) / 500
+    epochs = int(min(10**8, max(20_000, 20.0 / per_epoch)))
+    with python_sigint():
+        timer = threading.Timer(0.3, _thread.interrupt_main)
+        timer.start()
+        try:
+            h = net.fit(X, Y, epochs=epochs, learning_rate=0.01, log_every=log_every, seed=0, keep_prob=0.9)
+        finally:
+            timer.cancel()
+            timer.join()
     assert h.interrupted and not h.stopped_early
     done = net.training_config["epochs_run"]
-    assert done > 0 and h.epoch[-1] == done
+    assert 0 < done < epochs and h.epoch[-1] == done
     again = dk.Network([2, 10, 5, 1])
     again.theta = t0
     again.fit(X, Y, epochs=done, learning_rate=0.01, seed=0, keep_prob=0.9)
     assert net.theta.tobytes() == again.theta.tobytes()
+
+
+def test_ctrl_c_with_sigint_ignored_by_the_parent():
+    # the suite's own situation when started with SIGINT ignored: a child started with SIG_IGN still trains to
+    # the end (nothing waits for an interrupt) and a SIGINT sent to it is ignored, not fatal
+    import os
+    import subprocess
+    import sys
+
+    code = ("import signal, os, numpy as np, dnnkit as dk\n"
+            "assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN\n"
+            "X = np.random.default_rng(0).standard_normal((2, 50)); Y = (X[:1] > 0).astype(float)\n"
+            "net = dk.Network([2, 4, 1]).initialize('he', rng=0)\n"
+            "os.kill(os.getpid(), signal.SIGINT)\n"
+            "h = net.fit(X, Y, epochs=200, learning_rate=0.1, seed=0)\n"
+            "print('done', len(h), h.interrupted)\n")
+    import dnnkit
+
+    env = dict(os.environ)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(dnnkit.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    # bash starts the child with SIGINT ignored, as `cmd &` in a script does (ignored dispositions survive exec)
+    r = subprocess.run(["bash", "-c", 'trap "" INT; exec "$0" -c "$1"', sys.executable, code], capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["done", "200", "False"]
 
 
 # ------------------------------------------------------------------------------------ gradient-check callback
