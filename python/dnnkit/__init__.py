@@ -69,6 +69,8 @@ _LAZY_NAMES = {
     "GradcheckReport": ("gradient_check", "GradcheckReport"),
     "EarlyStopping": ("callbacks", "EarlyStopping"),
     "History": ("training", "History"),
+    "taylor_test": ("taylor", "taylor_test"),
+    "TaylorReport": ("taylor", "TaylorReport"),
 }
 
 
@@ -84,5 +86,5 @@ def __getattr__(name: str):
 __all__ = [
     "Network", "initialize_parameters", "params_to_vector", "vector_to_params", "dropout_mask",
     "set_num_threads", "get_num_threads", "blas_info", "gradcheck", "assert_gradients_close",
-    "GradcheckReport", "EarlyStopping", "History", "reference", "data", "datasets", "diagnose", "__version__",
+    "GradcheckReport", "taylor_test", "TaylorReport", "EarlyStopping", "History", "reference", "data", "datasets", "diagnose", "__version__",
 ]

@@ -623,9 +623,10 @@ def _engine_options(opts):
     return out
 
 
-def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, mode, k, n_directions, indices,
-                   rng, engine_options=None):
-    from . import _core
+def _check_network_inputs(net, X, Y, l2, l1, keep_prob, seed, masks, step) -> dict:
+    """Validated float64 inputs of a Network check and a float64 twin of the net at its parameters (a check in
+    float32 would measure float32 rounding, not the gradient, and the user's net keeps its grads / last_cost:
+    a check changes nothing). Shared by gradcheck, taylor_test and the mistake hypotheses."""
     from . import _validation as V
     from .network import Network
 
@@ -648,13 +649,25 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
     seed = 0 if seed is None else V.check_seed(seed)
     step = V.check_step(step)
     theta = np.ascontiguousarray(net.theta, dtype=np.float64)
+    twin = Network(dims, net.hidden, net.output, net.loss, "float64", alpha=net.alpha)
+    twin.theta = theta
+    kw = dict(l2=l2, l1=l1, keep_prob=keep, seed=seed, masks=masks, step=step)
+    return {"dims": dims, "L": L, "X": X, "Y": Y, "m": m, "l2": l2, "l1": l1, "keep": keep, "mlist": mlist,
+            "seed": seed, "step": step, "theta": theta, "twin": twin, "kw": kw}
+
+
+def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, mode, k, n_directions, indices,
+                   rng, engine_options=None):
+    from . import _core
+
+    prob = _check_network_inputs(net, X, Y, l2, l1, keep_prob, seed, masks, step)
+    dims, X, Y, m, l2, l1 = prob["dims"], prob["X"], prob["Y"], prob["m"], prob["l2"], prob["l1"]
+    keep, mlist, seed, step, theta = prob["keep"], prob["mlist"], prob["seed"], prob["step"], prob["theta"]
     n = theta.size
     if grads is None:
-        # the network's own backward, in float64, run on a twin: a check in float32 would measure float32
-        # rounding, not the gradient, and the user's net keeps its grads / last_cost (a check changes nothing)
-        twin = Network(dims, net.hidden, net.output, net.loss, "float64", alpha=net.alpha)
-        twin.theta = theta
-        twin.backward(X, Y, l2=l2, l1=l1, keep_prob=keep, seed=seed, masks=masks, step=step)
+        # the network's own backward, in float64, run on the twin
+        twin = prob["twin"]
+        twin.backward(X, Y, **prob["kw"])
         g = twin.grad_vector.astype(np.float64, copy=True)
     else:
         g = _flat_grads(grads, dims, n)
@@ -700,9 +713,8 @@ def _directional(args, g, layout, n_directions, rng, eps):
                            n_kinks_dir=kinks, cost=float(J0))
 
 
-def _check_function(cost_fn, params, grads, eps, mode, k, indices, rng):
-    from . import reference as ref
-
+def _prepare_function(cost_fn, params, grads):
+    """(layout, theta, g, J) of a cost-function check: J(flat theta) -> float."""
     if isinstance(params, dict):
         layout = _Layout.from_dict(params)
         keys = [c[0] for c in layout.comps]
@@ -742,6 +754,13 @@ def _check_function(cost_fn, params, grads, eps, mode, k, indices, rng):
             return _cost_value(cost_fn(th.reshape(shape)))
     if g.size != theta.size:
         raise ValueError(f"grads has {g.size} entries, params have {theta.size}")
+    return layout, theta, g, J
+
+
+def _check_function(cost_fn, params, grads, eps, mode, k, indices, rng):
+    from . import reference as ref
+
+    layout, theta, g, J = _prepare_function(cost_fn, params, grads)
     idx = _select(theta.size, indices, layout, mode, k, rng)
     _, approx = ref.gradient_check(J, theta, np.zeros_like(theta), eps, indices=idx)
     return GradcheckReport(mode=mode, eps=eps, layout=layout, indices=idx, approx=approx, grad=g[idx],
