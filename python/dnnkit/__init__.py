@@ -31,6 +31,7 @@ from importlib.metadata import version as _version  # noqa: E402
 
 from . import _core  # noqa: E402
 from ._params import params_to_vector, vector_to_params  # noqa: E402
+from ._validation import check_num_threads as _check_num_threads  # noqa: E402
 from .init import initialize_parameters  # noqa: E402
 from .network import Network, dropout_mask  # noqa: E402
 
@@ -40,16 +41,9 @@ except _PNF:  # running from a source tree
     __version__ = "0.0.0+src"
 
 
-_MAX_THREADS = 4096  # more would only ask OpenMP to start threads it cannot run (it aborts when creation fails)
-
-
 def set_num_threads(n: int) -> None:
     """Threads for dnnkit's native work (0 = OpenMP's default). Results are identical for any n."""
-    import numbers
-
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= _MAX_THREADS:
-        raise ValueError(f"n must be an integer in [0, {_MAX_THREADS}], got {n!r}")
-    _core.set_num_threads(int(n))
+    _core.set_num_threads(_check_num_threads(n))
 
 
 def get_num_threads() -> int:

@@ -7,21 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _validation as V
+
 __all__ = ["layer_slices", "param_views", "params_to_vector", "vector_to_params", "n_params"]
-
-
-def _dims(layer_dims) -> list[int]:
-    dims = [int(d) for d in layer_dims]
-    if len(dims) < 2:
-        raise ValueError(f"layer_dims needs at least 2 entries (input and output), got {dims}")
-    if any(d < 1 for d in dims):
-        raise ValueError(f"every layer size must be >= 1, got {dims}")
-    return dims
 
 
 def layer_slices(layer_dims) -> dict[str, tuple[slice, tuple[int, int]]]:
     """{"W1": (slice, shape), "b1": ..., ...} in theta order."""
-    dims = _dims(layer_dims)
+    dims = V.check_layer_dims(layer_dims)
     out: dict[str, tuple[slice, tuple[int, int]]] = {}
     off = 0
     for l in range(1, len(dims)):
@@ -33,7 +26,7 @@ def layer_slices(layer_dims) -> dict[str, tuple[slice, tuple[int, int]]]:
 
 
 def n_params(layer_dims) -> int:
-    dims = _dims(layer_dims)
+    dims = V.check_layer_dims(layer_dims)
     return sum(dims[l] * (dims[l - 1] + 1) for l in range(1, len(dims)))
 
 

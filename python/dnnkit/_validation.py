@@ -1,8 +1,14 @@
-"""Input checks shared by the public API: every bad input becomes a clear Python exception
-before any native code runs, so a failed call leaves the caller's objects as they were."""
+"""Every argument check of the public API, and every message it gives: each rule is written here once and
+the other modules call it. A bad input becomes a clear Python exception naming the argument before any
+native code runs, so a failed call leaves the caller's objects as they were.
+
+(``reference.py``, the NumPy oracle, keeps its own few checks on purpose: it must not depend on the code it
+checks.)"""
 from __future__ import annotations
 
+import math
 import numbers
+import os
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -14,7 +20,12 @@ LOSSES = ("bce", "ce", "mse")
 VALID_PAIRS = {("sigmoid", "bce"), ("softmax", "ce"), ("linear", "mse"), ("sigmoid", "mse")}
 DEFAULT_LOSS = {"sigmoid": "bce", "softmax": "ce", "linear": "mse"}
 DTYPES = {"float64": np.float64, "float32": np.float32}
-INT32_MAX = 2**31 - 1  # the native core sizes layers, examples and batches with C int
+INT32_MAX = 2**31 - 1  # the native core sizes examples and batches with C int
+# --- limits of the native core -------------------------------------------------------------------------
+# TODO(s8py): read these from _core (_core.MAX_LAYER_UNITS / _core.MAX_THREADS) once the core exports them;
+# until then this is their one Python definition.
+MAX_LAYER_UNITS = INT32_MAX  # units in one layer
+MAX_THREADS = 4096           # more would only ask OpenMP to start threads it cannot run (it aborts then)
 
 
 def _is_real(v) -> bool:
@@ -27,10 +38,122 @@ def _is_int(v) -> bool:
     return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
 
+def _is_seq(x) -> bool:
+    """A sized sequence that is not a string."""
+    return not isinstance(x, (str, bytes)) and hasattr(x, "__len__")
+
+
+# ------------------------------------------------------------------------------------------ scalars
+
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_real(value, name: str, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False) -> float:
+    """A finite real number (not a bool) within the optional bounds (closed unless ``*_open``)."""
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    ok = math.isfinite(v)
+    if ok and lo is not None:
+        ok = v > lo if lo_open else v >= lo
+    if ok and hi is not None:
+        ok = v < hi if hi_open else v <= hi
+    if not ok:
+        if lo is not None and hi is not None:
+            cond = f" and in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        elif lo is not None:
+            cond = f" and {'>' if lo_open else '>='} {lo:g}"
+        elif hi is not None:
+            cond = f" and {'<' if hi_open else '<='} {hi:g}"
+        else:
+            cond = ""
+        raise ValueError(f"{name} must be finite{cond}, got {value!r}")
+    return v
+
+
+
+
+def check_nonneg(value, name: str) -> float:
+    return check_real(value, name, lo=0.0)
+
+
+def check_positive_int(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer (not a bool) >= minimum (and <= maximum)."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and int(value) > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return int(value)
+
+
+def check_eps(eps) -> float:
+    """A finite-difference step in (0, 1)."""
+    if not _is_real(eps) or not (math.isfinite(float(eps)) and 0 < float(eps) < 1):
+        raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
+    return float(eps)
+
+
+def check_num_threads(n) -> int:
+    """A thread count for the native core: 0 (OpenMP's default) .. MAX_THREADS."""
+    if not _is_int(n) or not 0 <= n <= MAX_THREADS:
+        raise ValueError(f"n must be an integer in [0, {MAX_THREADS}], got {n!r}")
+    return int(n)
+
+
+def check_layer_dims(layer_dims, name: str = "layer_dims") -> list[int]:
+    """[n_x, n_1, ..., n_L]: at least two integer sizes in [1, MAX_LAYER_UNITS]."""
+    if not _is_seq(layer_dims):
+        raise TypeError(f"{name} must be a sequence of ints, got {layer_dims!r}")
+    dims = list(layer_dims)
+    if len(dims) < 2:
+        raise ValueError(f"{name} needs at least 2 entries (input and output), got {dims}")
+    for d in dims:
+        if not _is_int(d):
+            raise TypeError(f"layer sizes must be integers, got {d!r} in {dims}")
+    dims = [int(d) for d in dims]
+    if any(d < 1 for d in dims):
+        raise ValueError(f"every layer size must be >= 1, got {dims}")
+    if any(d > MAX_LAYER_UNITS for d in dims):
+        raise ValueError(f"every layer size must be <= {MAX_LAYER_UNITS}, got {dims}")
+    return dims
+
+
+def as_generator(rng, name: str = "rng", legacy: bool = False):
+    """None (fresh entropy) / an int seed >= 0 / an ``np.random.Generator`` -> a Generator; with ``legacy``
+    an ``np.random.RandomState`` is passed through as well (it draws as the course code does)."""
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, np.random.Generator) or (legacy and isinstance(rng, np.random.RandomState)):
+        return rng
+    if _is_int(rng):
+        if rng < 0:
+            raise ValueError(f"{name}: an int seed must be >= 0, got {rng}")
+        return np.random.default_rng(int(rng))
+    kinds = "None, an int seed, an np.random.Generator" + (" or an np.random.RandomState" if legacy else "")
+    raise TypeError(f"{name} must be {kinds}, got {type(rng).__name__}")
+
+
+def check_file_path(path, name: str = "path") -> str:
+    """An existing file's path (str or os.PathLike) -> str."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise ValueError(f"no such file: {p!r}")
+    return p
+
+
 def check_choice(value, allowed: Iterable[str], what: str) -> str:
     allowed = tuple(allowed)
     if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+        word = what.split()[-1]
+        kinds = "values" if "_" in word else word + ("es" if word.endswith("s") else "s")
+        raise ValueError(f"unknown {what} {value!r}; valid {kinds}: {', '.join(allowed)}")
     return value
 
 
@@ -44,29 +167,43 @@ def check_dtype(dtype) -> np.dtype:
     return dt
 
 
-def as_array(a, name: str, dtype: np.dtype, ndim: int = 2, rows: int | None = None, cols: int | None = None,
-             finite: bool = True) -> np.ndarray:
-    """A C-contiguous array of `dtype` (a new array whenever conversion is needed; never a view the
-    native code could write through), after checking kind, shape, emptiness and finiteness."""
+def as_array(a, name: str, dtype=None, ndim: int | None = 2, rows: int | None = None, cols: int | None = None,
+             finite: bool = True, allow_empty: bool = False) -> np.ndarray:
+    """An array after checking kind (real numeric: bool, int or float), ``ndim``, emptiness, ``rows`` /
+    ``cols`` and finiteness. With a ``dtype``: a C-contiguous array of it (a new array whenever conversion is
+    needed; never a view the native code could write through); without: ``np.asarray(a)`` as it is."""
     if a is None:
-        raise TypeError(f"{name} is required")
-    arr = np.asarray(a)
+        raise TypeError(f"{name} must be an array, got None")
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged nested lists and the like
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
     if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if arr.ndim != ndim:
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
         hint = " (examples are columns: reshape a vector to (n, m) or (1, m))" if ndim == 2 else ""
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}{hint}")
-    if arr.size == 0:
+    if not allow_empty and arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
     if rows is not None and arr.shape[0] != rows:
         raise ValueError(f"{name} has {arr.shape[0]} rows, expected {rows} (shape {arr.shape}; examples are columns)")
     if cols is not None and arr.shape[1] != cols:
         raise ValueError(f"{name} has {arr.shape[1]} columns (examples), expected {cols}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    if finite and not np.isfinite(out).all():
+    if dtype is None:
+        out = arr
+    else:
+        with np.errstate(over="ignore"):  # a value beyond the dtype's range becomes Inf, rejected below
+            out = np.ascontiguousarray(arr, dtype=dtype)
+    if finite and out.dtype.kind == "f" and not np.isfinite(out).all():
         bad = np.argwhere(~np.isfinite(out))[0]
         raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
     return out
+
+
+def as_float_array(a, name: str) -> np.ndarray:
+    """A validated 2-D floating array (float dtypes kept, others converted to float64)."""
+    arr = as_array(a, name)
+    return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
 
 
 def check_labels(Y: np.ndarray, loss: str) -> None:
@@ -81,25 +218,6 @@ def check_labels(Y: np.ndarray, loss: str) -> None:
             j = int(np.argmax(np.abs(sums - 1.0)))
             raise ValueError(f"ce labels must be one-hot (each column sums to 1); column {j} sums to {sums[j]:g}"
                              " — use dnnkit.data.one_hot(labels)")
-
-
-def check_nonneg(value, name: str) -> float:
-    if not _is_real(value):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    return v
-
-
-def check_positive_int(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
-    if not _is_int(value):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and int(value) > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
-    return int(value)
 
 
 def _check_kp(v, where: str) -> float:

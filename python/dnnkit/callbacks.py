@@ -16,9 +16,10 @@ so they cost nothing per mini-batch.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
+
+from . import _validation as V
 
 __all__ = ["Callback", "EarlyStopping", "GradientCheck"]
 
@@ -49,15 +50,10 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "dev_cost", patience: int = 10, min_delta: float = 0.0,
                  restore_best: bool = True):
-        if monitor not in self.MONITORS:
-            raise ValueError(f"unknown monitor {monitor!r}; expected one of {', '.join(self.MONITORS)}")
-        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
-            raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or not (
-                math.isfinite(min_delta) and min_delta >= 0):
-            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
-        if not isinstance(restore_best, (bool, np.bool_)):
-            raise TypeError(f"restore_best must be True or False, got {restore_best!r}")
+        V.check_choice(monitor, self.MONITORS, "monitor")
+        patience = V.check_positive_int(patience, "patience", minimum=0)
+        min_delta = V.check_nonneg(min_delta, "min_delta")
+        restore_best = V.check_bool(restore_best, "restore_best")
         self.monitor, self.patience, self.min_delta, self.restore_best = monitor, int(patience), float(
             min_delta), bool(restore_best)
         self._reset()
@@ -124,8 +120,7 @@ class GradientCheck(Callback):
             raise ValueError(f"at must list epochs >= 0, got {at!r}")
         if (X is None) != (Y is None):
             raise ValueError("give both X and Y, or neither (to use the training data)")
-        if isinstance(max_examples, bool) or not isinstance(max_examples, numbers.Integral) or max_examples < 1:
-            raise ValueError(f"max_examples must be an integer >= 1, got {max_examples!r}")
+        max_examples = V.check_positive_int(max_examples, "max_examples")
         self.at, self.X, self.Y, self.max_examples = at, X, Y, int(max_examples)
         self.l2, self.l1, self.raise_on_failure, self.kwargs = l2, l1, bool(raise_on_failure), gradcheck_kwargs
         self._pending: list[int] = []

@@ -15,12 +15,13 @@ modifies the arrays it is given; every result is a new array.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 import numpy as np
+
+from . import _validation as V
 
 __all__ = [
     "Split",
@@ -40,90 +41,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------------
-# validation helpers (shared with datasets.py and diagnose.py)
-# --------------------------------------------------------------------------------------------------
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
-
-
-def _check_int(v, name: str, minimum: int = 0) -> int:
-    if not _is_int(v):
-        raise TypeError(f"{name} must be an int, got {v!r}")
-    if v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    return int(v)
-
-
-def _check_real(v, name: str, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
-    if not _is_real(v):
-        raise TypeError(f"{name} must be a real number, got {v!r}")
-    f = float(v)
-    if not math.isfinite(f):
-        raise ValueError(f"{name} must be finite, got {v!r}")
-    if lo is not None and (f < lo or (lo_open and f == lo)):
-        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v!r}")
-    if hi is not None and (f > hi or (hi_open and f == hi)):
-        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {v!r}")
-    return f
-
-
-def _as_array(a, name: str, ndim: Optional[int] = 2, allow_empty: bool = False, finite: bool = True) -> np.ndarray:
-    """np.asarray with clear errors: numeric dtype, the given ndim, non-empty, finite. No copy."""
-    if a is None:
-        raise TypeError(f"{name} must be an array, got None")
-    try:
-        arr = np.asarray(a)
-    except Exception as exc:  # ragged nested lists and the like
-        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
-    if ndim is not None and arr.ndim != ndim:
-        hint = " (examples are columns: reshape a vector of m values to (1, m))" if ndim == 2 and arr.ndim == 1 else ""
-        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}{hint}")
-    if not allow_empty and arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    if finite and np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN/Inf value(s)")
-    return arr
-
-
-def _as_float(a, name: str) -> np.ndarray:
-    """A validated 2-D floating array (float dtypes kept, others converted to float64)."""
-    arr = _as_array(a, name)
-    if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)
-    return arr
-
-
-def _check_Y(Y, m: int, name: str = "Y") -> np.ndarray:
-    Y = _as_array(Y, name)
-    if Y.shape[1] != m:
-        raise ValueError(f"{name} has {Y.shape[1]} examples (columns) but X has {m}; shapes are (n, m)")
-    return Y
-
-
-def _as_generator(rng, name: str = "rng") -> np.random.Generator:
-    """None / int seed / np.random.Generator -> Generator."""
-    if rng is None:
-        return np.random.default_rng()
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if _is_int(rng):
-        if rng < 0:
-            raise ValueError(f"{name}: an int seed must be >= 0, got {rng}")
-        return np.random.default_rng(int(rng))
-    raise TypeError(f"{name} must be None, an int seed or an np.random.Generator, got {type(rng).__name__}")
-
-
-# --------------------------------------------------------------------------------------------------
 # labels
 # --------------------------------------------------------------------------------------------------
 
@@ -135,7 +52,7 @@ def one_hot(labels, n_classes: Optional[int] = None) -> np.ndarray:
 
     ``n_classes`` defaults to ``max(label) + 1``. Labels must be integer-valued and in [0, n_classes).
     """
-    arr = _as_array(labels, "labels", ndim=None)
+    arr = V.as_array(labels, "labels", ndim=None)
     if arr.ndim == 2 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 1:
@@ -148,7 +65,7 @@ def one_hot(labels, n_classes: Optional[int] = None) -> np.ndarray:
     k = int(lab.max()) + 1
     if n_classes is None:
         n_classes = k
-    n_classes = _check_int(n_classes, "n_classes", 1)
+    n_classes = V.check_positive_int(n_classes, "n_classes", 1)
     if k > n_classes:
         raise ValueError(f"label {k - 1} out of range for n_classes={n_classes}")
     if n_classes * lab.size > _ONE_HOT_MAX:
@@ -164,7 +81,7 @@ def from_one_hot(Y) -> np.ndarray:
 
     A single row (1, m) is read as binary 0/1 labels (or probabilities, thresholded at 0.5).
     """
-    Y = _as_array(Y, "Y")
+    Y = V.as_array(Y, "Y")
     if Y.shape[0] == 1:
         return (Y[0] >= 0.5).astype(np.int64)
     return np.argmax(Y, axis=0).astype(np.int64)
@@ -226,7 +143,7 @@ def auto_fractions(m: int) -> tuple[float, float, float]:
     Exactly: ``n_dev = n_test = min(0.2*m, max(10_000, 0.01*m))``. It is continuous: 20% each up to
     m = 50,000 (so also for every m <= 10,000), then 10,000 each, reaching 1% each at 1,000,000.
     """
-    m = _check_int(m, "m", 1)
+    m = V.check_positive_int(m, "m", 1)
     n_eval = min(0.2 * m, max(float(_EVAL_CAP), 0.01 * m))
     f = n_eval / m
     return (1.0 - 2.0 * f, f, f)
@@ -242,7 +159,7 @@ def _parse_fractions(fractions, m: int) -> tuple[float, float, float]:
     fr = list(fractions)
     if len(fr) not in (2, 3):
         raise ValueError(f"fractions must have 2 (train, dev) or 3 (train, dev, test) entries, got {len(fr)}")
-    vals = [_check_real(f, "each fraction", 0.0, 1.0) for f in fr]
+    vals = [V.check_real(f, "each fraction", 0.0, 1.0) for f in fr]
     if vals[0] <= 0:
         raise ValueError(f"the train fraction must be > 0, got {vals[0]}")
     if abs(sum(vals) - 1.0) > 1e-9:
@@ -309,17 +226,17 @@ def split(X, Y=None, fractions="auto", stratify=None, seed=None, shuffle: bool =
     without Y, test parts None without a test fraction) with ``.indices`` = (train, dev, test) column
     indices. The arrays are copies; the inputs are not modified.
     """
-    X = _as_array(X, "X")
+    X = V.as_array(X, "X")
     m = X.shape[1]
     if Y is not None:
-        Y = _check_Y(Y, m)
+        Y = V.as_array(Y, "Y", cols=m)
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
     fracs = _parse_fractions(fractions, m)
     counts = _counts(fracs, m)
-    gen = _as_generator(seed, "seed") if shuffle else None
+    gen = V.as_generator(seed, "seed") if shuffle else None
     if seed is not None and not shuffle:
-        _as_generator(seed, "seed")  # still validated
+        V.as_generator(seed, "seed")  # still validated
 
     classes = None
     if stratify is None:
@@ -337,7 +254,7 @@ def split(X, Y=None, fractions="auto", stratify=None, seed=None, shuffle: bool =
                     raise ValueError("stratify=True but Y does not look like class labels "
                                      "(a 0/1 or integer row, or one-hot columns)")
     else:
-        lab = _as_array(stratify, "stratify", ndim=None)
+        lab = V.as_array(stratify, "stratify", ndim=None)
         if lab.ndim == 2 and lab.shape[0] == 1:
             lab = lab[0]
         if lab.ndim != 1 or lab.size != m:
@@ -394,7 +311,7 @@ class Standardizer:
     """
 
     def __init__(self, eps: float = 1e-8):
-        self.eps = _check_real(eps, "eps", 0.0)
+        self.eps = V.check_real(eps, "eps", 0.0)
         self.mean_: Optional[np.ndarray] = None
         self.std_: Optional[np.ndarray] = None
         self.zero_variance_: Optional[np.ndarray] = None
@@ -408,7 +325,7 @@ class Standardizer:
         return None if self.mean_ is None else int(self.mean_.shape[0])
 
     def fit(self, X_train) -> "Standardizer":
-        X = _as_float(X_train, "X_train").astype(np.float64, copy=False)
+        X = V.as_float_array(X_train, "X_train").astype(np.float64, copy=False)
         mu = X.mean(axis=1, keepdims=True)
         sigma = np.sqrt(np.mean((X - mu) ** 2, axis=1, keepdims=True))
         zero = sigma <= self.eps * np.maximum(1.0, np.abs(mu))
@@ -420,7 +337,7 @@ class Standardizer:
     def _check(self, X, name: str) -> np.ndarray:
         if self.mean_ is None:
             raise ValueError("this Standardizer is not fitted yet: call fit(X_train) first")
-        X = _as_float(X, name)
+        X = V.as_float_array(X, name)
         if X.shape[0] != self.mean_.shape[0]:
             raise ValueError(f"{name} has {X.shape[0]} features (rows) but the Standardizer was fitted on "
                              f"{self.mean_.shape[0]}")
@@ -458,7 +375,7 @@ class Standardizer:
         s = cls(eps=d.get("eps", 1e-8))
 
         def numbers_(key):  # real numbers only: no strings NumPy would parse, no booleans
-            a = _as_array(d[key], key, ndim=None)
+            a = V.as_array(d[key], key, ndim=None)
             if a.dtype == np.bool_ or a.ndim > 2 or (a.ndim == 2 and a.shape[1] != 1):
                 raise ValueError(f"{key} must be a list of numbers, got {str(d[key])[:60]}")
             return a.astype(np.float64).reshape(-1)
@@ -474,7 +391,7 @@ class Standardizer:
         if zv is None:
             s.zero_variance_ = np.zeros(mu.size, dtype=bool)
         else:
-            z = _as_array(zv, "zero_variance", ndim=1)
+            z = V.as_array(zv, "zero_variance", ndim=1)
             if not np.all((z == 0) | (z == 1)):
                 raise ValueError("zero_variance must hold booleans")
             s.zero_variance_ = z.astype(bool)
@@ -578,18 +495,18 @@ def check_shift(X_train, X_other, names=None, threshold: float = 0.25, var_ratio
     ``DistributionShiftWarning`` names the worst ones. Needs at least 2 examples in each set; small
     sets give noisy statistics.
     """
-    A = _as_float(X_train, "X_train").astype(np.float64, copy=False)
-    B = _as_float(X_other, "X_other").astype(np.float64, copy=False)
+    A = V.as_float_array(X_train, "X_train").astype(np.float64, copy=False)
+    B = V.as_float_array(X_other, "X_other").astype(np.float64, copy=False)
     if A.shape[0] != B.shape[0]:
         raise ValueError(f"X_train has {A.shape[0]} features but X_other has {B.shape[0]}")
     if A.shape[1] < 2 or B.shape[1] < 2:
         raise ValueError(f"each set needs at least 2 examples, got {A.shape[1]} and {B.shape[1]}")
-    threshold = _check_real(threshold, "threshold", 0.0, lo_open=True)
-    ks_alpha = _check_real(ks_alpha, "ks_alpha", 0.0, 1.0)
+    threshold = V.check_real(threshold, "threshold", 0.0, lo_open=True)
+    ks_alpha = V.check_real(ks_alpha, "ks_alpha", 0.0, 1.0)
     if not isinstance(var_ratio_bounds, (tuple, list)) or len(var_ratio_bounds) != 2:
         raise TypeError("var_ratio_bounds must be a (low, high) pair")
-    lo = _check_real(var_ratio_bounds[0], "var_ratio_bounds[0]", 0.0)
-    hi = _check_real(var_ratio_bounds[1], "var_ratio_bounds[1]", 0.0)
+    lo = V.check_real(var_ratio_bounds[0], "var_ratio_bounds[0]", 0.0)
+    hi = V.check_real(var_ratio_bounds[1], "var_ratio_bounds[1]", 0.0)
     if not lo < 1.0 < hi:
         raise ValueError(f"var_ratio_bounds must satisfy low < 1 < high, got {var_ratio_bounds}")
     n = A.shape[0]
@@ -644,7 +561,7 @@ def check_shift(X_train, X_other, names=None, threshold: float = 0.25, var_ratio
 def _image_shape(image_shape, n: int) -> tuple[int, int, int]:
     if not isinstance(image_shape, (tuple, list)) or len(image_shape) not in (2, 3):
         raise TypeError(f"image_shape must be (H, W) or (H, W, C), got {image_shape!r}")
-    dims = [_check_int(d, "image_shape entries", 1) for d in image_shape]
+    dims = [V.check_positive_int(d, "image_shape entries", 1) for d in image_shape]
     if len(dims) == 2:
         dims.append(1)
     if dims[0] * dims[1] * dims[2] != n:
@@ -680,7 +597,7 @@ def _check_flips(flips) -> tuple:
 def flip_images(X, image_shape, direction: str = "horizontal") -> np.ndarray:
     """Flip every image (column of X, flattened in C order from ``image_shape``) left-right
     ("horizontal") or up-down ("vertical"). Returns a new array; flipping twice gives X back."""
-    X = _as_array(X, "X")
+    X = V.as_array(X, "X")
     hwc = _image_shape(image_shape, X.shape[0])
     (d,) = _check_flips(direction)
     return _to_columns(np.flip(_to_images(X, hwc), axis=_FLIP_AXES[d]))
@@ -689,7 +606,7 @@ def flip_images(X, image_shape, direction: str = "horizontal") -> np.ndarray:
 def shift_images(X, image_shape, dy, dx) -> np.ndarray:
     """Shift image i down by dy[i] and right by dx[i] pixels (negative: up/left), filling with zeros
     (a crop of the zero-padded image). dy, dx: ints or length-m integer arrays."""
-    X = _as_array(X, "X")
+    X = V.as_array(X, "X")
     H, W, C = _image_shape(image_shape, X.shape[0])
     m = X.shape[1]
     try:
@@ -716,7 +633,7 @@ def shift_images(X, image_shape, dy, dx) -> np.ndarray:
 
 
 def _check_copies(copies, include_original) -> int:
-    copies = _check_int(copies, "copies", 0)
+    copies = V.check_positive_int(copies, "copies", 0)
     if not isinstance(include_original, (bool, np.bool_)):
         raise TypeError(f"include_original must be a bool, got {include_original!r}")
     if copies == 0 and not include_original:
@@ -744,14 +661,14 @@ def augment_images(X, image_shape, flips=("horizontal",), max_shift: int = 0, no
     then copy 1 of every image, copy 2, ... With ``Y=`` (n_y, m) returns (X_aug, Y_aug), the labels
     repeated in the same order. X is not modified.
     """
-    X = _as_float(X, "X")
+    X = V.as_float_array(X, "X")
     n, m = X.shape
     H, W, C = _image_shape(image_shape, n)
     fl = _check_flips(flips)
-    max_shift = _check_int(max_shift, "max_shift", 0)
+    max_shift = V.check_positive_int(max_shift, "max_shift", 0)
     if max_shift >= max(H, W):
         raise ValueError(f"max_shift={max_shift} would shift images of size {H}x{W} entirely out of frame")
-    noise_std = _check_real(noise_std, "noise_std", 0.0)
+    noise_std = V.check_real(noise_std, "noise_std", 0.0)
 
     def one_copy(gen):
         imgs = _to_images(X, (H, W, C)).copy()
@@ -776,8 +693,8 @@ def augment_noise(X, std: float, copies: int = 1, rng=None, include_original: bo
     Returns X_aug (n_x, m * (copies + include_original)), originals first; with ``Y=`` returns
     (X_aug, Y_aug) with the labels repeated to match. X is not modified.
     """
-    X = _as_float(X, "X")
-    std = _check_real(std, "std", 0.0)
+    X = V.as_float_array(X, "X")
+    std = V.check_real(std, "std", 0.0)
     return _augmented(X, Y, copies, include_original, rng,
                       lambda gen: X + gen.normal(0.0, std, size=X.shape).astype(X.dtype, copy=False))
 
@@ -788,8 +705,8 @@ def _augmented(X, Y, copies, include_original, rng, one_copy):
     m = X.shape[1]
     copies = _check_copies(copies, include_original)
     if Y is not None:
-        Y = _check_Y(Y, m)
-    gen = _as_generator(rng)
+        Y = V.as_array(Y, "Y", cols=m)
+    gen = V.as_generator(rng)
     parts = [X.copy()] if include_original else []
     parts += [one_copy(gen) for _ in range(copies)]
     return _with_labels(np.concatenate(parts, axis=1), Y, m, len(parts))

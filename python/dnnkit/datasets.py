@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from typing import Optional
 
 import numpy as np
 
-from .data import _as_array, _as_generator, _check_int, _check_real, _is_int, one_hot as _one_hot
+from . import _validation as V
+from .data import one_hot as _one_hot
 
 __all__ = ["circles", "moons", "spirals", "blobs", "football", "load_csv", "load_npz"]
 
@@ -30,22 +30,16 @@ def _labels_out(labels: np.ndarray, n_classes: int, one_hot: bool) -> np.ndarray
     return labels.astype(np.float64).reshape(1, -1)
 
 
-def _check_bool(v, name):
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {v!r}")
-    return bool(v)
-
-
 def circles(m: int = 300, noise: float = 0.05, factor: float = 0.5, seed=None):
     """Two concentric circles (like sklearn's ``make_circles``), the seeds' initialization data.
 
     ``m // 2`` points on the outer unit circle (label 0) and the rest on a circle of radius ``factor``
     (label 1), plus Gaussian noise of std ``noise``; shuffled. Returns X (2, m), Y (1, m).
     """
-    m = _check_int(m, "m", 2)
-    noise = _check_real(noise, "noise", 0.0)
-    factor = _check_real(factor, "factor", 0.0, 1.0, lo_open=True, hi_open=True)
-    gen = _as_generator(seed, "seed")
+    m = V.check_positive_int(m, "m", 2)
+    noise = V.check_real(noise, "noise", 0.0)
+    factor = V.check_real(factor, "factor", 0.0, 1.0, lo_open=True, hi_open=True)
+    gen = V.as_generator(seed, "seed")
     m_out = m // 2
     m_in = m - m_out
     t_out = np.linspace(0, 2 * np.pi, m_out, endpoint=False)
@@ -60,9 +54,9 @@ def circles(m: int = 300, noise: float = 0.05, factor: float = 0.5, seed=None):
 
 def moons(m: int = 300, noise: float = 0.2, seed=None):
     """Two interleaving half circles (like sklearn's ``make_moons``). Returns X (2, m), Y (1, m)."""
-    m = _check_int(m, "m", 2)
-    noise = _check_real(noise, "noise", 0.0)
-    gen = _as_generator(seed, "seed")
+    m = V.check_positive_int(m, "m", 2)
+    noise = V.check_real(noise, "noise", 0.0)
+    gen = V.as_generator(seed, "seed")
     m_out = m // 2
     m_in = m - m_out
     t_out = np.linspace(0, np.pi, m_out)
@@ -82,13 +76,13 @@ def spirals(m: int = 300, n_classes: int = 3, noise: float = 0.2, seed=None, one
     ``t = 4k + 4r + noise * N(0, 1)`` (radians); X = (r sin t, r cos t). Returns X (2, m) and Y
     (n_classes, m) one-hot, or (1, m) class ids with ``one_hot=False``.
     """
-    m = _check_int(m, "m", 1)
-    n_classes = _check_int(n_classes, "n_classes", 2)
+    m = V.check_positive_int(m, "m", 1)
+    n_classes = V.check_positive_int(n_classes, "n_classes", 2)
     if m < n_classes:
         raise ValueError(f"m={m} is smaller than n_classes={n_classes}")
-    noise = _check_real(noise, "noise", 0.0)
-    one_hot = _check_bool(one_hot, "one_hot")
-    gen = _as_generator(seed, "seed")
+    noise = V.check_real(noise, "noise", 0.0)
+    one_hot = V.check_bool(one_hot, "one_hot")
+    gen = V.as_generator(seed, "seed")
     sizes = [m // n_classes + (1 if k < m % n_classes else 0) for k in range(n_classes)]
     xs, labels = [], []
     for k, n in enumerate(sizes):
@@ -108,16 +102,16 @@ def blobs(m: int = 300, centers=3, n_features: int = 2, std: float = 1.0, seed=N
     Points are shared out evenly between the K blobs; each has std ``std`` per coordinate. Returns
     X (n_features, m) and Y (K, m) one-hot, or (1, m) class ids with ``one_hot=False``.
     """
-    m = _check_int(m, "m", 1)
-    n_features = _check_int(n_features, "n_features", 1)
-    std = _check_real(std, "std", 0.0)
-    one_hot = _check_bool(one_hot, "one_hot")
-    gen = _as_generator(seed, "seed")
-    if _is_int(centers):
-        k = _check_int(centers, "centers", 1)
+    m = V.check_positive_int(m, "m", 1)
+    n_features = V.check_positive_int(n_features, "n_features", 1)
+    std = V.check_real(std, "std", 0.0)
+    one_hot = V.check_bool(one_hot, "one_hot")
+    gen = V.as_generator(seed, "seed")
+    if V._is_int(centers):
+        k = V.check_positive_int(centers, "centers", 1)
         C = gen.uniform(-10.0, 10.0, size=(k, n_features))
     else:
-        C = _as_array(centers, "centers").astype(np.float64)
+        C = V.as_array(centers, "centers").astype(np.float64)
         if C.shape[1] != n_features:
             raise ValueError(f"centers has shape {C.shape}; expected (K, n_features={n_features})")
         k = C.shape[0]
@@ -164,15 +158,15 @@ def football(m=(211, 200), seed=None, label_noise: float = 0.06):
     ``m``: (m_train, m_dev), or one int used for both. Returns (X_train, Y_train, X_dev, Y_dev) with
     X (2, m) and Y (1, m); train and dev come from the same distribution (independent draws).
     """
-    if _is_int(m):
-        m_tr = m_dev = _check_int(m, "m", 1)
+    if V._is_int(m):
+        m_tr = m_dev = V.check_positive_int(m, "m", 1)
     elif isinstance(m, (tuple, list)) and len(m) == 2:
-        m_tr = _check_int(m[0], "m[0] (train size)", 1)
-        m_dev = _check_int(m[1], "m[1] (dev size)", 1)
+        m_tr = V.check_positive_int(m[0], "m[0] (train size)", 1)
+        m_dev = V.check_positive_int(m[1], "m[1] (dev size)", 1)
     else:
         raise TypeError(f"m must be an int or a (m_train, m_dev) pair, got {m!r}")
-    label_noise = _check_real(label_noise, "label_noise", 0.0, 0.5)
-    gen = _as_generator(seed, "seed")
+    label_noise = V.check_real(label_noise, "label_noise", 0.0, 0.5)
+    gen = V.as_generator(seed, "seed")
     X_tr, Y_tr = _football_set(gen, m_tr, label_noise)
     X_dev, Y_dev = _football_set(gen, m_dev, label_noise)
     return X_tr, Y_tr, X_dev, Y_dev
@@ -181,15 +175,6 @@ def football(m=(211, 200), seed=None, label_noise: float = 0.06):
 # --------------------------------------------------------------------------------------------------
 # loaders
 # --------------------------------------------------------------------------------------------------
-
-def _check_path(path) -> str:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise ValueError(f"no such file: {p!r}")
-    return p
-
 
 def _to_float(cell: str) -> Optional[float]:
     try:
@@ -218,12 +203,12 @@ def load_csv(path, label_column=-1, delimiter: str = ",", header="auto", one_hot
     Blank lines are skipped. Raises ValueError for an empty file, rows of different lengths, and
     non-numeric or NaN/Inf cells (with the line and column).
     """
-    p = _check_path(path)
+    p = V.check_file_path(path)
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise TypeError(f"delimiter must be a one-character string, got {delimiter!r}")
     if header not in ("auto", True, False):
         raise ValueError(f"header must be 'auto', True or False, got {header!r}")
-    one_hot = _check_bool(one_hot, "one_hot")
+    one_hot = V.check_bool(one_hot, "one_hot")
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
             rows = [(i + 1, [c.strip() for c in r]) for i, r in enumerate(csv.reader(fh, delimiter=delimiter))]
@@ -262,7 +247,7 @@ def load_csv(path, label_column=-1, delimiter: str = ",", header="auto", one_hot
         if label_column not in names:
             raise ValueError(f"no column named {label_column!r}; columns: {names}")
         col = names.index(label_column)
-    elif _is_int(label_column):
+    elif V._is_int(label_column):
         if not -width <= label_column < width:
             raise ValueError(f"label_column={label_column} out of range for {width} columns")
         col = label_column % width
@@ -281,7 +266,7 @@ def load_npz(path, x_key: str = "X", y_key: Optional[str] = "Y", examples_as: st
         transposed here). A 1-D array is read as m examples of one feature/label: (1, m).
     y_key : None to load X only (Y is None). Returns float64 arrays, X (n_x, m), Y (n_y, m).
     """
-    p = _check_path(path)
+    p = V.check_file_path(path)
     if examples_as not in ("columns", "rows"):
         raise ValueError(f"examples_as must be 'columns' or 'rows', got {examples_as!r}")
     if not isinstance(x_key, str) or (y_key is not None and not isinstance(y_key, str)):
@@ -302,7 +287,7 @@ def load_npz(path, x_key: str = "X", y_key: Optional[str] = "Y", examples_as: st
                 a = npz[key]
             except ValueError as exc:  # object arrays need pickle
                 raise ValueError(f"array {key!r} in {p!r} cannot be loaded without pickle: {exc}") from None
-            a = _as_array(a, key, ndim=None)
+            a = V.as_array(a, key, ndim=None)
             if a.ndim == 1:
                 return a.astype(np.float64).reshape(1, -1)
             if a.ndim != 2:

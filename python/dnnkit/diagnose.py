@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import _as_array, _check_int, _check_real, _is_real
+from . import _validation as V
 
 __all__ = ["Diagnosis", "bias_variance", "PropagationReport", "propagation",
            "HIGH_BIAS_RECIPE", "HIGH_VARIANCE_RECIPE"]
@@ -80,13 +80,7 @@ class Diagnosis:
 
 
 def _error(v, name: str) -> float:
-    if not _is_real(v):
-        raise TypeError(f"{name} must be a real number (an error fraction), got {v!r}")
-    f = float(v)
-    if not math.isfinite(f):
-        raise ValueError(f"{name} must be finite, got {v!r}")
-    if f < 0:
-        raise ValueError(f"{name} must be >= 0, got {v!r}")
+    f = V.check_real(v, name, lo=0.0)
     if f > 1:
         hint = f" (it looks like a percentage: pass {f / 100:g} for {f:g}%)" if f <= 100 else ""
         raise ValueError(f"{name} must be a fraction in [0, 1], got {v!r}{hint}")
@@ -94,7 +88,7 @@ def _error(v, name: str) -> float:
 
 
 def _last(seq, name: str) -> float:
-    if _is_real(seq):
+    if V._is_real(seq):
         return seq
     try:
         vals = list(seq)
@@ -103,7 +97,7 @@ def _last(seq, name: str) -> float:
     if not vals:
         raise ValueError(f"history.{name} is empty: train (with validation data) before diagnosing")
     v = vals[-1]
-    if _is_real(v) and math.isnan(float(v)):
+    if V._is_real(v) and math.isnan(float(v)):
         why = ("fit had no validation data: pass validation=(X_dev, Y_dev)" if name == "dev_error" else
                "a regression net (mse) has no error rate, or the last reported epoch was interrupted")
         raise ValueError(f"history.{name} is NaN in its last row: {why}")
@@ -149,7 +143,7 @@ def bias_variance(train_error, dev_error=None, bayes_error: float = 0.0, toleran
             raise TypeError("bias_variance needs (train_error, dev_error) numbers or a History-like first "
                             "argument with train_error and dev_error")
         train_error, dev_error = pair
-    elif _from_history(train_error) is not None and not _is_real(train_error):
+    elif _from_history(train_error) is not None and not V._is_real(train_error):
         raise TypeError("pass either a History or (train_error, dev_error), not both")
     tr = _error(train_error, "train_error")
     dv = _error(dev_error, "dev_error")
@@ -157,10 +151,10 @@ def bias_variance(train_error, dev_error=None, bayes_error: float = 0.0, toleran
     if isinstance(tolerance, (tuple, list)):
         if len(tolerance) != 2:
             raise ValueError("tolerance must be a number or a (bias_tol, variance_tol) pair")
-        tb = _check_real(tolerance[0], "tolerance[0]", 0.0, 1.0)
-        tv = _check_real(tolerance[1], "tolerance[1]", 0.0, 1.0)
+        tb = V.check_real(tolerance[0], "tolerance[0]", 0.0, 1.0)
+        tv = V.check_real(tolerance[1], "tolerance[1]", 0.0, 1.0)
     else:
-        tb = tv = _check_real(tolerance, "tolerance", 0.0, 1.0)
+        tb = tv = V.check_real(tolerance, "tolerance", 0.0, 1.0)
 
     bias = tr - be
     var = dv - tr
@@ -273,14 +267,9 @@ class PropagationReport:
 
 def _dims_from(layer_dims, depth, width) -> list:
     if layer_dims is not None:
-        if isinstance(layer_dims, (str, bytes)) or not hasattr(layer_dims, "__len__"):
-            raise TypeError(f"layer_dims must be a sequence of ints, got {layer_dims!r}")
-        dims = [_check_int(d, "layer sizes", 1) for d in layer_dims]
-        if len(dims) < 2:
-            raise ValueError(f"layer_dims needs at least 2 entries (input and one layer), got {dims}")
-        return dims
-    depth = _check_int(depth, "depth", 1)
-    width = _check_int(width, "width", 1)
+        return V.check_layer_dims(layer_dims)
+    depth = V.check_positive_int(depth, "depth", 1)
+    width = V.check_positive_int(width, "width", 1)
     return [width] * (depth + 1)
 
 
@@ -293,8 +282,8 @@ def _weights(weights, dims, init, scale, gen):
             raise TypeError(f"init must be a method name, got {init!r}")
         params = initialize_parameters(dims, init, gen, scale)
         return [params[f"W{l}"] for l in range(1, L + 1)], init
-    if _is_real(weights):
-        c = _check_real(weights, "weights")
+    if V._is_real(weights):
+        c = V.check_real(weights, "weights")
         return [c * np.eye(dims[l], dims[l - 1]) for l in range(1, L + 1)], f"W[l] = {c:g} * I"
     if isinstance(weights, Mapping):
         try:
@@ -310,7 +299,7 @@ def _weights(weights, dims, init, scale, gen):
                         "{'W1': ...} dict")
     out = []
     for l, W in enumerate(Ws, start=1):
-        W = _as_array(W, f"W{l}").astype(np.float64)
+        W = V.as_array(W, f"W{l}").astype(np.float64)
         if W.shape != (dims[l], dims[l - 1]):
             raise ValueError(f"W{l} has shape {W.shape}, expected {(dims[l], dims[l - 1])}")
         out.append(W)
@@ -350,15 +339,15 @@ def propagation(layer_dims=None, depth: int = 10, width: int = 2, activation: st
     L = len(dims) - 1
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
-    factor = _check_real(factor, "factor", 1.0, lo_open=True)
+    factor = V.check_real(factor, "factor", 1.0, lo_open=True)
     if isinstance(seed, bool) or not (seed is None or isinstance(seed, (int, np.integer, np.random.Generator))):
         raise TypeError(f"seed must be None, an int or an np.random.Generator, got {seed!r}")
     gen = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if x is None:
-        m = _check_int(m, "m", 1)
+        m = V.check_positive_int(m, "m", 1)
         A0 = gen.standard_normal((dims[0], m))  # x first, then the weights, from one stream
     else:
-        A0 = _as_array(x, "x").astype(np.float64)
+        A0 = V.as_array(x, "x").astype(np.float64)
         if A0.shape[0] != dims[0]:
             raise ValueError(f"x has {A0.shape[0]} rows but the input layer has {dims[0]} units")
         m = A0.shape[1]

@@ -38,12 +38,15 @@ Verdict (thresholds of the seeds, on the coordinates not flagged as kinks):
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _core
+from . import _validation as V
+from . import reference as ref
 from ._params import layer_slices
+from .network import Network
 
 __all__ = ["gradcheck", "assert_gradients_close", "GradcheckReport", "ComponentRow", "DEFAULT_EPS",
            "CORRECT_BELOW", "BUG_FROM"]
@@ -482,22 +485,13 @@ def _direction_finding(a, g, d) -> str:
 # ----------------------------------------------------------------------------- inputs
 
 def _is_network(obj) -> bool:
-    from .network import Network
-
     return isinstance(obj, Network)
 
 
 def _real64(a, name) -> np.ndarray:
-    """A float64 array of a gradient/parameter argument; a TypeError for non-real data (complex would lose its
-    imaginary part, strings / objects would fail inside NumPy with a message that does not name the argument).
-    NaN / Inf pass: in a gradient they are a finding, not an input error."""
-    try:
-        arr = np.asarray(a)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{name} must be a real numeric array ({e})") from None
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    return arr.astype(np.float64, copy=False)
+    """A float64 array of a gradient/parameter argument (NaN / Inf pass: in a gradient they are a finding, not
+    an input error; a TypeError for non-real data: complex would lose its imaginary part)."""
+    return V.as_array(a, name, np.float64, ndim=None, finite=False, allow_empty=True)
 
 
 def _flat_grads(grads, dims, n):
@@ -535,9 +529,8 @@ def _select(n, indices, layout: _Layout, mode, k, rng):
     if mode == "full":
         return base
     # sample: k coordinates per component (seeded), within the allowed indices
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    gen = np.random.default_rng(rng)
+    k = V.check_positive_int(k, "k")
+    gen = V.as_generator(rng)
     picked = []
     for _, start, stop, _, _ in layout.comps:
         inside = base[(base >= start) & (base < stop)]
@@ -546,13 +539,6 @@ def _select(n, indices, layout: _Layout, mode, k, rng):
         else:
             picked.append(np.sort(gen.choice(inside, size=k, replace=False)))
     return np.concatenate(picked) if picked else base[:0]
-
-
-def _check_eps(eps):
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (0 < float(eps) < 1) or \
-            not math.isfinite(float(eps)):
-        raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
-    return float(eps)
 
 
 # ----------------------------------------------------------------------------- the check
@@ -583,9 +569,8 @@ def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1
     "routed"}: routed = hidden-layer coordinates the fast path handed to the general one because a kink was
     within reach).
     """
-    if mode not in ("full", "sample", "directional"):
-        raise ValueError(f"mode must be 'full', 'sample' or 'directional', got {mode!r}")
-    eps = _check_eps(eps)
+    V.check_choice(mode, ("full", "sample", "directional"), "mode")
+    eps = V.check_eps(eps)
     if _is_network(net_or_fn):
         if grads is not None and Y_or_grads is None:
             raise TypeError("gradcheck(net, X, Y, grads=...): Y is required")
@@ -617,9 +602,7 @@ def _engine_options(opts):
         raise ValueError(f"unknown engine_options {unknown}; known: {sorted(_ENGINE_OPTIONS)}")
     out = dict(_ENGINE_OPTIONS)
     for key, v in opts.items():
-        if not isinstance(v, (bool, np.bool_)):
-            raise TypeError(f"engine_options[{key!r}] must be True or False, got {v!r}")
-        out[key] = bool(v)
+        out[key] = V.check_bool(v, f"engine_options[{key!r}]")
     return out
 
 
@@ -627,9 +610,6 @@ def _check_network_inputs(net, X, Y, l2, l1, keep_prob, seed, masks, step) -> di
     """Validated float64 inputs of a Network check and a float64 twin of the net at its parameters (a check in
     float32 would measure float32 rounding, not the gradient, and the user's net keeps its grads / last_cost:
     a check changes nothing). Shared by gradcheck, taylor_test and the mistake hypotheses."""
-    from . import _validation as V
-    from .network import Network
-
     dims = list(net.layer_dims)
     L = len(dims) - 1
     X = V.as_array(X, "X", np.float64, rows=dims[0])
@@ -658,8 +638,6 @@ def _check_network_inputs(net, X, Y, l2, l1, keep_prob, seed, masks, step) -> di
 
 def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, mode, k, n_directions, indices,
                    rng, engine_options=None):
-    from . import _core
-
     prob = _check_network_inputs(net, X, Y, l2, l1, keep_prob, seed, masks, step)
     dims, X, Y, m, l2, l1 = prob["dims"], prob["X"], prob["Y"], prob["m"], prob["l2"], prob["l1"]
     keep, mlist, seed, step, theta = prob["keep"], prob["mlist"], prob["seed"], prob["step"], prob["theta"]
@@ -686,27 +664,24 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
 
 
 def _directional(args, g, layout, n_directions, rng, eps):
-    from . import _core
-
-    if isinstance(n_directions, bool) or not isinstance(n_directions, numbers.Integral) or n_directions < 1:
-        raise ValueError(f"n_directions must be an integer >= 1, got {n_directions!r}")
-    gen = np.random.default_rng(rng)
+    n_directions = V.check_positive_int(n_directions, "n_directions")
+    gen = V.as_generator(rng)
     n = g.size
     comps = layout.comps
     r = int(n_directions)
-    # row t of V holds the t-th unit direction of EVERY component (components are disjoint), so one native call
+    # row t of dirs holds the t-th unit direction of EVERY component (components are disjoint), so one native call
     # evaluates all len(comps) * r localized directions without a dense (K, n) matrix; result index ci * r + t
-    V = np.empty((r, n))
+    dirs = np.empty((r, n))
     gd = np.empty(len(comps) * r)
     names = []
     for ci, (name, start, stop, _, _) in enumerate(comps):
         for t in range(r):
             v = gen.standard_normal(stop - start)
             v /= _norm(v)
-            V[t, start:stop] = v
+            dirs[t, start:stop] = v
             gd[ci * r + t] = _dot(v, g[start:stop])
             names.append(name)
-    approx, kinks, J0 = _core.gradcheck_component_directions(*args, V)
+    approx, kinks, J0 = _core.gradcheck_component_directions(*args, dirs)
     flags = (np.asarray(kinks) > 0).astype(np.uint8) * KINK_ACT
     return GradcheckReport(mode="directional", eps=eps, layout=layout, indices=np.arange(len(names)),
                            approx=approx, grad=gd, flags=flags, theta_vals=None, dir_components=names,
@@ -758,8 +733,6 @@ def _prepare_function(cost_fn, params, grads):
 
 
 def _check_function(cost_fn, params, grads, eps, mode, k, indices, rng):
-    from . import reference as ref
-
     layout, theta, g, J = _prepare_function(cost_fn, params, grads)
     idx = _select(theta.size, indices, layout, mode, k, rng)
     _, approx = ref.gradient_check(J, theta, np.zeros_like(theta), eps, indices=idx)

@@ -26,10 +26,9 @@ does, layer by layer, W only (no draw for b)::
 """
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
+
+from . import _validation as V
 
 __all__ = ["INIT_METHODS", "initialize_parameters", "init_std"]
 
@@ -52,52 +51,8 @@ _RANDOM_DEFAULT_SCALE = 0.01
 
 
 def _check_method(method) -> str:
-    if not isinstance(method, str) or method.lower() not in INIT_METHODS:
-        raise ValueError(f"unknown init method {method!r}; valid methods: {', '.join(INIT_METHODS)}")
-    m = method.lower()
+    m = V.check_choice(method.lower() if isinstance(method, str) else method, INIT_METHODS, "init method")
     return _ALIASES.get(m, m)
-
-
-def _check_layer_dims(layer_dims) -> list[int]:
-    if isinstance(layer_dims, (str, bytes)) or not hasattr(layer_dims, "__len__"):
-        raise TypeError(f"layer_dims must be a sequence of ints, got {layer_dims!r}")
-    dims = list(layer_dims)
-    if len(dims) < 2:
-        raise ValueError(f"layer_dims needs at least 2 entries (input and output), got {dims}")
-    for d in dims:
-        if isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral):
-            raise TypeError(f"layer sizes must be integers, got {d!r} in {dims}")
-    dims = [int(d) for d in dims]
-    if any(d < 1 for d in dims):
-        raise ValueError(f"every layer size must be >= 1, got {dims}")
-    return dims
-
-
-def _check_scale(scale):
-    if scale is None:
-        return None
-    if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
-        raise TypeError(f"scale must be a real number or None, got {scale!r}")
-    s = float(scale)
-    if not math.isfinite(s) or s < 0:
-        raise ValueError(f"scale must be finite and >= 0, got {scale!r}")
-    return s
-
-
-def _as_rng(rng):
-    """None / int seed / Generator / RandomState -> a Generator or RandomState."""
-    if rng is None:
-        return np.random.default_rng()
-    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
-        return rng
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
-        if rng < 0:
-            raise ValueError(f"an int seed must be >= 0, got {rng}")
-        return np.random.default_rng(int(rng))
-    raise TypeError(
-        "rng must be None, an int seed, np.random.Generator or np.random.RandomState, "
-        f"got {type(rng).__name__}"
-    )
 
 
 def _base_std(method: str, n_in: int, n_out: int) -> float:
@@ -125,8 +80,8 @@ def init_std(method: str, n_in: int, n_out: int, scale=None) -> float:
     ``scale`` has the same meaning as in ``initialize_parameters``.
     """
     m = _check_method(method)
-    _check_layer_dims([n_in, n_out])
-    s = _check_scale(scale)
+    V.check_layer_dims([n_in, n_out], "[n_in, n_out]")
+    s = None if scale is None else V.check_nonneg(scale, "scale")
     if m == "zeros":
         return 0.0
     if m in ("random", "random_uniform"):
@@ -172,9 +127,9 @@ def initialize_parameters(layer_dims, method: str = "he", rng=None, scale=None) 
     scale; TypeError for non-integer sizes, a non-numeric scale, or an rng of another type.
     """
     m = _check_method(method)
-    dims = _check_layer_dims(layer_dims)
-    s = _check_scale(scale)
-    gen = _as_rng(rng)  # validated even for "zeros", which draws nothing
+    dims = V.check_layer_dims(layer_dims)
+    s = None if scale is None else V.check_nonneg(scale, "scale")
+    gen = V.as_generator(rng, legacy=True)  # validated even for "zeros", which draws nothing
     parameters = {}
     for l in range(1, len(dims)):
         parameters[f"W{l}"] = np.ascontiguousarray(_draw_W(gen, m, dims[l], dims[l - 1], s), dtype=np.float64)

@@ -215,7 +215,7 @@ def _field(h, key, kind, path):
 
 def _network_from_header(h, path):
     from ._params import n_params as count_params
-    from ._validation import INT32_MAX
+    from ._validation import MAX_LAYER_UNITS
     from .network import Network
 
     if h.get("format") != FORMAT:
@@ -225,9 +225,9 @@ def _network_from_header(h, path):
         newer = " (written by a newer dnnkit; upgrade to read it)" if version > VERSION else ""
         raise _fail(path, f"unsupported model file version {version}; this dnnkit reads version {VERSION}{newer}")
     dims = _field(h, "layer_dims", list, path)
-    if len(dims) < 2 or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= INT32_MAX
+    if len(dims) < 2 or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_LAYER_UNITS
                                 for d in dims):
-        raise _fail(path, f"layer_dims must list at least two sizes in [1, {INT32_MAX}], got {str(dims)[:80]}")
+        raise _fail(path, f"layer_dims must list at least two sizes in [1, {MAX_LAYER_UNITS}], got {str(dims)[:80]}")
     hidden, output, loss = (_field(h, k, str, path) for k in ("hidden", "output", "loss"))
     alpha = _field(h, "alpha", float, path)
     dtype = _field(h, "dtype", str, path)

@@ -20,7 +20,7 @@ def default_init(hidden: str) -> str:
 def dropout_mask(shape, keep_prob: float, seed: int, step: int = 0, layer: int = 1) -> np.ndarray:
     """The 0/1 mask the native passes draw for one layer: keyed by (seed, step, layer, unit, example),
     so it does not depend on the thread count and can be given to ``dnnkit.reference`` to compare."""
-    if not _is_seq(shape) or len(shape) != 2:
+    if not V._is_seq(shape) or len(shape) != 2:
         raise ValueError(f"shape must be (n_units, m), got {shape!r}")
     n, m = (V.check_positive_int(s, "shape entries", maximum=V.INT32_MAX) for s in shape)
     kp = V.normalize_keep_prob(keep_prob, 2)[1]
@@ -45,9 +45,7 @@ class Network:
 
     def __init__(self, layer_dims, hidden: str = "relu", output: str = "sigmoid", loss: str | None = None,
                  dtype="float64", params: dict | None = None, alpha: float = 0.01):
-        dims = [V.check_positive_int(d, "layer size", maximum=V.INT32_MAX) for d in layer_dims] if _is_seq(layer_dims) else None
-        if dims is None or len(dims) < 2:
-            raise ValueError(f"layer_dims must list at least the input and output sizes, got {layer_dims!r}")
+        dims = V.check_layer_dims(layer_dims)
         V.check_choice(hidden, V.HIDDEN_ACTIVATIONS, "hidden activation")
         V.check_choice(output, V.OUTPUT_ACTIVATIONS, "output activation")
         loss = V.DEFAULT_LOSS[output] if loss is None else V.check_choice(loss, V.LOSSES, "loss")
@@ -261,10 +259,3 @@ class Network:
         return (f"Network({list(self.layer_dims)}, hidden={self.hidden!r}, output={self.output!r}, "
                 f"loss={self.loss!r}, dtype={self.dtype.name!r}, n_params={self.n_params})")
 
-
-def _is_seq(x) -> bool:
-    try:
-        len(x)
-        return not isinstance(x, (str, bytes))
-    except TypeError:
-        return False

@@ -39,7 +39,6 @@ attached as ``exc.history``.
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -113,28 +112,6 @@ class History:
 
 
 # ------------------------------------------------------------------------------------------------- checks
-
-def _check_real(v, name, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {v!r}")
-    v = float(v)
-    ok = math.isfinite(v)
-    if lo is not None:
-        ok = ok and (v > lo if lo_open else v >= lo)
-    if hi is not None:
-        ok = ok and (v < hi if hi_open else v <= hi)
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}" \
-              f"{')' if hi_open or hi is None else ']'}"
-        raise ValueError(f"{name} must be finite and in {rng}, got {v!r}")
-    return v
-
-
-def _check_bool(v, name) -> bool:
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {v!r}")
-    return bool(v)
-
 
 def _error(AL: np.ndarray, Y: np.ndarray, loss: str) -> float:
     if loss == "bce":
@@ -225,20 +202,20 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
     m = X.shape[1]
     Y = net._y(Y, m)
     epochs = V.check_positive_int(epochs, "epochs", minimum=0)
-    lr = _check_real(learning_rate, "learning_rate", lo=0.0, lo_open=True)
+    lr = V.check_real(learning_rate, "learning_rate", lo=0.0, lo_open=True)
     if batch_size is not None:
         batch_size = V.check_positive_int(batch_size, "batch_size")
     V.check_choice(optimizer, OPTIMIZERS, "optimizer")
-    beta = _check_real(beta, "beta", 0.0, 1.0, hi_open=True)
-    beta1 = _check_real(beta1, "beta1", 0.0, 1.0, hi_open=True)
-    beta2 = _check_real(beta2, "beta2", 0.0, 1.0, hi_open=True)
-    epsilon = _check_real(epsilon, "epsilon", 0.0, lo_open=True)
+    beta = V.check_real(beta, "beta", 0.0, 1.0, hi_open=True)
+    beta1 = V.check_real(beta1, "beta1", 0.0, 1.0, hi_open=True)
+    beta2 = V.check_real(beta2, "beta2", 0.0, 1.0, hi_open=True)
+    epsilon = V.check_real(epsilon, "epsilon", 0.0, lo_open=True)
     l2, l1 = V.check_nonneg(l2, "l2"), V.check_nonneg(l1, "l1")
     keep = V.normalize_keep_prob(keep_prob, net.L)
     seed = _fresh_seed() if seed is None else V.check_seed(seed)
-    verbose = _check_bool(verbose, "verbose")
+    verbose = V.check_bool(verbose, "verbose")
     if progress is not None:
-        progress = _check_bool(progress, "progress")
+        progress = V.check_bool(progress, "progress")
     log_every = V.check_positive_int(log_every, "log_every")
     V.check_choice(train_eval, ("running", "full"), "train_eval")
     V.check_choice(on_interrupt, ("stop", "raise"), "on_interrupt")
