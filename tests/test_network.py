@@ -389,3 +389,15 @@ def test_pickle_and_copy_are_independent():
         other.params["W1"][0, 0] += 1.0
         assert other.theta[0] == other.params["W1"][0, 0]  # views rebuilt on the copy's own buffer
         assert net.theta[0] != other.theta[0]
+
+
+@pytest.mark.parametrize("output, loss", [("sigmoid", "bce"), ("softmax", "ce"), ("linear", "mse"),
+                                          ("sigmoid", "mse")])
+def test_predict_agrees_with_the_reference(output, loss):
+    # the loss decides the task: bce / ce classify, mse regresses (also with a sigmoid output)
+    X, _ = make_data([3, 4, 2], 9, output, loss, 1)
+    net = dk.Network([3, 4, 2], output=output, loss=loss).initialize("he", rng=3)
+    expected = R.predict(X, net.get_params(), output=output, loss=loss)
+    got = net.predict(X)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)

@@ -554,6 +554,44 @@ def test_update_parameters_is_plain_gd_and_pure():
         np.testing.assert_array_equal(new[k], before[k] - 0.1 * g["d" + k])
 
 
+def _one_weight(w, g):
+    return {"W1": np.array([[w]]), "b1": np.array([[0.0]])}, {"dW1": np.array([[g]]), "db1": np.array([[0.0]])}
+
+
+def test_momentum_step_by_hand():
+    p, g = _one_weight(1.0, 0.5)
+    v = ref.initialize_velocity(p)
+    assert set(v) == {"dW1", "db1"} and all(np.all(a == 0) for a in v.values())
+    p1, v1 = ref.update_parameters_with_momentum(p, g, v, beta=0.9, learning_rate=0.1)
+    assert v1["dW1"][0, 0] == pytest.approx(0.05) and p1["W1"][0, 0] == pytest.approx(0.995)
+    p2, v2 = ref.update_parameters_with_momentum(p1, g, v1, beta=0.9, learning_rate=0.1)
+    assert v2["dW1"][0, 0] == pytest.approx(0.095) and p2["W1"][0, 0] == pytest.approx(0.9855)
+    assert p["W1"][0, 0] == 1.0 and v["dW1"][0, 0] == 0.0  # pure: the inputs are not modified
+
+
+def test_adam_step_by_hand():
+    # a constant gradient: the bias-corrected moments are g and g^2 at every t, so each step moves lr
+    p, g = _one_weight(1.0, 0.5)
+    v, s = ref.initialize_adam(p)
+    p1, v1, s1 = ref.update_parameters_with_adam(p, g, v, s, 1, learning_rate=0.1)
+    assert v1["dW1"][0, 0] == pytest.approx(0.05) and s1["dW1"][0, 0] == pytest.approx(0.00025)
+    assert p1["W1"][0, 0] == pytest.approx(0.9, rel=1e-12, abs=1e-8)
+    p2, v2, s2 = ref.update_parameters_with_adam(p1, g, v1, s1, 2, learning_rate=0.1)
+    assert v2["dW1"][0, 0] == pytest.approx(0.095) and s2["dW1"][0, 0] == pytest.approx(0.00049975)
+    assert p2["W1"][0, 0] == pytest.approx(0.8, abs=1e-8)
+    assert p["W1"][0, 0] == 1.0 and v["dW1"][0, 0] == 0.0 and s["dW1"][0, 0] == 0.0
+
+
+def test_predict_of_sigmoid_mse_is_the_output():
+    # the loss decides the task: bce classifies, mse (linear or sigmoid output) regresses
+    gen = np.random.default_rng(2)
+    X = gen.standard_normal((3, 5))
+    p = make_params([3, 4, 1], gen)
+    AL, _ = ref.forward_propagation(X, p)
+    np.testing.assert_array_equal(ref.predict(X, p, loss="mse"), AL)
+    np.testing.assert_array_equal(ref.predict(X, p, loss="bce"), (AL > 0.5).astype(int))
+
+
 def test_model_learns_and_is_reproducible():
     gen = np.random.default_rng(0)
     X = gen.standard_normal((2, 200))

@@ -145,25 +145,18 @@ def test_second_step_uses_fresh_masks():
 
 
 def _numpy_steps(net, X, Y, n, lr, optimizer, beta=0.9, beta1=0.9, beta2=0.999, eps=1e-8, l1=0.0):
-    """n full-batch steps with hand-written NumPy optimizer updates; the gradient from net.backward."""
-    theta = net.theta.copy()
-    v = np.zeros_like(theta)
-    s = np.zeros_like(theta)
+    """n full-batch steps with the oracle's optimizer updates (dnnkit.reference); the gradient from net.backward."""
+    p = net.get_params()
+    v, s = ref.initialize_adam(p)
     work = dk.Network(net.layer_dims)
     for t in range(1, n + 1):
-        work.theta = theta
-        work.backward(X, Y, l1=l1)
-        g = work.grad_vector.copy()
+        work.set_params(p)
+        grads = {k: g.copy() for k, g in work.backward(X, Y, l1=l1).items()}
         if optimizer == "momentum":
-            v = beta * v + (1 - beta) * g
-            theta = theta - lr * v
+            p, v = ref.update_parameters_with_momentum(p, grads, v, beta, lr)
         else:
-            v = beta1 * v + (1 - beta1) * g
-            s = beta2 * s + (1 - beta2) * g * g
-            vh = v / (1 - beta1 ** t)
-            sh = s / (1 - beta2 ** t)
-            theta = theta - lr * vh / (np.sqrt(sh) + eps)
-    return theta
+            p, v, s = ref.update_parameters_with_adam(p, grads, v, s, t, lr, beta1, beta2, eps)
+    return dk.params_to_vector(p)
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
@@ -174,6 +167,34 @@ def test_momentum_and_adam_steps_match_numpy(optimizer):
     net.fit(X, Y, epochs=3, learning_rate=0.01, optimizer=optimizer, beta=0.8, beta1=0.85, beta2=0.99,
             epsilon=1e-7, l1=0.3, seed=0)
     np.testing.assert_allclose(net.theta, expected, rtol=1e-11, atol=1e-15)
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "momentum", "adam"])
+def test_full_batch_training_equals_the_reference_model(optimizer):
+    # the whole oracle loop (its own forward, backward and optimizer) against the native trainer
+    X, Y = separable(m=40)
+    kw = dict(beta=0.8, beta1=0.85, beta2=0.99)
+    p = ref.model(X, Y, [4, 5, 1], learning_rate=0.05, num_iterations=4, l2=0.3, rng=5, optimizer=optimizer,
+                  epsilon=1e-7, **kw)
+    net = dk.Network([4, 5, 1]).set_params(ref.initialize_parameters([4, 5, 1], "he", rng=np.random.default_rng(5)))
+    net.fit(X, Y, epochs=4, learning_rate=0.05, l2=0.3, optimizer=optimizer, epsilon=1e-7, seed=0, **kw)
+    for k, v in p.items():
+        np.testing.assert_allclose(net.params[k], v, rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+@pytest.mark.parametrize("dims, output", [([4, 5, 3], "sigmoid"), ([4, 5, 3], "softmax")], ids=["bce", "ce"])
+def test_native_running_error_equals_the_python_error_metric(dims, output):
+    # train.hpp counts the errors of each step natively; dnnkit.network.error_rate is the Python definition
+    from dnnkit.network import error_rate
+
+    gen = np.random.default_rng(4)
+    X = gen.standard_normal((4, 50))
+    lab = gen.integers(0, 3, 50)
+    Y = dk.data.one_hot(lab, 3) if output == "softmax" else (gen.random((3, 50)) > 0.5).astype(float)
+    net = dk.Network(dims, output=output).initialize("he", rng=1)
+    expected = error_rate(net.predict_proba(X), Y, net.loss)  # before the step: the running error's parameters
+    h = net.fit(X, Y, epochs=1, learning_rate=0.1, seed=0)
+    assert 0 < expected < 1 and h.train_error[0] == expected
 
 
 def test_minibatches_cover_every_example_once_per_epoch():

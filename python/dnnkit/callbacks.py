@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from . import _validation as V
+from .gradient_check import gradcheck
 
 __all__ = ["Callback", "EarlyStopping", "GradientCheck"]
 
@@ -126,12 +127,10 @@ class GradientCheck(Callback):
         self._pending: list[int] = []
 
     def _run(self, epoch: int, net, history) -> None:
-        from . import gradcheck
-
         if self.X is not None:
             X, Y = self.X, self.Y
         else:
-            X, Y = history._data
+            X, Y = history.train_data
             X, Y = X[:, : self.max_examples], Y[:, : self.max_examples]
         l2 = history.config.get("l2", 0.0) if self.l2 is None else self.l2
         l1 = history.config.get("l1", 0.0) if self.l1 is None else self.l1

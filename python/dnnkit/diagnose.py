@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _validation as V
+from .init import initialize_parameters  # the one source of the init formulas
 
 __all__ = ["Diagnosis", "bias_variance", "PropagationReport", "propagation",
            "HIGH_BIAS_RECIPE", "HIGH_VARIANCE_RECIPE"]
@@ -276,8 +277,6 @@ def _dims_from(layer_dims, depth, width) -> list:
 def _weights(weights, dims, init, scale, gen):
     L = len(dims) - 1
     if weights is None:
-        from .init import initialize_parameters  # the one source of the init formulas
-
         if not isinstance(init, str):
             raise TypeError(f"init must be a method name, got {init!r}")
         params = initialize_parameters(dims, init, gen, scale)

@@ -36,6 +36,11 @@ import zipfile
 
 import numpy as np
 
+from ._params import n_params as count_params
+from ._validation import MAX_LAYER_UNITS
+from .data import Standardizer
+from .network import Network
+
 __all__ = ["ModelFileError", "save", "load", "FORMAT", "VERSION"]
 
 FORMAT = "dnnkit-model"
@@ -48,8 +53,6 @@ class ModelFileError(ValueError):
 
 
 def _normalizer_registry() -> dict:
-    from .data import Standardizer
-
     return {"Standardizer": Standardizer}
 
 
@@ -83,8 +86,6 @@ def _header(net) -> str:
 
 def save(net, path) -> None:
     """Write ``net`` (architecture, parameters, normalizer, training config) to ``path`` atomically."""
-    from .network import Network
-
     if not isinstance(net, Network):
         raise TypeError(f"net must be a dnnkit.Network, got {type(net).__name__}")
     path = os.fspath(path)
@@ -214,10 +215,6 @@ def _field(h, key, kind, path):
 
 
 def _network_from_header(h, path):
-    from ._params import n_params as count_params
-    from ._validation import MAX_LAYER_UNITS
-    from .network import Network
-
     if h.get("format") != FORMAT:
         raise _fail(path, f"not a dnnkit model (format {str(h.get('format'))[:80]!r})")
     version = _field(h, "version", int, path)

@@ -1,6 +1,7 @@
 """`Network`: a fully-connected net on ONE contiguous parameter buffer, computed by the native core."""
 from __future__ import annotations
 
+import copy
 import threading
 
 import numpy as np
@@ -8,8 +9,9 @@ import numpy as np
 from . import _core
 from . import _validation as V
 from ._params import layer_slices, n_params, param_views
+from .init import initialize_parameters
 
-__all__ = ["Network", "default_init", "dropout_mask"]
+__all__ = ["Network", "default_init", "dropout_mask", "error_rate"]
 
 
 def default_init(hidden: str) -> str:
@@ -26,6 +28,18 @@ def dropout_mask(shape, keep_prob: float, seed: int, step: int = 0, layer: int =
     kp = V.normalize_keep_prob(keep_prob, 2)[1]
     layer = V.check_step(layer, "layer")
     return _core.dropout_mask(n, m, kp, V.check_seed(seed), V.check_step(step), layer).astype(np.float64)
+
+
+def error_rate(AL: np.ndarray, Y: np.ndarray, loss: str) -> float:
+    """The error metric of dnnkit (History's train_error / dev_error, ``evaluate``'s "error"): bce: the
+    fraction of wrong output entries at threshold 0.5; ce: the fraction of wrong argmax classes; mse: NaN
+    (regression). The native trainer's running error (``Trainer::errors`` in cpp/dnnkit/train.hpp) is its
+    twin, tested equal in tests/test_training.py."""
+    if loss == "bce":
+        return float(np.mean((AL > 0.5) != (Y > 0.5)))
+    if loss == "ce":
+        return float(np.mean(np.argmax(AL, axis=0) != np.argmax(Y, axis=0)))
+    return float("nan")
 
 
 def _fresh_seed() -> int:
@@ -119,8 +133,6 @@ class Network:
 
     def initialize(self, method: str | None = None, rng=None, scale=None) -> "Network":
         """Fill the parameters with ``dnnkit.initialize_parameters`` (default: He for ReLU, else Glorot)."""
-        from .init import initialize_parameters
-
         method = default_init(self.hidden) if method is None else method
         return self.set_params(initialize_parameters(list(self.layer_dims), method=method, rng=rng, scale=scale))
 
@@ -128,10 +140,24 @@ class Network:
     def _x(self, X) -> np.ndarray:
         return V.as_array(X, "X", self.dtype, rows=self.layer_dims[0])
 
-    def _y(self, Y, m: int) -> np.ndarray:
-        Y = V.as_array(Y, "Y", self.dtype, rows=self.layer_dims[-1], cols=m)
+    # ---------------------------------------------------------------- the trainer's interface
+    # dnnkit.training.fit uses these two and the public attributes (layer_dims, hidden, output, loss, alpha,
+    # dtype, theta, L), nothing else of the network.
+    def check_data(self, X, Y, x_name: str = "X", y_name: str = "Y") -> tuple[np.ndarray, np.ndarray]:
+        """(X, Y) validated for this network: C-contiguous arrays of its dtype (copies where converted), the
+        shapes (n_x, m) and (n_y, m), finite, labels valid for the loss."""
+        X = V.as_array(X, x_name, self.dtype, rows=self.layer_dims[0])
+        Y = V.as_array(Y, y_name, self.dtype, rows=self.layer_dims[-1], cols=X.shape[1])
         V.check_labels(Y, self.loss)
-        return Y
+        return X, Y
+
+    def cost_and_error(self, X: np.ndarray, Y: np.ndarray, l2: float = 0.0, l1: float = 0.0) -> tuple:
+        """``(J, error_rate, AL)`` over (X, Y) with the current parameters, no dropout, for arrays returned by
+        :meth:`check_data` (not checked again: the trainer calls this every reported epoch)."""
+        with self._lock:  # two native passes on the shared workspace: see forward
+            J = float(self._core.cost(self._theta, X, Y, [], 0, 0, [], l2, l1))
+            AL = self._core.forward(self._theta, X, [], 0, 0, [])
+        return J, error_rate(AL, Y, self.loss), AL
 
     def _dropout(self, keep_prob, seed, masks, step, m):
         keep = V.normalize_keep_prob(keep_prob, self.L)
@@ -167,8 +193,7 @@ class Network:
 
     def cost(self, X, Y, l2=0.0, l1=0.0, keep_prob=1.0, seed=None, masks=None, step=0) -> float:
         """J = (1/m) sum(loss) + (l2/(2m)) sum ||W||_F^2 + (l1/(2m)) sum |W| (no dropout unless asked)."""
-        X = self._x(X)
-        Y = self._y(Y, X.shape[1])
+        X, Y = self.check_data(X, Y)
         l2, l1 = V.check_nonneg(l2, "l2"), V.check_nonneg(l1, "l1")
         keep, seed, step, mlist = self._dropout(keep_prob, seed, masks, step, X.shape[1])
         with self._lock:
@@ -177,8 +202,7 @@ class Network:
     def backward(self, X, Y, l2=0.0, l1=0.0, keep_prob=1.0, seed=None, masks=None, step=0) -> dict:
         """Forward + backward; fills and returns ``grads`` (views of one flat buffer). The cost of the same
         pass is kept in ``last_cost``. With dropout, the same ``seed``/``step`` reproduce the same masks."""
-        X = self._x(X)
-        Y = self._y(Y, X.shape[1])
+        X, Y = self.check_data(X, Y)
         l2, l1 = V.check_nonneg(l2, "l2"), V.check_nonneg(l1, "l1")
         keep, seed, step, mlist = self._dropout(keep_prob, seed, masks, step, X.shape[1])
         with self._lock:
@@ -193,7 +217,8 @@ class Network:
             return self._core.forward(self._theta, X, [], 0, 0, [])
 
     def predict(self, X) -> np.ndarray:
-        """sigmoid: 0/1 labels (1, m); softmax: class indices (m,); linear: the outputs."""
+        """Classification: sigmoid+bce -> 0/1 labels (n_y, m); softmax -> class indices (m,). Regression (mse,
+        linear or sigmoid output): the outputs AL. (``dnnkit.reference.predict`` with the same loss agrees.)"""
         AL = self.predict_proba(X)
         if self.output == "sigmoid" and self.loss == "bce":
             return (AL > 0.5).astype(np.int64)
@@ -203,19 +228,15 @@ class Network:
 
     def evaluate(self, X, Y, l2=0.0, l1=0.0) -> dict:
         """``{"cost", "error", "accuracy"}`` (classification) or ``{"cost", "mse"}`` (regression)."""
-        X = self._x(X)
-        Y = self._y(Y, X.shape[1])
-        J = self.cost(X, Y, l2=l2, l1=l1)
-        AL = self.predict_proba(X)
-        if self.loss == "bce":
-            acc = float(np.mean((AL > 0.5) == (Y > 0.5)))
-        elif self.loss == "ce":
-            acc = float(np.mean(np.argmax(AL, axis=0) == np.argmax(Y, axis=0)))
-        else:
+        X, Y = self.check_data(X, Y)
+        J, err, AL = self.cost_and_error(X, Y, V.check_nonneg(l2, "l2"), V.check_nonneg(l1, "l1"))
+        if self.loss == "mse":
             return {"cost": J, "mse": float(np.mean(np.sum((AL - Y) ** 2, axis=0)))}
-        return {"cost": J, "error": 1.0 - acc, "accuracy": acc}
+        return {"cost": J, "error": err, "accuracy": 1.0 - err}
 
     # ---------------------------------------------------------------- training and persistence
+    # training.py and io.py import this module (they take a Network); these three methods are the one place
+    # the cycle is broken, by importing them on first use.
     def fit(self, X, Y, **kwargs):
         """Train in place; see :func:`dnnkit.training.fit` for the options. Returns a ``History``."""
         from .training import fit
@@ -251,8 +272,6 @@ class Network:
 
     def copy(self) -> "Network":
         """An independent copy (parameters, normalizer, configuration)."""
-        import copy
-
         return copy.deepcopy(self)
 
     def __repr__(self) -> str:

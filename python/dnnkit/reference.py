@@ -28,7 +28,8 @@ __all__ = [
     "sigmoid", "relu", "leaky_relu", "tanh", "linear", "softmax", "activation_backward",
     "normalize_keep_prob", "forward_propagation", "compute_cost", "backward_propagation",
     "cost_and_gradients", "predict", "gradient_check", "gradient_check_n",
-    "update_parameters", "model",
+    "update_parameters", "initialize_velocity", "update_parameters_with_momentum", "initialize_adam",
+    "update_parameters_with_adam", "model",
     "params_to_vector", "vector_to_params", "initialize_parameters",
 ]
 
@@ -317,10 +318,12 @@ def cost_and_gradients(X, Y, parameters, hidden="relu", output="sigmoid", loss="
     return J, grads
 
 
-def predict(X, parameters, hidden="relu", output="sigmoid", alpha=0.01):
-    """sigmoid: (AL > 0.5) as int, (n_y, m); softmax: argmax class, (m,); linear: AL."""
+def predict(X, parameters, hidden="relu", output="sigmoid", alpha=0.01, loss=None):
+    """Classification (bce / ce): sigmoid -> (AL > 0.5) as int, (n_y, m); softmax -> argmax class, (m,).
+    Regression (mse, with a linear or a sigmoid output): AL itself. ``loss`` defaults to the output's
+    natural one (sigmoid: bce), so a sigmoid+mse net must pass ``loss="mse"`` (as dnnkit.Network knows it)."""
     AL, _ = forward_propagation(X, parameters, hidden, output, alpha=alpha)
-    if output == "sigmoid":
+    if output == "sigmoid" and loss != "mse":
         return (AL > 0.5).astype(int)
     if output == "softmax":
         return np.argmax(AL, axis=0)
@@ -392,10 +395,60 @@ def update_parameters(parameters, grads, learning_rate):
     return new
 
 
+def initialize_velocity(parameters):
+    """Momentum's v: {"dW1": zeros like W1, "db1": zeros like b1, ...}."""
+    L = _num_layers(parameters)
+    v = {}
+    for l in range(1, L + 1):
+        v[f"dW{l}"] = np.zeros_like(parameters[f"W{l}"])
+        v[f"db{l}"] = np.zeros_like(parameters[f"b{l}"])
+    return v
+
+
+def update_parameters_with_momentum(parameters, grads, v, beta, learning_rate):
+    """One momentum step: v = beta v + (1 - beta) dW; W = W - lr v (and the same for b).
+    Returns new dicts (parameters, v)."""
+    L = _num_layers(parameters)
+    new, v_new = {}, {}
+    for l in range(1, L + 1):
+        for p in ("W", "b"):
+            v_new[f"d{p}{l}"] = beta * v[f"d{p}{l}"] + (1 - beta) * grads[f"d{p}{l}"]
+            new[f"{p}{l}"] = parameters[f"{p}{l}"] - learning_rate * v_new[f"d{p}{l}"]
+    return new, v_new
+
+
+def initialize_adam(parameters):
+    """Adam's v (first moment) and s (second moment): zeros like each W / b. -> (v, s)."""
+    return initialize_velocity(parameters), initialize_velocity(parameters)
+
+
+def update_parameters_with_adam(parameters, grads, v, s, t, learning_rate=0.01, beta1=0.9, beta2=0.999,
+                                epsilon=1e-8):
+    """One Adam step (t counts steps from 1, for the bias correction):
+
+        v = beta1 v + (1 - beta1) dW          v_corrected = v / (1 - beta1^t)
+        s = beta2 s + (1 - beta2) dW^2        s_corrected = s / (1 - beta2^t)
+        W = W - lr v_corrected / (sqrt(s_corrected) + epsilon)
+
+    Returns new dicts (parameters, v, s)."""
+    L = _num_layers(parameters)
+    new, v_new, s_new = {}, {}, {}
+    for l in range(1, L + 1):
+        for p in ("W", "b"):
+            g = grads[f"d{p}{l}"]
+            v_new[f"d{p}{l}"] = beta1 * v[f"d{p}{l}"] + (1 - beta1) * g
+            s_new[f"d{p}{l}"] = beta2 * s[f"d{p}{l}"] + (1 - beta2) * g * g
+            v_corrected = v_new[f"d{p}{l}"] / (1 - beta1 ** t)
+            s_corrected = s_new[f"d{p}{l}"] / (1 - beta2 ** t)
+            new[f"{p}{l}"] = parameters[f"{p}{l}"] - learning_rate * v_corrected / (np.sqrt(s_corrected) + epsilon)
+    return new, v_new, s_new
+
+
 def model(X, Y, layer_dims, learning_rate=0.0075, num_iterations=3000, hidden="relu", output="sigmoid",
           loss="bce", l2=0.0, keep_prob=1.0, init="he", rng=None, print_cost=False, l1=0.0, alpha=0.01,
-          return_costs=False):
-    """The course's training loop (full-batch gradient descent).
+          return_costs=False, optimizer="gd", beta=0.9, beta1=0.9, beta2=0.999, epsilon=1e-8):
+    """The course's training loop (full batch): optimizer "gd", "momentum" (``beta``) or "adam"
+    (``beta1``, ``beta2``, ``epsilon``).
 
     rng is used for the initialization and the dropout masks (an int seeds one Generator for both).
     Returns the parameters, or (parameters, costs) with one cost per iteration if ``return_costs``.
@@ -403,12 +456,24 @@ def model(X, Y, layer_dims, learning_rate=0.0075, num_iterations=3000, hidden="r
     _check_names(hidden, output, loss)
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         rng = np.random.default_rng(int(rng))
+    if optimizer not in ("gd", "momentum", "adam"):
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid: gd, momentum, adam")
     parameters = initialize_parameters(layer_dims, init, rng=rng)
+    if optimizer == "momentum":
+        v = initialize_velocity(parameters)
+    elif optimizer == "adam":
+        v, s = initialize_adam(parameters)
     costs = []
     for i in range(num_iterations):
         cost, grads = cost_and_gradients(X, Y, parameters, hidden, output, loss, l2, l1, keep_prob,
                                          alpha=alpha, rng=rng)
-        parameters = update_parameters(parameters, grads, learning_rate)
+        if optimizer == "gd":
+            parameters = update_parameters(parameters, grads, learning_rate)
+        elif optimizer == "momentum":
+            parameters, v = update_parameters_with_momentum(parameters, grads, v, beta, learning_rate)
+        else:
+            parameters, v, s = update_parameters_with_adam(parameters, grads, v, s, i + 1, learning_rate, beta1,
+                                                           beta2, epsilon)
         costs.append(cost)
         if print_cost and i % 1000 == 0:
             print(f"Cost after iteration {i}: {cost}")

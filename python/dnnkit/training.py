@@ -47,6 +47,8 @@ import numpy as np
 
 from . import _core
 from . import _validation as V
+from .callbacks import EarlyStopping
+from .network import Network, _fresh_seed
 
 __all__ = ["History", "fit", "OPTIMIZERS"]
 
@@ -57,8 +59,8 @@ OPTIMIZERS = ("gd", "momentum", "adam")
 class History:
     """Per reported epoch: ``epoch, train_cost, train_error, dev_cost, dev_error, grad_norms, time`` (lists
     of equal length); ``best_epoch`` (set by early stopping), ``stopped_early``, ``interrupted``,
-    ``gradchecks`` (rows recorded by :class:`dnnkit.callbacks.GradientCheck`) and ``config`` (the fit
-    arguments). ``history["dev_cost"]`` is ``history.dev_cost``."""
+    ``gradchecks`` (rows recorded by :class:`dnnkit.callbacks.GradientCheck`), ``config`` (the fit
+    arguments) and ``train_data`` (the training ``(X, Y)``; not in ``to_dict``). ``history["dev_cost"]`` is ``history.dev_cost``."""
 
     epoch: list = field(default_factory=list)
     train_cost: list = field(default_factory=list)
@@ -72,6 +74,8 @@ class History:
     interrupted: bool = False
     gradchecks: list = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    # the (X, Y) fit trained on, as validated arrays, for callbacks that need it (GradientCheck); not serialized
+    train_data: tuple | None = field(default=None, repr=False, compare=False)
 
     _SERIES = ("epoch", "train_cost", "train_error", "dev_cost", "dev_error", "grad_norms", "time")
 
@@ -112,22 +116,6 @@ class History:
 
 
 # ------------------------------------------------------------------------------------------------- checks
-
-def _error(AL: np.ndarray, Y: np.ndarray, loss: str) -> float:
-    if loss == "bce":
-        return float(np.mean((AL > 0.5) != (Y > 0.5)))
-    if loss == "ce":
-        return float(np.mean(np.argmax(AL, axis=0) != np.argmax(Y, axis=0)))
-    return float("nan")
-
-
-def _full_pass(net, X, Y, l2=0.0, l1=0.0):
-    """(cost, error) over (X, Y) with the current parameters, no dropout (two native passes)."""
-    with net._lock:  # the network's workspace: see Network.forward
-        J = float(net._core.cost(net._theta, X, Y, [], 0, 0, [], l2, l1))
-        AL = net._core.forward(net._theta, X, [], 0, 0, [])
-    return J, _error(AL, Y, net.loss)
-
 
 class _Progress:
     """tqdm bar when available (or required), plain lines otherwise; silent unless verbose."""
@@ -192,15 +180,11 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
 
     Every argument is checked before training starts: a call that raises leaves ``net`` unchanged.
     """
-    from .callbacks import EarlyStopping
-    from .network import Network, _fresh_seed
-
     # ---------------------------------------------------------------- validate everything first
     if not isinstance(net, Network):
         raise TypeError(f"net must be a dnnkit.Network, got {type(net).__name__}")
-    X = net._x(X)
+    X, Y = net.check_data(X, Y)
     m = X.shape[1]
-    Y = net._y(Y, m)
     epochs = V.check_positive_int(epochs, "epochs", minimum=0)
     lr = V.check_real(learning_rate, "learning_rate", lo=0.0, lo_open=True)
     if batch_size is not None:
@@ -222,8 +206,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError("validation must be a tuple (X_dev, Y_dev) or None")
-        Xd = net._x(validation[0])
-        Yd = net._y(validation[1], Xd.shape[1])
+        Xd, Yd = net.check_data(validation[0], validation[1], "validation[0]", "validation[1]")
     else:
         Xd = Yd = None
     if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
@@ -256,8 +239,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
                   validation_m=None if Xd is None else int(Xd.shape[1]),
                   early_stopping=None if early_stopping is None else early_stopping.get_config(),
                   dtype=net.dtype.name)
-    history = History(config=config)
-    history._data = (X, Y)  # for callbacks that need the training data (GradientCheck); not serialized
+    history = History(config=config, train_data=(X, Y))
 
     # ---------------------------------------------------------------- train
     bar = _Progress(verbose, progress, epochs)
@@ -272,7 +254,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
         while done < epochs and not stop:
             n = min(log_every, epochs - done)
             stop_at = -1 if _stop_at_step is None else int(_stop_at_step)
-            r = trainer.run(net._theta, n, stop_at)
+            r = trainer.run(net.theta, n, stop_at)
             done += int(r["epochs"])
             if r["interrupted"]:
                 # the native loop rolled the unfinished epoch back; report the finished ones if any
@@ -313,8 +295,8 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
 
 def _record(net, history, r, epoch, X, Y, Xd, Yd, l2, l1, train_eval, t0) -> None:
     if train_eval == "full":
-        cost, err = _full_pass(net, X, Y, l2, l1)
+        cost, err, _ = net.cost_and_error(X, Y, l2, l1)
     else:
         cost, err = r["cost"], r["error"]
-    dcost, derr = _full_pass(net, Xd, Yd) if Xd is not None else (float("nan"), float("nan"))
+    dcost, derr, _ = net.cost_and_error(Xd, Yd) if Xd is not None else (float("nan"), float("nan"), None)
     history._append(epoch, cost, err, dcost, derr, r["grad_norms"], time.perf_counter() - t0)
