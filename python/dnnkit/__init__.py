@@ -43,7 +43,9 @@ except _PNF:  # running from a source tree
 
 def set_num_threads(n: int) -> None:
     """Threads for dnnkit's native work (0 = OpenMP's default). Results are identical for any n."""
-    _core.set_num_threads(_check_num_threads(n))
+    from ._threads import set_process_threads
+
+    set_process_threads(_check_num_threads(n))  # also what calls with n_threads= restore afterwards
 
 
 def get_num_threads() -> int:

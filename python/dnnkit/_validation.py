@@ -287,3 +287,12 @@ def normalize_masks(masks, keep: Sequence[float], dims: Sequence[int], m: int, d
             raise ValueError(f"masks[{l}] must contain only 0 and 1")
         out.append(arr)
     return out
+
+
+def check_n_threads(value, name: str = "n_threads") -> int:
+    """A per-call thread count: an integer in [1, MAX_THREADS] (None, "leave the setting", is the caller's)."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be a positive integer or None, got {value!r}")
+    if not 1 <= int(value) <= MAX_THREADS:
+        raise ValueError(f"{name} must lie in [1, {MAX_THREADS}], got {value}")
+    return int(value)

@@ -46,6 +46,7 @@ from . import _core
 from . import _validation as V
 from . import reference as ref
 from ._params import layer_slices
+from .distributed import distributable
 from .network import Network
 
 __all__ = ["gradcheck", "assert_gradients_close", "GradcheckReport", "ComponentRow", "DEFAULT_EPS",
@@ -158,9 +159,19 @@ class GradcheckReport:
         self._dir_components = dir_components                # directional: component name per direction
         self._n_kinks_dir = n_kinks_dir
         self.engine_stats = None  # native full/sample checks: {"fast", "general", "routed"} coordinate counts
+        # False when the check stopped before all requested coordinates were checked (Ctrl-C during a sharded
+        # check): the numbers then cover ``checked_indices`` only and ``missing_indices`` lists the rest
+        self.complete = True
+        self.missing_indices = np.zeros(0, np.int64)
+        self.shard_stats = None  # sharded checks: one dict per shard (size, cost, seconds, threads, worker)
         self.components = self._build_components()
 
     # ---- numbers
+    @property
+    def checked_indices(self) -> np.ndarray:
+        """The coordinates (flat indices of theta) this report holds numbers for (``indices``)."""
+        return self.indices
+
     @property
     def reliable(self) -> np.ndarray:
         return self.flags == 0
@@ -198,7 +209,7 @@ class GradcheckReport:
         return self.difference_reliable
 
     def __bool__(self) -> bool:
-        return self.verdict == "correct"
+        return self.complete and self.verdict == "correct"  # an interrupted check verified nothing as a whole
 
     # ---- components and findings
     def _comp_of(self, idx):
@@ -249,7 +260,8 @@ class GradcheckReport:
     def to_dict(self) -> dict:
         return {"difference": self.difference, "difference_reliable": self.difference_reliable,
                 "verdict": self.verdict, "mode": self.mode, "eps": self.eps, "engine": self.engine,
-                "n_checked": self.n_checked, "n_kinks": self.n_kinks, "cost": self.cost,
+                "n_checked": self.n_checked, "n_kinks": self.n_kinks, "cost": self.cost, "complete": self.complete,
+                "n_missing": int(self.missing_indices.size),
                 "engine_stats": None if self.engine_stats is None else dict(self.engine_stats),
                 "thresholds": {"correct_below": CORRECT_BELOW, "bug_from": BUG_FROM},
                 "components": [c.to_dict() for c in self.components]}
@@ -260,6 +272,9 @@ class GradcheckReport:
                 f"{self.n_kinks} unreliable (kinks)\n"
                 f"difference = {self.difference_reliable:.8g}  ->  {self.verdict.upper()}"
                 f"   (correct < {CORRECT_BELOW:g}, bug >= {BUG_FROM:g})")
+        if not self.complete:
+            head += (f"\n  INCOMPLETE: interrupted with {self.missing_indices.size} requested coordinates not checked"
+                     " (the numbers cover the checked ones only)")
         if self.n_kinks:
             head += (f"\n  (without the {self.n_kinks} kink-crossing coordinates; with them: {self.difference:.8g} —"
                      " a ReLU kink inside +-eps makes the centered difference meaningless there)")
@@ -543,6 +558,7 @@ def _select(n, indices, layout: _Layout, mode, k, rng):
 
 # ----------------------------------------------------------------------------- the check
 
+@distributable
 def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1=0.0, keep_prob=1.0, seed=None,
               masks=None, step=0, eps=DEFAULT_EPS, mode="full", k=16, n_directions=1, indices=None,
               rng=0, engine_options=None) -> GradcheckReport:
@@ -568,6 +584,15 @@ def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1
     debugging). ``report.engine_stats`` says how many coordinates each path did ({"fast", "general",
     "routed"}: routed = hidden-layer coordinates the fast path handed to the general one because a kink was
     within reach).
+
+    executor (full and sample modes): a ``concurrent.futures.Executor`` (``ProcessPoolExecutor``, a Dask
+    ``Client.get_executor()`` or the ``Client`` itself) or a map-like callable (``multiprocessing.Pool().map``):
+    the coordinates are cut into ``n_shards`` shards of about equal cost, checked in parallel and merged into
+    the report the serial call returns, bit for bit (see :mod:`dnnkit.distributed`). Ctrl-C cancels the
+    outstanding shards and returns the partial report with ``report.complete == False``. progress: a tqdm bar
+    counting finished shards (None: when tqdm is installed). n_threads: native threads for this call (each
+    shard's, with an executor), restored afterwards; None: the process setting, or inside a Dask worker the
+    threads Dask gave it. (These four are handled by ``dnnkit.distributed.distributable`` around this function.)
     """
     V.check_choice(mode, ("full", "sample", "directional"), "mode")
     eps = V.check_eps(eps)

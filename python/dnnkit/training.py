@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from . import _core
+from . import _core, _threads
 from . import _validation as V
 from .callbacks import EarlyStopping
 from .network import Network, _fresh_seed
@@ -160,7 +160,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
         optimizer: str = "gd", beta: float = 0.9, beta1: float = 0.9, beta2: float = 0.999,
         epsilon: float = 1e-8, l2: float = 0.0, l1: float = 0.0, keep_prob=1.0, validation=None,
         early_stopping=None, callbacks=(), seed: int | None = None, verbose: bool = False, progress=None,
-        log_every: int = 1, train_eval: str = "running", on_interrupt: str = "stop",
+        log_every: int = 1, train_eval: str = "running", on_interrupt: str = "stop", n_threads: int | None = None,
         _stop_at_step: int | None = None) -> History:
     """Train ``net`` in place; returns a :class:`History`.
 
@@ -176,7 +176,8 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
     recorded in ``history.config``). verbose: a tqdm progress bar (``progress=False``: plain lines;
     ``progress=True``: tqdm required). log_every: report (history row, validation, callbacks, progress)
     every this many epochs, and at the last one. train_eval: "running" or "full" (see the module doc).
-    on_interrupt: "stop" or "raise" (see the module doc).
+    on_interrupt: "stop" or "raise" (see the module doc). n_threads: native threads for this call (restored
+    afterwards); None: the process setting, or inside a Dask worker the threads Dask gave it (``dnnkit._threads``).
 
     Every argument is checked before training starts: a call that raises leaves ``net`` unchanged.
     """
@@ -203,6 +204,8 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
     log_every = V.check_positive_int(log_every, "log_every")
     V.check_choice(train_eval, ("running", "full"), "train_eval")
     V.check_choice(on_interrupt, ("stop", "raise"), "on_interrupt")
+    if n_threads is not None:
+        V.check_n_threads(n_threads)
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError("validation must be a tuple (X_dev, Y_dev) or None")
@@ -243,6 +246,8 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
 
     # ---------------------------------------------------------------- train
     bar = _Progress(verbose, progress, epochs)
+    threads = _threads.using(n_threads)  # the thread count of this call, restored in `finally`
+    config["n_threads"] = threads.__enter__()
     t0 = time.perf_counter()
     done = 0
     stop = False
@@ -279,6 +284,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
         if done > 0 and (not history.epoch or history.epoch[-1] < done):
             _record(net, history, trainer.last_stats(), done, X, Y, Xd, Yd, l2, l1, train_eval, t0)
     finally:
+        threads.__exit__(None, None, None)
         bar.close()
     for cb in cbs:
         if callable(getattr(cb, "on_train_end", None)):
