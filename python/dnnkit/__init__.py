@@ -58,13 +58,15 @@ def blas_info() -> dict:
 
 
 # Submodules and names loaded on first use (keeps `import dnnkit` fast and lets optional parts stay optional).
-_LAZY_MODULES = ("reference", "data", "datasets", "diagnose", "plots", "sklearn", "callbacks", "cli")
+_LAZY_MODULES = ("distributed", "sweeps", "reference", "data", "datasets", "diagnose", "plots", "sklearn", "callbacks", "cli")
 _LAZY_NAMES = {
     "gradcheck": ("gradient_check", "gradcheck"),
     "assert_gradients_close": ("gradient_check", "assert_gradients_close"),
     "GradcheckReport": ("gradient_check", "GradcheckReport"),
     "EarlyStopping": ("callbacks", "EarlyStopping"),
     "History": ("training", "History"),
+    "sweep": ("sweeps", "sweep"),
+    "SweepResult": ("sweeps", "SweepResult"),
     "taylor_test": ("taylor", "taylor_test"),
     "TaylorReport": ("taylor", "TaylorReport"),
 }
@@ -82,5 +84,5 @@ def __getattr__(name: str):
 __all__ = [
     "Network", "initialize_parameters", "params_to_vector", "vector_to_params", "dropout_mask",
     "set_num_threads", "get_num_threads", "blas_info", "gradcheck", "assert_gradients_close",
-    "GradcheckReport", "taylor_test", "TaylorReport", "EarlyStopping", "History", "reference", "data", "datasets", "diagnose", "__version__",
+    "GradcheckReport", "taylor_test", "TaylorReport", "EarlyStopping", "History", "sweep", "SweepResult", "reference", "data", "datasets", "diagnose", "__version__",
 ]

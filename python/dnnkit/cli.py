@@ -1,9 +1,10 @@
-"""``dnnkit`` command line: ``demo``, ``train``, ``gradcheck``, ``bench``.
+"""``dnnkit`` command line: ``demo``, ``train``, ``gradcheck``, ``bench``, ``sweep``.
 
     dnnkit demo [--out DIR] [--quick]
     dnnkit train --data circles|moons|spirals|blobs|football|FILE.csv|FILE.npz [options]
     dnnkit gradcheck (--model PATH | --layers 4,5,3,1) [options]
     dnnkit bench [--quick]
+    dnnkit sweep --data moons --l2 0,0.1,0.7 --keep-prob 1,0.86 [--scheduler tcp://HOST:PORT | --workers N]
 
 Errors in the input (a missing file, a bad flag value) print one line ``dnnkit <command>: error: ...`` to
 stderr and exit with status 2, without a traceback. ``main(argv)`` returns the exit status (0 on success).
@@ -98,7 +99,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dnnkit", description="dnnkit: practical deep learning for fully-connected nets "
                                            "(init, regularization, diagnostics, gradient checking).")
     p.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = p.add_subparsers(dest="command", metavar="{demo,train,gradcheck,bench}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="{demo,train,gradcheck,bench,sweep}", parser_class=_Parser)
 
     d = sub.add_parser("demo", help="run the seeds' four experiments, print their tables, save figures")
     d.add_argument("--out", default="dnnkit-demo", help="directory for the figures (default ./dnnkit-demo)")
@@ -149,6 +150,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="short timing: native forward+backward and gradcheck vs dnnkit.reference")
     b.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    _add_sweep_parser(sub)
     return p
 
 
@@ -411,6 +413,121 @@ def _cmd_bench(args, out) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------- sweep
+
+def _list_of(parse, what):
+    def parse_list(text: str) -> list:
+        items = [v for v in text.replace(" ", "").split(",") if v != ""]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+        return [parse(v) for v in items]
+    return parse_list
+
+
+def _layer_lists(text: str) -> list:
+    """"20-3,50-20-3" -> [(20, 3), (50, 20, 3)] (hidden layer sizes; '-' within one net, ',' between nets)."""
+    out = []
+    for part in [p for p in text.replace(" ", "").split(",") if p]:
+        try:
+            sizes = tuple(int(v) for v in part.split("-"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected hidden sizes like 20-3,50-20-3, got {text!r}") from None
+        if any(v < 1 for v in sizes):
+            raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {text!r}")
+        out.append(sizes)
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected hidden sizes like 20-3,50-20-3, got {text!r}")
+    return out
+
+
+def _add_sweep_parser(sub) -> None:
+    s = sub.add_parser("sweep", help="train one net per configuration of a grid; table, best, plot (Dask-ready)")
+    s.add_argument("--data", required=True, help="as for train: a built-in set or a .csv / .npz file")
+    s.add_argument("--layers", type=_layer_lists, default=[(20, 3)],
+                   help="hidden layer sizes to try, e.g. 20-3,50-20-3 (default 20-3)")
+    s.add_argument("--hidden", type=_list_of(str, "activations"), default=["relu"])
+    s.add_argument("--init", type=_list_of(str, "initializations"), default=None, help="e.g. he,glorot")
+    s.add_argument("--l2", type=_list_of(_real(0), "numbers"), default=[0.0], help="e.g. 0,0.1,0.7")
+    s.add_argument("--l1", type=_list_of(_real(0), "numbers"), default=[0.0])
+    s.add_argument("--keep-prob", type=_list_of(_real(0, 1, lo_open=True), "numbers"), default=[1.0],
+                   help="e.g. 1,0.86")
+    s.add_argument("--lr", type=_list_of(_real(0, lo_open=True), "numbers"), default=[0.1], help="learning rates")
+    s.add_argument("--optimizer", type=_list_of(str, "optimizers"), default=["gd"], help="e.g. gd,adam")
+    s.add_argument("--epochs", type=_positive_int, default=1000)
+    s.add_argument("--batch-size", type=_positive_int, default=None)
+    s.add_argument("--standardize", action="store_true", help="standardize inputs (statistics of train only)")
+    s.add_argument("--split", type=_split_arg, default="auto", help="auto or train,dev[,test] fractions")
+    s.add_argument("--bayes-error", type=_real(0, 1), default=0.0)
+    s.add_argument("--seed", type=_nonneg_int, default=0)
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT", help="run on this Dask scheduler")
+    where.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="start a local Dask cluster of N worker processes on 127.0.0.1")
+    s.add_argument("--threads", type=_positive_int, default=None, metavar="K",
+                   help="native threads per configuration (default: the threads Dask gave each worker)")
+    s.add_argument("--out", default=None, help="directory for sweep.json and sweep.png")
+    s.add_argument("--no-progress", action="store_true")
+
+
+def _cmd_sweep(args, out) -> int:
+    import json
+
+    import dnnkit as dk
+    from . import data
+
+    X, Y, preset = _load_data(args.data, args.seed)
+    Y, output, loss, _ = _binary_or_classes(Y)
+    Xtr, Ytr, Xd, Yd, _, _ = _split(X, Y, preset, args.split, args.seed)
+    if args.standardize:
+        norm = data.Standardizer().fit(Xtr)
+        Xtr, Xd = norm.transform(Xtr), norm.transform(Xd)
+    grid = {"layers": args.layers, "hidden": args.hidden, "l2": args.l2, "l1": args.l1, "keep_prob": args.keep_prob,
+            "learning_rate": args.lr, "optimizer": args.optimizer}
+    if args.init:
+        grid["init"] = args.init
+    grid = {k: v for k, v in grid.items() if len(v) > 1 or k in ("l2", "keep_prob")}  # the table shows what varies
+    fixed = {"layers": args.layers[0], "hidden": args.hidden[0], "l1": args.l1[0], "learning_rate": args.lr[0],
+             "optimizer": args.optimizer[0], "init": args.init[0] if args.init else None}
+    fixed = {k: v for k, v in fixed.items() if k not in grid}
+    cluster = client = None
+    try:
+        if args.scheduler or args.workers:
+            try:
+                from distributed import Client, LocalCluster
+            except ImportError:
+                raise UsageError("--scheduler / --workers need dask.distributed: pip install 'dask[distributed]'") \
+                    from None
+            if args.workers:
+                cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                       scheduler_kwargs={"dashboard": False}, worker_dashboard_address="127.0.0.1:0")
+                client = Client(cluster, timeout=60)
+            else:
+                client = Client(args.scheduler, timeout=30)
+            print(f"dask: {len(client.nthreads())} workers at {client.scheduler.address}", file=out)
+        res = dk.sweep(grid, Xtr, Ytr, validation=(Xd, Yd), output=output, loss=loss, epochs=args.epochs,
+                       batch_size=args.batch_size, bayes_error=args.bayes_error, seed=args.seed, executor=client,
+                       n_threads=args.threads, progress=False if args.no_progress else None, **fixed)
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    print(str(res), file=out)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, "sweep.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(res.to_dict(), f, indent=1)
+        os.replace(tmp, path)
+        print(f"table saved to {path}", file=out)
+        if importlib.util.find_spec("matplotlib") is not None:
+            print(f"figure: {res.plot(path=os.path.join(args.out, 'sweep.png')) and os.path.join(args.out, 'sweep.png')}",
+                  file=out)
+    return 0 if res.complete else 130
+
+
 # ------------------------------------------------------------------------------------------------- main
 
 def main(argv=None) -> int:
@@ -428,7 +545,8 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    cmd = {"demo": _cmd_demo, "train": _cmd_train, "gradcheck": _cmd_gradcheck, "bench": _cmd_bench}[args.command]
+    cmd = {"demo": _cmd_demo, "train": _cmd_train, "gradcheck": _cmd_gradcheck, "bench": _cmd_bench,
+           "sweep": _cmd_sweep}[args.command]
     try:
         return cmd(args, sys.stdout)
     except KeyboardInterrupt:
