@@ -155,7 +155,6 @@ void register_mlp(py::module_& m, const char* name) {
 }  // namespace
 
 void bind_mlp(py::module_& m) {
-    blas_set_threads(1);  // one thread pool: BLAS runs single-threaded, dnnkit splits work over OpenMP itself
     register_mlp<double>(m, "MLP64");
     register_mlp<float>(m, "MLP32");
     m.def("dropout_mask", &dropout_mask, py::arg("n"), py::arg("m"), py::arg("keep_prob"), py::arg("seed"),
@@ -163,8 +162,7 @@ void bind_mlp(py::module_& m) {
           "0/1 keep decisions of layer `layer` for units x examples, as the native passes draw them");
     m.def("set_num_threads", [](int n) {
         if (n < 0) throw py::value_error("n must be >= 0 (0 = default)");
-        // OpenMP aborts or crashes when it cannot create the threads asked for (10^6 threads: SIGSEGV)
-        const int most = std::max(1024, 4 * omp_get_num_procs());
+        const int most = max_threads();  // see parallel.hpp
         if (n > most) throw py::value_error("n must be <= " + std::to_string(most));
         set_num_threads(n);
     });

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "dnnkit/mlp.hpp"
+#include "dnnkit/arch.hpp"
 
 namespace py = pybind11;
 

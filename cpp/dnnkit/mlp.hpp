@@ -8,7 +8,8 @@
 //     example), or explicit 0/1 masks converted) and used by forward and backward;
 //   - the lean path (small problems: one column chunk, whole-matrix BLAS calls, no OpenMP) or the wide path
 //     (column chunks through all layers, then balanced dW tiles and dA column chunks, on OpenMP) is chosen by
-//     sizes only, so results are bit-identical for any thread count.
+//     sizes only (partition.hpp), so results are bit-identical for any thread count.
+// Building blocks: arch.hpp (sizes, offsets), dropout.hpp (masks), kernels.hpp (elementwise), partition.hpp.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -16,86 +17,14 @@
 #include <vector>
 
 #include "activations.hpp"
+#include "arch.hpp"
 #include "blas.hpp"
+#include "dropout.hpp"
+#include "kernels.hpp"
 #include "parallel.hpp"
-#include "passes.hpp"
-#include "rng.hpp"
+#include "partition.hpp"
 
 namespace dnnkit {
-
-// Size limits, checked where sizes enter (Arch, the bindings): every index and partition computation is then
-// safe in int (chunk ends, Philox block counts, the gradient checker's 2*P*m batch columns), with headroom.
-constexpr int MAX_UNITS = 1 << 30;     // per layer
-constexpr int MAX_EXAMPLES = 1 << 30;  // columns m of one pass
-
-struct Arch {
-    std::vector<int> dims;
-    Act hidden = Act::relu, output = Act::sigmoid;
-    Loss loss = Loss::bce;
-    double alpha = 0.01;  // leaky_relu slope
-    std::vector<size_t> woff, boff;
-    size_t nparams = 0;
-
-    Arch() = default;
-    Arch(std::vector<int> d, Act h, Act o, Loss l, double a) : dims(std::move(d)), hidden(h), output(o), loss(l), alpha(a) {
-        if (dims.size() < 2) throw std::invalid_argument("need at least an input and an output layer");
-        // softmax is column-wise and fused with the loss: valid as the output only (a hidden one would throw
-        // from act_backward / act_delta inside an OpenMP region, i.e. std::terminate)
-        if (h == Act::softmax) throw std::invalid_argument("softmax is not a hidden activation");
-        size_t off = 0;
-        woff.assign(dims.size(), 0);
-        boff.assign(dims.size(), 0);
-        for (int l = 1; l < int(dims.size()); ++l) {
-            if (dims[l] < 1 || dims[l - 1] < 1) throw std::invalid_argument("layer sizes must be >= 1");
-            if (dims[l] > MAX_UNITS || dims[l - 1] > MAX_UNITS)
-                throw std::invalid_argument("layer sizes must be <= 2^30");
-            woff[l] = off;
-            off += size_t(dims[l]) * dims[l - 1];
-            boff[l] = off;
-            off += size_t(dims[l]);
-        }
-        nparams = off;
-    }
-    int L() const { return int(dims.size()) - 1; }
-    int n(int l) const { return dims[l]; }
-    int max_width() const {
-        int w = 0;
-        for (int d : dims) w = std::max(w, d);
-        return w;
-    }
-};
-
-// Dropout settings of one pass. keep[l] for l = 0 (input) .. L-1 (hidden); never the output.
-// masks[l] (optional): explicit 0/1 masks (n[l] x m, row-major); nullptr -> counter-based RNG.
-template <class T>
-struct Dropout {
-    std::vector<double> keep;
-    uint64_t seed = 0;
-    uint32_t step = 0;
-    std::vector<const T*> masks;
-    bool on(int l) const { return l < int(keep.size()) && keep[l] < 1.0; }
-    const T* mask(int l) const { return l < int(masks.size()) ? masks[l] : nullptr; }
-};
-
-// Applies inverted dropout of layer l to columns [j0, j1) of a (n x ld) row-major block:
-// v = keep ? v / keep_prob : 0, element by element. The passes use byte masks (MLP::masks); the gradient
-// checker uses this on a block of ones to get its per-element dropout factors.
-template <class T>
-inline void apply_dropout(const Dropout<T>& dp, int l, int n, int ld, int j0, int j1, T* v) {
-    const T kp = T(dp.keep[l]);
-    if (const T* D = dp.mask(l)) {
-        for (int i = 0; i < n; ++i)
-            for (int j = j0; j < j1; ++j) {
-                T& x = v[size_t(i) * ld + j];
-                x = D[size_t(i) * ld + j] != T(0) ? x / kp : T(0);
-            }
-        return;
-    }
-    dropout_bits(dp.seed, dp.step, uint32_t(l), n, j0, j1, keep_threshold(dp.keep[l]), [&](int i, int j, bool keep) {
-        T& x = v[size_t(i) * ld + j];
-        x = keep ? x / kp : T(0);
-    });
-}
 
 template <class T>
 class MLP {
@@ -380,13 +309,6 @@ double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, con
         }
     }
     return J;
-}
-
-// Lean when the forward GEMMs are at most LEAN_MAX_FLOPS (sizes only: the same path for any thread count).
-inline bool lean_worth(const Arch& a, int m) {
-    double flops = 0.0;
-    for (int l = 1; l <= a.L(); ++l) flops += 2.0 * a.n(l) * a.n(l - 1) * m;
-    return flops <= LEAN_MAX_FLOPS;
 }
 
 template <class T>

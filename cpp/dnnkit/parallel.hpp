@@ -1,6 +1,6 @@
 // One thread pool (OpenMP) and work partitions that depend only on problem sizes, never on the thread
 // count: every chunk is computed by the same code whichever thread runs it, so results are bit-identical
-// for any number of threads. BLAS runs single-threaded inside (set at module import).
+// for any number of threads. BLAS runs single-threaded inside (set once at module import, module.cpp).
 #pragma once
 #include <omp.h>
 
@@ -8,6 +8,10 @@
 #include <atomic>
 
 namespace dnnkit {
+
+// The most threads set_num_threads accepts: OpenMP aborts or crashes when it cannot create the threads asked
+// for (10^6 threads: SIGSEGV). Exported to Python as _core.MAX_THREADS.
+inline int max_threads() { return std::max(1024, 4 * omp_get_num_procs()); }
 
 // Atomic: set_num_threads may run on one Python thread while native work (GIL released) reads it on another.
 inline std::atomic<int>& thread_setting() {
@@ -28,14 +32,32 @@ struct Chunks {
     int end(int c) const { return std::min(n, (c + 1) * width); }
 };
 
-// Example (column) chunks: at most 8, multiples of 4 wide (Philox lanes), at least 32 columns.
-inline Chunks column_chunks(int m) {
-    if (m <= 64) return {m, std::max(m, 1)};
-    const int w = std::max(32, ((m + 7) / 8 + 3) / 4 * 4);
-    return {m, w};
+// Runs task(t, state, poller, stop) for t in [0, n) on the OpenMP pool, dynamically scheduled one task at a
+// time, with one default-constructed State (scratch buffers) per thread. Interruption: `poll` (anything
+// contextually convertible to bool and callable, e.g. std::function<bool()>; empty = never) is called before
+// each task by OpenMP thread 0 only (the caller's thread, which may take the GIL); when it returns true, or a
+// task returns false, the shared stop flag is set and every remaining task is skipped. `poller` tells a task
+// that it runs on thread 0 (so may call poll itself between its own steps); `stop` lets a long task give up
+// early. Returns false when stopped (outputs then partly written). Each task writes only its own outputs, so
+// results do not depend on which thread ran what.
+template <class State, class Poll, class Task>
+bool parallel_tasks(int n, const Poll& poll, Task&& task) {
+    std::atomic<bool> stop{false};
+#pragma omp parallel num_threads(num_threads()) if (n > 1)
+    {
+        State state;
+        const bool poller = poll && omp_get_thread_num() == 0;
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < n; ++t) {
+            if (stop.load(std::memory_order_relaxed)) continue;
+            if (poller && poll()) {
+                stop.store(true);
+                continue;
+            }
+            if (!task(t, state, poller, static_cast<const std::atomic<bool>&>(stop))) stop.store(true);
+        }
+    }
+    return !stop.load();
 }
-
-// Parallelism only pays past some work; the decision depends on sizes only.
-inline bool worth_parallel(double flops) { return flops > 4.0e5 && num_threads() > 1; }
 
 }  // namespace dnnkit

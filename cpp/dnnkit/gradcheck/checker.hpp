@@ -1,0 +1,269 @@
+// The gradient checker: the cached unperturbed pass and the helpers every algorithm shares (locating a
+// coordinate, propagating a block of deltas through a hidden layer, the closed-form regularization change).
+// The algorithms are member functions defined each in its own file: general.hpp (per-coordinate delta
+// propagation), directional.hpp (directions), fast_path.hpp (linear-region shortcut), dispatch.hpp (coords:
+// which coordinates go to which path). Include ../gradcheck.hpp, which pulls them all in.
+#pragma once
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+#include "../mlp.hpp"
+#include "../parallel.hpp"
+#include "numerics.hpp"
+
+namespace dnnkit {
+
+class GradChecker {
+   public:
+    using Poll = std::function<bool()>;
+
+    GradChecker(const Arch& arch, const double* theta, const double* X, const double* Y, int m,
+                const Dropout<double>& dp, double l2, double l1)
+        : arch_(arch), theta_(theta), Y_(Y), m_(m), l2_(l2), l1_(l1) {
+        const int L = arch.L();
+        MLP<double> net(arch);
+        J0_ = net.forward(theta, X, m, dp, Y, l2, l1);
+        Z_.assign(L + 1, {});
+        A_.assign(L + 1, {});
+        G_.assign(L + 1, {});
+        D_.assign(L + 1, {});
+        if (dp.on(0)) A_[0] = std::move(net.A[0]);  // else A[0] is X itself (not copied)
+        A0_ = dp.on(0) ? A_[0].data() : X;
+        for (int l = 1; l <= L; ++l) {
+            Z_[l] = std::move(net.Z[l]);
+            A_[l] = std::move(net.A[l]);
+            G_[l].resize(Z_[l].size());
+            const Act act = l < L ? arch.hidden : arch.output;
+            if (act != Act::softmax) act_forward(act, Z_[l].data(), G_[l].data(), Z_[l].size(), arch.alpha);
+            else G_[l] = A_[l];
+        }
+        for (int l = 0; l < L; ++l) {
+            if (!dp.on(l)) continue;
+            D_[l].assign(size_t(arch.n(l)) * m, 1.0);
+            apply_dropout(dp, l, arch.n(l), m, 0, m, D_[l].data());  // 1 -> 1/keep or 0
+        }
+        if (piecewise_linear()) {
+            S_.assign(L + 1, {});
+            absW_.assign(L + 1, {});
+            for (int l = 1; l < L; ++l) {
+                const size_t n = size_t(arch.n(l)) * m;
+                S_[l].resize(n);
+                const double lo = arch.hidden == Act::linear ? 1.0 : arch.hidden == Act::relu ? 0.0 : arch.alpha;
+                for (size_t q = 0; q < n; ++q) {
+                    const double g = arch.hidden == Act::linear || Z_[l][q] > 0.0 ? 1.0 : lo;
+                    S_[l][q] = D_[l].empty() ? g : g * D_[l][q];
+                }
+                if (l >= 3) {
+                    const double* w = theta + arch.woff[l];
+                    absW_[l].resize(size_t(arch.n(l)) * arch.n(l - 1));
+                    for (size_t q = 0; q < absW_[l].size(); ++q) absW_[l][q] = std::fabs(w[q]);
+                }
+            }
+        }
+        out_ = OutputLoss{arch.loss, arch.output, arch.n(L), m, Z_[L].data(), G_[L].data(), Y};
+    }
+
+    GradChecker(const GradChecker&) = delete;  // out_ points into the cached vectors
+    GradChecker& operator=(const GradChecker&) = delete;
+
+    double cost() const { return J0_; }
+
+    // What the last coords() call did: coordinates done by the piecewise-linear fast path, and by the general
+    // (delta-propagation) path, the latter including the fast path's routed ones (kinks within reach).
+    struct Stats {
+        int64_t fast = 0, general = 0, routed = 0;
+    };
+
+
+    // Centered differences for the flat coordinates idx[0..n): approx[k] and kink flags[k].
+    // fast_path: use the exact linear-region shortcut for relu / leaky_relu / linear hidden layers (see
+    // fast_unit); false forces the general path for every coordinate (the tests' escape hatch).
+    // Returns false when `poll` asked to stop (outputs then partly written).
+    bool coords(const int64_t* idx, size_t n, double eps, double* approx, uint8_t* flags, const Poll& poll,
+                bool fast_path = true, Stats* stats = nullptr) const;
+
+    // Directional derivatives along dirs[k] (k < K, each of length nparams):
+    // (J(theta + eps d) - J(theta - eps d)) / 2eps, and how many (unit, example) kinks were crossed.
+    // Batched: directions whose first nonzero layer is the same (l0) run together, both signs of every
+    // direction side by side as the column blocks of one (n, 2*g*m) block, so the suffix is a few wide GEMMs;
+    // nothing below l0 is recomputed (the cached forward), and the l0 product D[l0] A[l0-1] is formed once for
+    // both signs. Chunks of directions depend on sizes only: identical results for any thread count.
+    // (directional.hpp)
+    bool directions(const double* dirs, int K, double eps, double* approx, int64_t* nkinks, const Poll& poll) const;
+
+    // The same for directions given as rows[k] (length nparams) restricted to the blocks with wpart[k*(L+1)+l]
+    // (W[l]) and bpart[k*(L+1)+l] (b[l]) set: the other blocks of rows[k] are read as zeros. One row can so carry
+    // a direction for every component at once (components are disjoint), without a dense (K, nparams) matrix.
+    bool directions(const double* const* rows, const uint8_t* wnz, const uint8_t* bnz, int K, double eps,
+                    double* approx, int64_t* nkinks, const Poll& poll) const;
+
+   private:
+    static constexpr int target_cols = 4096;       // columns of one batched suffix GEMM (2P*m)
+    static constexpr int target_dir_cols = 16384;  // columns of one batched directional block (2g*m)
+
+    struct Coord {
+        int l = 1, i = 0, j = -1;  // j < 0: bias
+        size_t out = 0;
+    };
+    struct Scratch {
+        std::vector<double> row, bufA, bufB, e, yd;
+        std::vector<uint8_t> kink;
+    };
+    struct DirScratch {  // per-thread buffers of the directional mode
+        Scratch sc;
+        std::vector<double> bufZ, bufA, base, tmp;
+        std::vector<int64_t> cnt;
+    };
+
+    const Arch& arch_;
+    const double* theta_;
+    const double* Y_;
+    int m_;
+    double l2_, l1_, J0_ = 0.0;
+    const double* A0_ = nullptr;
+    std::vector<std::vector<double>> Z_, A_, G_, D_;
+    // piecewise-linear hidden layers (fast path): S[l] = g'(Z[l]) * dropout scale; |W[l]| for the margin bounds
+    std::vector<std::vector<double>> S_, absW_;
+    OutputLoss out_;  // loss deltas of the cached output layer (views into Z_[L], G_[L], Y)
+
+    const double* W(int l) const { return theta_ + arch_.woff[l]; }
+    const double* act(int l) const { return l == 0 ? A0_ : A_[l].data(); }  // A[l] after dropout
+
+    static bool is_zero(const double* p, size_t n) {
+        for (size_t q = 0; q < n; ++q)
+            if (p[q] != 0.0) return false;
+        return true;
+    }
+
+    Coord locate(int64_t q, size_t out) const {
+        if (q < 0 || size_t(q) >= arch_.nparams) throw std::out_of_range("coordinate index out of range");
+        const int L = arch_.L();
+        Coord c;
+        c.out = out;
+        for (int l = L; l >= 1; --l) {
+            if (size_t(q) >= arch_.woff[l]) {
+                c.l = l;
+                if (size_t(q) >= arch_.boff[l]) {
+                    c.i = int(size_t(q) - arch_.boff[l]);
+                    c.j = -1;
+                } else {
+                    const size_t r = size_t(q) - arch_.woff[l];
+                    c.i = int(r / size_t(arch_.n(l - 1)));
+                    c.j = int(r % size_t(arch_.n(l - 1)));
+                }
+                return c;
+            }
+        }
+        return c;
+    }
+
+    // dA = (g(Z + dZ) - g(Z)) * D for hidden layer l on a (n_l, reps*m) block of deltas (column p*m + c
+    // pairs with example c). Flags crossed kinks per column block into kink[p] and counts them into counts[p].
+    void hidden_delta(int l, const double* dZ, int ld, int reps, double* dA, int64_t* counts,
+                      uint8_t* kink = nullptr) const {
+        const int nl = arch_.n(l), mm = m_;
+        const Act act = arch_.hidden;
+        const double* Z = Z_[l].data();
+        const double* G = G_[l].data();
+        const double* D = D_[l].empty() ? nullptr : D_[l].data();
+        const double alpha = arch_.alpha;
+        for (int h = 0; h < nl; ++h) {
+            const double* z = Z + size_t(h) * mm;
+            const double* g = G + size_t(h) * mm;
+            const double* dd = D ? D + size_t(h) * mm : nullptr;
+            for (int p = 0; p < reps; ++p) {
+                const double* dz = dZ + size_t(h) * ld + size_t(p) * mm;
+                double* da = dA + size_t(h) * ld + size_t(p) * mm;
+                if (act == Act::relu && !dd) {  // the common case, written branch-free so that it vectorizes
+                    int any = 0;
+#pragma omp simd reduction(| : any)
+                    for (int c = 0; c < mm; ++c) {
+                        const double zz = z[c], d = dz[c], zd = zz + d;
+                        const double r = std::max(zd, 0.0) - std::max(zz, 0.0);
+                        da[c] = (int(zz > 0.0) & int(zd > 0.0)) ? d : r;  // both active: exactly d
+                        // a kink is crossed iff [z, z+d] contains 0 (and the unit moves)
+                        any |= int(std::min(zz, zd) <= 0.0) & int(std::max(zz, zd) >= 0.0) & int(d != 0.0);
+                    }
+                    if (any) {
+                        int64_t cnt = 0;
+                        for (int c = 0; c < mm; ++c) {
+                            bool cr = false;
+                            act_delta(act, z[c], g[c], dz[c], alpha, cr);
+                            cnt += cr;
+                        }
+                        if (kink) kink[p] |= KINK_ACT;
+                        if (counts) counts[p] += cnt;
+                    }
+                    continue;
+                }
+                int64_t cnt = 0;
+                for (int c = 0; c < mm; ++c) {
+                    const double sc = dd ? dd[c] : 1.0;
+                    if (sc == 0.0) {
+                        da[c] = 0.0;
+                        continue;
+                    }
+                    bool cr = false;
+                    da[c] = act_delta(act, z[c], g[c], dz[c], alpha, cr) * sc;
+                    cnt += cr;
+                }
+                if (cnt) {
+                    if (kink) kink[p] |= KINK_ACT;
+                    if (counts) counts[p] += cnt;
+                }
+            }
+        }
+    }
+
+    double reg_term(const Coord& c, double eps, uint8_t& flag) const {
+        if (c.j < 0) return 0.0;
+        const double w = W(c.l)[size_t(c.i) * arch_.n(c.l - 1) + c.j];
+        double r = (l2_ / m_) * w;  // (l2/2m)((w+e)^2 - (w-e)^2) / 2e, exactly
+        if (l1_ != 0.0) {
+            r += (l1_ / (2.0 * m_)) * abs_diff(w, 1.0, eps) / (2.0 * eps);
+            if (std::fabs(w) < eps) flag |= KINK_L1;
+        }
+        return r;
+    }
+
+    // ---- general path (general.hpp)
+    // The general path: per-coordinate delta propagation with batched suffix GEMMs (any activation).
+    bool general_coords(std::vector<Coord> cs, double eps, double* approx, uint8_t* flags, const Poll& poll) const;
+    void run_batch(const Coord* cs, size_t B, double eps, double* approx, uint8_t* flags, Scratch& sc) const;
+
+    // ---- fast path (fast_path.hpp): linear-region shortcut for piecewise-linear hidden layers
+    static constexpr double tau = 1e-9;  // relative safety of the downstream kink margins
+    static constexpr double vpoly = 1.0 / 512;  // |v| below this: polynomial expm1 / log1p (exact to rounding)
+    struct FastScratch;
+
+    bool piecewise_linear() const {
+        return arch_.hidden == Act::relu || arch_.hidden == Act::leaky_relu || arch_.hidden == Act::linear;
+    }
+    // the loss pair l(z + v) - l(z - v) of example k for the output change v[c] (stride 1); exact, any |v|
+    double loss_pair_scalar(int k, const double* v, double* neg) const;
+    // Prepares unit (l, i): G, margins, thresholds T (per example), the active examples (S[l][i,k] != 0) and the
+    // loss coefficients gathered on them (Gs = eps S G, output probabilities / sigmoids P, labels).
+    void fast_prepare(int l, int i, double eps, FastScratch& f) const;
+    // margin of hidden layer lp, unit u, with a Jacobian constant over the examples (layer l+1): aw = |J| (1 + tau)
+    void margin_row(int lp, int u, double aw, double* M) const;
+    // margin of hidden layer lp from per-example Jacobians J (n_lp, m) and their |.| bounds Ja
+    void margin_block(int lp, const double* J, const double* Ja, double* M) const;
+    // sum over the active examples of l(z + v) - l(z - v), v_c = Gs[c][q] a[q], for one coordinate
+    double fast_loss_sum(FastScratch& f, const double* a, int na, double vmax, double* tmp) const;
+    // all coordinates of unit (l, i): cs[0..B) (same l, i). Writes approx / flags of those it handles and
+    // sets routed[b] for the others (kinks within reach: the general path does them).
+    // Returns false when stopped (poll asked, or another thread saw it).
+    bool fast_unit(const Coord* cs, size_t B, double eps, double* approx, uint8_t* flags, uint8_t* routed,
+                   FastScratch& f, const Poll* poll, const std::atomic<bool>& stop) const;
+};
+
+}  // namespace dnnkit

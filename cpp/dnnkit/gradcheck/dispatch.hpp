@@ -1,0 +1,56 @@
+// The gradient checker's dispatcher: coords() sends each coordinate to the fast path (fast_path.hpp) when
+// it can, the others, and those the fast path routes back, to the general path (general.hpp).
+// Part of the gradient checker (see ../gradcheck.hpp for the overview); GradChecker is declared in checker.hpp.
+#pragma once
+#include "checker.hpp"
+#include "fast_path.hpp"
+#include "general.hpp"
+
+namespace dnnkit {
+
+inline bool GradChecker::coords(const int64_t* idx, size_t n, double eps, double* approx, uint8_t* flags, const Poll& poll,
+            bool fast_path, Stats* stats) const {
+    const int L = arch_.L();
+    std::vector<Coord> cs(n);
+    for (size_t k = 0; k < n; ++k) cs[k] = locate(idx[k], k);
+    Stats st;
+    if (!(fast_path && piecewise_linear())) {
+        st.general = int64_t(n);
+        if (stats) *stats = st;
+        return general_coords(std::move(cs), eps, approx, flags, poll);
+    }
+    // fast candidates: hidden-layer coordinates, grouped by unit (l, i); output-layer ones are already O(m)
+    std::vector<Coord> fast, rest;
+    for (const Coord& c : cs) (c.l < L ? fast : rest).push_back(c);
+    std::stable_sort(fast.begin(), fast.end(),
+                     [](const Coord& a, const Coord& b) { return a.l != b.l ? a.l < b.l : a.i < b.i; });
+    std::vector<std::pair<size_t, size_t>> units;
+    for (size_t s = 0; s < fast.size();) {
+        size_t e = s;
+        while (e < fast.size() && fast[e].l == fast[s].l && fast[e].i == fast[s].i) ++e;
+        units.emplace_back(s, e);
+        s = e;
+    }
+    std::vector<uint8_t> routed(fast.size(), 0);
+    const int nu = int(units.size());
+    const bool done = parallel_tasks<FastScratch>(
+        nu, poll, [&](int u, FastScratch& fs, bool poller, const std::atomic<bool>& stop) {
+            // a unit with many coordinates (wide inputs) also polls between them, on the polling thread only
+            return fast_unit(fast.data() + units[u].first, units[u].second - units[u].first, eps, approx, flags,
+                             routed.data() + units[u].first, fs, poller ? &poll : nullptr, stop);
+        });
+    if (!done) return false;
+    for (size_t k = 0; k < fast.size(); ++k) {
+        if (routed[k]) {
+            rest.push_back(fast[k]);
+            ++st.routed;
+        } else {
+            ++st.fast;
+        }
+    }
+    st.general = int64_t(rest.size());
+    if (stats) *stats = st;
+    return general_coords(std::move(rest), eps, approx, flags, poll);
+}
+
+}  // namespace dnnkit
