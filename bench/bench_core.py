@@ -11,26 +11,18 @@ import argparse
 import json
 import os
 import platform
-import time
 
 import numpy as np
 
 import dnnkit as dk
 from dnnkit import reference as R
+from dnnkit._timing import compare
 
 
-def best_of(fn, repeat=7, number=None):
-    fn()  # warm-up
-    if number is None:
-        t0 = time.perf_counter(); fn(); dt = time.perf_counter() - t0
-        number = max(1, int(0.05 / max(dt, 1e-7)))
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t0) / number)
-    return min(times), float(np.median(times))
+def interleaved(fns: dict) -> dict:
+    """name -> (best, median, (lo, hi)) in seconds per call: 7 interleaved rounds of ~0.05 s (dnnkit._timing)."""
+    ts = compare(list(fns.values()), rounds=7, min_time=0.05)
+    return {name: (t.best, t.median, (t.best, t.worst)) for name, t in zip(fns, ts)}
 
 
 NETS = [("small", [2, 20, 3, 1], 300), ("medium", [784, 128, 64, 10], 256), ("large", [784, 1024, 1024, 10], 1024)]
@@ -52,7 +44,7 @@ def bench(dims, m, dtype, threads, hidden="relu", output="softmax"):
         AL, caches = R.forward_propagation(X, params, hidden, output)
         R.backward_propagation(X, Y, caches, params, hidden, output, "ce")
 
-    rows = {"dnnkit": best_of(native), "reference (NumPy)": best_of(reference)}
+    fns = {"dnnkit": native, "reference (NumPy)": reference}
     try:
         import torch
 
@@ -72,10 +64,10 @@ def bench(dims, m, dtype, threads, hidden="relu", output="softmax"):
                 v.grad = None
             J.backward()
 
-        rows[f"torch {torch.__version__} eager"] = best_of(torch_step)
+        fns[f"torch {torch.__version__} eager"] = torch_step
     except ImportError:
         pass
-    return rows
+    return interleaved(fns)
 
 
 def main():
@@ -96,21 +88,22 @@ def main():
         for dtype in ("float64", "float32"):
             rows = bench(dims, m, dtype, args.threads)
             base = rows["dnnkit"][0]
-            print(f"\n{label} {dims} m={m} {dtype}:  best ms   median ms   vs dnnkit")
-            for name, (best, med) in rows.items():
-                print(f"  {name:32s} {best * 1e3:8.3f}  {med * 1e3:9.3f}   {best / base:6.2f}x")
-            out[f"{label} {dtype}"] = {k: {"best_s": v[0], "median_s": v[1]} for k, v in rows.items()}
+            print(f"\n{label} {dims} m={m} {dtype}:  best ms   median ms   range ms          vs dnnkit")
+            for name, (best, med, (lo, hi)) in rows.items():
+                print(f"  {name:32s} {best * 1e3:8.3f}  {med * 1e3:9.3f}   {lo * 1e3:.3f}-{hi * 1e3:.3f}   "
+                      f"{best / base:6.2f}x")
+            out[f"{label} {dtype}"] = {k: {"best_s": v[0], "median_s": v[1], "range_s": v[2]} for k, v in rows.items()}
     shape, kp = (1024, 1024), 0.8
     gen = np.random.default_rng(0)
     dk.set_num_threads(args.threads)
-    masks = {"dk.dropout_mask": best_of(lambda: dk.dropout_mask(shape, kp, seed=1, step=0, layer=1)),
-             "numpy default_rng().random < p": best_of(lambda: gen.random(shape) < kp)}
+    masks = interleaved({"dk.dropout_mask": lambda: dk.dropout_mask(shape, kp, seed=1, step=0, layer=1),
+                         "numpy default_rng().random < p": lambda: gen.random(shape) < kp})
     n = shape[0] * shape[1]
     print(f"\ndropout masks {shape}, keep {kp}:  ns/value (best)   vs numpy")
     base = masks["numpy default_rng().random < p"][0]
-    for name, (best, med) in masks.items():
-        print(f"  {name:32s} {best / n * 1e9:8.3f}   {base / best:6.2f}x")
-    out["masks"] = {k: {"best_s": v[0], "median_s": v[1]} for k, v in masks.items()}
+    for name, (best, med, _) in masks.items():
+        print(f"  {name:32s} {best / n * 1e9:8.3f}   {base / best:6.2f}x   (median {med / n * 1e9:.3f})")
+    out["masks"] = {k: {"best_s": v[0], "median_s": v[1], "range_s": v[2]} for k, v in masks.items()}
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"info": info, "results": out}, f, indent=1)

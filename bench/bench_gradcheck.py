@@ -3,28 +3,24 @@
 subset of coordinates in the same run and extrapolated), and directional mode against torch's fast_mode.
 
 Run:  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python python bench/bench_gradcheck.py [--general]
-Timings are best and median of several runs (the machine is shared); directional mode and torch's fast_mode are
+Timings are best, median and range of several runs (dnnkit._timing) (the machine is shared); directional mode and torch's fast_mode are
 timed interleaved.
 """
 import argparse
 import os
-import time
 
 import numpy as np
 
 import dnnkit as dk
 from dnnkit import reference as ref
 from dnnkit._params import vector_to_params
+from dnnkit._timing import compare, measure
 
 
 def timings(f, repeat=3):
-    ts = []
-    out = None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = f()
-        ts.append(time.perf_counter() - t)
-    return ts, out
+    """(seconds of each of `repeat` calls, the last result): one call per round, no warm-up (dnnkit._timing)."""
+    t = measure(f, rounds=repeat, number=1, warmup=False)
+    return t.times, t.result
 
 
 def best(f, repeat=3):
@@ -34,7 +30,8 @@ def best(f, repeat=3):
 
 def fmt(ts, scale=1.0, unit="s", digits=3):
     ts = np.asarray(ts) * scale
-    return f"best {ts.min():.{digits}f} {unit}, median {np.median(ts):.{digits}f} {unit} ({ts.size} runs)"
+    return (f"best {ts.min():.{digits}f} {unit}, median {np.median(ts):.{digits}f} {unit}, "
+            f"range {ts.min():.{digits}f}-{ts.max():.{digits}f} ({ts.size} runs)")
 
 
 def main():
@@ -85,9 +82,7 @@ def main():
         AL, c = ref.forward_propagation(X, p, "relu", "softmax")
         return ref.compute_cost(AL, Y, p, "ce", ZL=c["Z3"])
     g = net.grad_vector.copy()
-    t0 = time.perf_counter()
-    ref.gradient_check(J, th, g, 1e-7, indices=idx)
-    t_np = (time.perf_counter() - t0) / idx.size * N
+    t_np = best(lambda: ref.gradient_check(J, th, g, 1e-7, indices=idx), 1)[0] / idx.size * N
     print(f"NumPy reference loop: {t_np:.1f} s extrapolated ({idx.size} coordinates timed) -> "
           f"dnnkit full (best) is {t_np / t_full:.0f}x faster (against the issue's 334 s: {334 / t_full:.0f}x)")
 
@@ -124,22 +119,15 @@ def main():
         full = full.index_put((sub,), x)
         return f(full)
     xs = tt.detach()[sub].clone().requires_grad_(True)
-    t0 = time.perf_counter()
-    torch.autograd.gradcheck(f_sub, (xs,), eps=1e-7, atol=1e-5, rtol=1e-3)
-    t_torch = (time.perf_counter() - t0) / idx.size * N
+    t_torch = best(lambda: torch.autograd.gradcheck(f_sub, (xs,), eps=1e-7, atol=1e-5, rtol=1e-3), 1)[0] / idx.size * N
     print(f"torch.autograd.gradcheck: {t_torch:.1f} s extrapolated ({idx.size} coordinates timed) -> "
           f"dnnkit full is {t_torch / t_full:.0f}x faster")
     # directional mode (1 localized direction per component, the default: 6 directions, the whole dk.gradcheck call
     # including net.backward and the report) against torch's fast_mode, interleaved so that both see the same load
     fast = lambda: torch.autograd.gradcheck(f, (tt,), eps=1e-7, atol=1e-5, rtol=1e-3, fast_mode=True)  # noqa: E731
     ours = lambda: dk.gradcheck(net, X, Y, mode="directional")  # noqa: E731
-    fast()
-    ours()
-    ts_fast, ts_dir = [], []
-    for _ in range(a.dir_repeat):
-        ts_fast += timings(fast, 1)[0]
-        ts_dir += timings(ours, 1)[0]
-    rd = ours()
+    t_fast, t_ours = compare([fast, ours], rounds=a.dir_repeat, number=1)
+    ts_fast, ts_dir, rd = t_fast.times, t_ours.times, t_ours.result
     print(f"dnnkit directional (1 direction per component, 6 directions, localizes to W[l]/b[l]): "
           f"{fmt(ts_dir, 1e3, 'ms', 1)}; difference {float(rd):.2e}")
     print(f"torch gradcheck fast_mode (one random direction): {fmt(ts_fast, 1e3, 'ms', 1)}")

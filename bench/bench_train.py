@@ -17,45 +17,28 @@ import argparse
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 
 import dnnkit as dk
 from dnnkit import _core
 from dnnkit import reference as ref
+from dnnkit._timing import compare, measure
 
 CONFIGS = [("small", [2, 20, 3, 1], 300), ("medium", [784, 128, 64, 10], 256), ("large", [784, 1024, 1024, 10], 1024)]
 KEEP = 0.8
 LR = 0.01
 
 
-def calibrate(fn, steps, min_time):
-    """Warm up, then grow `steps` until one run of fn(steps) lasts about min_time."""
-    fn(1)
-    while True:
-        t = time.perf_counter()
-        fn(steps)
-        dt = time.perf_counter() - t
-        if dt >= min_time or steps >= 1_000_000:
-            return steps, dt / steps
-        steps = int(steps * max(2.0, min_time / max(dt, 1e-9)))
-
-
 def best_times(fns, steps, reps, min_time=0.2):
-    """Best per-step time of each fn over `reps` rounds; the alternatives take turns within a round, so a
-    burst of load from other users of this shared machine hits all of them alike."""
-    cal = [calibrate(f, steps, min_time) for f in fns]
-    best = [c[1] for c in cal]
-    for _ in range(reps):
-        for i, f in enumerate(fns):
-            n = cal[i][0]
-            t = time.perf_counter()
-            f(n)
-            best[i] = min(best[i], (time.perf_counter() - t) / n)
-            if os.environ.get("BENCH_DEBUG"):
-                print(f"    fn{i}: {n} steps, {(time.perf_counter() - t) / n * 1e6:.1f} us/step", file=sys.stderr)
-    return best
+    """Best per-step time of each fn(n) (n steps per call) over `reps` interleaved rounds of about `min_time`
+    seconds: the alternatives take turns within a round, so a burst of load from other users of this shared
+    machine hits all of them alike (dnnkit._timing)."""
+    ts = compare(fns, rounds=reps, min_time=min_time, inner=True, start=steps)
+    if os.environ.get("BENCH_DEBUG"):
+        for i, t in enumerate(ts):
+            print(f"    fn{i}: {t.number} steps, {t.fmt(1e6, 'us', 1)} per step", file=sys.stderr)
+    return [t.best for t in ts]
 
 
 def best_time(fn, steps, reps, min_time=0.2):
@@ -147,28 +130,25 @@ def gemm_peak(dtype, n=2048, reps=3):
     """GFLOP/s of one n x n x n GEMM in NumPy's OpenBLAS (all its threads): this machine's practical peak."""
     a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
     b = a.copy()
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    best = _best(lambda: a @ b, reps)
     return 2.0 * n ** 3 / best / 1e9
 
 
-def _timed(f):
-    t = time.perf_counter()
-    f()
-    return time.perf_counter() - t
+def _best(f, reps):
+    """Best seconds of one call of f over `reps` rounds, after a warm-up call (dnnkit._timing)."""
+    return measure(f, rounds=reps, number=1).best
 
 
 def bench_masks(n=1024, m=1024, reps=20):
     res = {}
     g = np.random.default_rng(0)
-    res["numpy default_rng().random() < p"] = min(_timed(lambda: g.random((n, m)) < KEEP) for _ in range(reps))
+    res["numpy default_rng().random() < p"] = _best(lambda: g.random((n, m)) < KEEP, reps)
     before = dk.get_num_threads()
     for th in (1, before):
         dk.set_num_threads(th)
-        res[f"dnnkit training-loop masks, uint8 ({th} thr)"] = min(
-            _timed(lambda: _core.train_keep_mask(n, m, KEEP, 1, 0, 1)) for _ in range(reps))
-        res[f"dk.dropout_mask public, uint8 ({th} thr)"] = min(
-            _timed(lambda: _core.dropout_mask(n, m, KEEP, 1, 0, 1)) for _ in range(reps))
+        res[f"dnnkit training-loop masks, uint8 ({th} thr)"] = _best(
+            lambda: _core.train_keep_mask(n, m, KEEP, 1, 0, 1), reps)
+        res[f"dk.dropout_mask public, uint8 ({th} thr)"] = _best(lambda: _core.dropout_mask(n, m, KEEP, 1, 0, 1), reps)
     dk.set_num_threads(before)
     return {k: v / (n * m) * 1e9 for k, v in res.items()}  # ns per element
 

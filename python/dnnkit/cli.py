@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from ._timing import compare, measure
+
 __all__ = ["main"]
 
 BUILTIN_DATA = ("circles", "moons", "spirals", "blobs", "football")
@@ -363,12 +365,8 @@ def _cmd_gradcheck(args, out) -> int:
 
 
 def _best_time(fn, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    """Best seconds of one call over `repeats` rounds (no warm-up: the first round is one more sample)."""
+    return measure(fn, rounds=repeats, number=1, warmup=False).best
 
 
 def _cmd_bench(args, out) -> int:
@@ -386,9 +384,10 @@ def _cmd_bench(args, out) -> int:
         net = dk.Network(dims, hidden="relu", output="softmax")
         net.initialize("he", rng=0)
         params = net.get_params()
-        t_nat = _best_time(lambda: net.backward(X, Y), repeats)
-        t_ref = _best_time(lambda: ref.cost_and_gradients(X, Y, params, hidden="relu", output="softmax", loss="ce"),
-                           repeats)
+        t_nat, t_ref = (t.best for t in compare(  # interleaved rounds: both see the same load
+            [lambda: net.backward(X, Y),
+             lambda: ref.cost_and_gradients(X, Y, params, hidden="relu", output="softmax", loss="ce")],
+            rounds=repeats, number=1, warmup=False))
         print(f"{str(dims):<30} {m:>5} {t_nat * 1e3:>8.2f}ms {t_ref * 1e3:>8.2f}ms {t_ref / t_nat:>7.1f}x", file=out)
     # gradient check: the native engine (every parameter) vs the reference loop (a subset, extrapolated)
     dims, m = ([20, 32, 16, 1], 64) if args.quick else ([64, 64, 32, 1], 128)
