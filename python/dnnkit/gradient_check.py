@@ -99,13 +99,16 @@ class ComponentRow:
     finding: str
     verdict: str = "correct"
     kink_indices: list = field(default_factory=list)  # flat indices of the unreliable coordinates (first 20)
+    mistake: str | None = None   # the named mistake (dnnkit.mistakes) that reproduces this component, if any
+    pattern: str = ""            # the residual pattern found without hypotheses (kept when a mistake is named)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "shape": list(self.shape), "difference": self.difference,
                 "max_abs_error": self.max_abs_error,
                 "worst_index": None if self.worst_index is None else list(self.worst_index),
                 "n_checked": self.n_checked, "n_kinks": self.n_kinks, "finding": self.finding,
-                "verdict": self.verdict, "kink_indices": list(self.kink_indices)}
+                "verdict": self.verdict, "kink_indices": list(self.kink_indices), "mistake": self.mistake,
+                "pattern": self.pattern}
 
 
 @dataclass
@@ -164,7 +167,22 @@ class GradcheckReport:
         self.complete = True
         self.missing_indices = np.zeros(0, np.int64)
         self.shard_stats = None  # sharded checks: one dict per shard (size, cost, seconds, threads, worker)
+        self.mistakes = []        # dnnkit.mistakes.Explanation: the named mistakes (Network checks)
         self.components = self._build_components()
+
+    def _set_mistakes(self, mistakes) -> None:
+        """Name the mistakes in the rows they explain (rows the check found wrong); today's pattern stays in
+        ``row.pattern``."""
+        self.mistakes = list(mistakes)
+        for row in self.components:
+            if row.verdict == "correct":
+                continue
+            for e in self.mistakes:
+                if row.name in e.components or row.name in e.inherited:
+                    row.pattern = row.pattern or row.finding
+                    row.mistake = e.mistake
+                    row.finding = e.finding(row.name)
+                    break
 
     # ---- numbers
     @property
@@ -264,7 +282,8 @@ class GradcheckReport:
                 "n_missing": int(self.missing_indices.size),
                 "engine_stats": None if self.engine_stats is None else dict(self.engine_stats),
                 "thresholds": {"correct_below": CORRECT_BELOW, "bug_from": BUG_FROM},
-                "components": [c.to_dict() for c in self.components]}
+                "components": [c.to_dict() for c in self.components],
+                "mistakes": [e.to_dict() for e in self.mistakes]}
 
     def __str__(self) -> str:
         what = "directions" if self.mode == "directional" else "coordinates"
@@ -288,6 +307,14 @@ class GradcheckReport:
         fmt = lambda r: "  ".join(v.ljust(widths[i]) if i == len(r) - 1 else v.ljust(widths[i])  # noqa: E731
                                   for i, v in enumerate(r)).rstrip()
         lines = [head, fmt(cols), fmt(["-" * w for w in widths])] + [fmt(r) for r in body]
+        if self.mistakes:
+            lines.append("named mistakes (each reproduces the components to ~1e-8; fix the highest layer first):")
+            for e in sorted(self.mistakes, key=lambda e: -e.layer):
+                lines.append(f"  * {e.message}")
+                lines.append(f"    fix: {e.fix}")
+                if e.inherited:
+                    lines.append(f"    {', '.join(e.inherited)} are wrong only because dA{e.first_layer - 1} comes "
+                                 f"from the wrong dZ{e.first_layer}: fix layer {e.layer} first")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -336,6 +363,11 @@ class GradcheckReport:
                                  cost=r0.cost, engine=r0.engine)
         if all(r.engine_stats for r in reports):
             merged.engine_stats = {key: sum(r.engine_stats[key] for r in reports) for key in r0.engine_stats}
+        # the named mistakes come from the whole gradient (not from a shard's coordinates): equal in every shard
+        # that found something wrong
+        named = next((r.mistakes for r in reports if r.mistakes), [])
+        if named:
+            merged._set_mistakes(named)
         return merged
 
 
@@ -509,7 +541,7 @@ def _real64(a, name) -> np.ndarray:
     return V.as_array(a, name, np.float64, ndim=None, finite=False, allow_empty=True)
 
 
-def _flat_grads(grads, dims, n):
+def _flat_grads(grads, dims, n, m=None):
     """Dict ("dW1"/"W1" keys) or flat vector -> float64 flat vector (never validated for finiteness: NaN
     in a gradient is a finding, not an input error)."""
     if isinstance(grads, dict):
@@ -520,7 +552,10 @@ def _flat_grads(grads, dims, n):
                 raise KeyError(f"grads is missing {'d' + name!r}")
             a = _real64(grads[key], f"grads[{key!r}]")
             if a.size != sl.stop - sl.start:
-                raise ValueError(f"grads[{key!r}] has shape {a.shape}, expected {shape}")
+                from .mistakes import shape_hint
+
+                hint = shape_hint(key, a.shape, shape, m)
+                raise ValueError(f"grads[{key!r}] has shape {a.shape}, expected {shape}" + (f" ({hint})" if hint else ""))
             out[sl] = a.reshape(-1)  # C order of the GIVEN shape: a transposed dW shows as "transposed"
         return out
     g = _real64(grads, "grads").reshape(-1)
@@ -561,7 +596,7 @@ def _select(n, indices, layout: _Layout, mode, k, rng):
 @distributable
 def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1=0.0, keep_prob=1.0, seed=None,
               masks=None, step=0, eps=DEFAULT_EPS, mode="full", k=16, n_directions=1, indices=None,
-              rng=0, engine_options=None) -> GradcheckReport:
+              rng=0, engine_options=None, explain=True) -> GradcheckReport:
     """Check gradients with centered differences; see the module docstring for the call forms.
 
     mode: "full" (every coordinate, or ``indices``), "sample" (``k`` coordinates per component, drawn with
@@ -593,14 +628,20 @@ def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1
     counting finished shards (None: when tqdm is installed). n_threads: native threads for this call (each
     shard's, with an executor), restored afterwards; None: the process setting, or inside a Dask worker the
     threads Dask gave it. (These four are handled by ``dnnkit.distributed.distributable`` around this function.)
+
+    explain (Network checks): when some component is wrong, test the mistake hypotheses of
+    :mod:`dnnkit.mistakes` against your gradient and name the one that reproduces it (``report.mistakes``, the
+    rows' ``finding`` / ``mistake``); ``explain=False`` skips them (they cost about one NumPy backprop each).
     """
     V.check_choice(mode, ("full", "sample", "directional"), "mode")
     eps = V.check_eps(eps)
     if _is_network(net_or_fn):
         if grads is not None and Y_or_grads is None:
             raise TypeError("gradcheck(net, X, Y, grads=...): Y is required")
+        if not isinstance(explain, (bool, np.bool_)):
+            raise TypeError(f"explain must be True or False, got {explain!r}")
         return _check_network(net_or_fn, X_or_params, Y_or_grads, grads, l2, l1, keep_prob, seed, masks, step, eps,
-                              mode, k, n_directions, indices, rng, _engine_options(engine_options))
+                              mode, k, n_directions, indices, rng, _engine_options(engine_options), bool(explain))
     if callable(net_or_fn):
         if engine_options:
             raise ValueError("engine_options apply to the native engine (a Network), not to a cost function")
@@ -662,7 +703,7 @@ def _check_network_inputs(net, X, Y, l2, l1, keep_prob, seed, masks, step) -> di
 
 
 def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, mode, k, n_directions, indices,
-                   rng, engine_options=None):
+                   rng, engine_options=None, explain=True):
     prob = _check_network_inputs(net, X, Y, l2, l1, keep_prob, seed, masks, step)
     dims, X, Y, m, l2, l1 = prob["dims"], prob["X"], prob["Y"], prob["m"], prob["l2"], prob["l1"]
     keep, mlist, seed, step, theta = prob["keep"], prob["mlist"], prob["seed"], prob["step"], prob["theta"]
@@ -673,18 +714,40 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
         twin.backward(X, Y, **prob["kw"])
         g = twin.grad_vector.astype(np.float64, copy=True)
     else:
-        g = _flat_grads(grads, dims, n)
+        g = _flat_grads(grads, dims, n, m)
     layout = _Layout.from_dims(dims, m, l2, l1)
     args = (dims, net.hidden, net.output, net.loss, float(net.alpha), theta, X, Y, keep, seed, step,
             [None if D is None else np.ascontiguousarray(D, dtype=np.float64) for D in mlist], l2, l1, eps)
     if mode == "directional":
-        return _directional(args, g, layout, n_directions, rng, eps)
+        report = _directional(args, g, layout, n_directions, rng, eps)
+        return _name_mistakes(report, prob, net, g, grads, explain)
     idx = _select(n, indices, layout, mode, k, rng)
     opts = engine_options or _ENGINE_OPTIONS
     approx, flags, J0, stats = _core.gradcheck_coords(*args, idx, fast_path=opts["fast_path"], stats=True)
     report = GradcheckReport(mode=mode, eps=eps, layout=layout, indices=idx, approx=approx, grad=g[idx], flags=flags,
                              theta_vals=theta[idx], cost=float(J0))
     report.engine_stats = dict(stats)
+    return _name_mistakes(report, prob, net, g, grads, explain)
+
+
+def _grads_dtype(grads) -> str:
+    """'float32' when the given gradients (any of their arrays) are float32 / float16, else 'float64'."""
+    arrs = grads.values() if isinstance(grads, dict) else [grads]
+    for a in arrs:
+        dt = getattr(a, "dtype", None)
+        if dt is not None and np.dtype(dt).kind == "f" and np.dtype(dt).itemsize < 8:
+            return "float32"
+    return "float64"
+
+
+def _name_mistakes(report, prob, net, g, grads, explain):
+    """Test the mistake hypotheses (dnnkit.mistakes) when the check found a component wrong."""
+    if not explain or all(c.verdict == "correct" for c in report.components) or not np.all(np.isfinite(g)):
+        return report
+    from . import mistakes
+
+    tol = mistakes.MATCH_TOL_FLOAT32 if grads is not None and _grads_dtype(grads) == "float32" else mistakes.MATCH_TOL
+    report._set_mistakes(mistakes.explain(prob, net, g, tol))
     return report
 
 
@@ -730,7 +793,11 @@ def _prepare_function(cost_fn, params, grads):
                     raise KeyError(f"grads is missing {'d' + kk!r}")
                 gk = _real64(gk, f"grads[{kk!r}]")
                 if gk.size != np.prod(shapes[kk], dtype=int):
-                    raise ValueError(f"grads for {kk!r} has shape {gk.shape}, expected {shapes[kk]}")
+                    from .mistakes import shape_hint
+
+                    hint = shape_hint("d" + kk, gk.shape, shapes[kk])
+                    raise ValueError(f"grads for {kk!r} has shape {gk.shape}, expected {shapes[kk]}"
+                                     + (f" ({hint})" if hint else ""))
                 parts.append(gk.reshape(-1))
             g = np.concatenate(parts)
         else:
