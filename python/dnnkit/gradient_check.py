@@ -56,6 +56,13 @@ DEFAULT_EPS = 1e-7
 CORRECT_BELOW = 2e-7
 BUG_FROM = 1e-3
 KINK_ACT, KINK_L1 = 1, 2
+# A float32 backprop rounds each operation at u32 = 6e-8; a gradient entry is a sum of m products through L layers,
+# so a correct float32 gradient differs from the exact one by ~1e-7..1e-6 relative (measured: median 2e-7, max 2e-6
+# over random nets, tests/test_gradcheck_float32.py) — the seeds' 2e-7 would call correct float32 gradients
+# "check". 1e-5 is ~170 u32: above float32 rounding of any reasonable net, still far below a real bug (>= 1e-3).
+CORRECT_BELOW_FLOAT32 = 1e-5
+FLOAT32_WHY = ("correct below 1e-5 (~170 float32 roundings, u32 = 6e-8: a correct float32 backprop is off by "
+               "1e-7..1e-6 relative), bug from 1e-3 as for float64")
 
 
 def _dot(a, b) -> float:
@@ -79,10 +86,19 @@ def _rel(a, g) -> float:
     return 0.0 if den == 0 else float(num / den)
 
 
-def _verdict(d: float) -> str:
-    if not d < BUG_FROM:  # also NaN / inf
+def _thresholds(grad_dtype: str) -> dict:
+    """The verdict thresholds for a gradient computed in ``grad_dtype``."""
+    if grad_dtype == "float32":
+        return {"correct_below": CORRECT_BELOW_FLOAT32, "bug_from": BUG_FROM,
+                "why": FLOAT32_WHY}
+    return {"correct_below": CORRECT_BELOW, "bug_from": BUG_FROM, "why": "the seeds' thresholds (float64 gradient)"}
+
+
+def _verdict(d: float, t: dict | None = None) -> str:
+    t = t or {"correct_below": CORRECT_BELOW, "bug_from": BUG_FROM}
+    if not d < t["bug_from"]:  # also NaN / inf
         return "bug"
-    return "correct" if d < CORRECT_BELOW else "check"
+    return "correct" if d < t["correct_below"] else "check"
 
 
 # ----------------------------------------------------------------------------- report
@@ -99,6 +115,8 @@ class ComponentRow:
     finding: str
     verdict: str = "correct"
     kink_indices: list = field(default_factory=list)  # flat indices of the unreliable coordinates (first 20)
+    n_one_sided: int = 0         # kink-crossing coordinates verified per example on the side that crosses none
+    n_unverified: int = 0        # kink-crossing coordinates that could not be verified (never "correct")
     mistake: str | None = None   # the named mistake (dnnkit.mistakes) that reproduces this component, if any
     pattern: str = ""            # the residual pattern found without hypotheses (kept when a mistake is named)
 
@@ -107,7 +125,9 @@ class ComponentRow:
                 "max_abs_error": self.max_abs_error,
                 "worst_index": None if self.worst_index is None else list(self.worst_index),
                 "n_checked": self.n_checked, "n_kinks": self.n_kinks, "finding": self.finding,
-                "verdict": self.verdict, "kink_indices": list(self.kink_indices), "mistake": self.mistake,
+                "verdict": self.verdict, "kink_indices": list(self.kink_indices), "n_one_sided": self.n_one_sided,
+                "n_two_sided": self.n_checked - self.n_kinks, "n_unverified": self.n_unverified,
+                "mistake": self.mistake,
                 "pattern": self.pattern}
 
 
@@ -143,12 +163,16 @@ class _Layout:
 
 
 class GradcheckReport:
-    """Result of :func:`gradcheck`. ``float(report)`` is the seeds' relative difference over the checked
-    coordinates (or directions) that crossed no kink — the basis of ``verdict`` (see module doc);
-    ``difference`` is the same over every coordinate, kinks included."""
+    """Result of :func:`gradcheck`. ``float(report)`` is the seeds' relative difference over the verified
+    coordinates (or directions): those whose +-eps crossed no kink (two-sided) and the kink-crossing ones verified
+    per example on the side that crosses none (one-sided, ``dnnkit.kinks``) — the basis of ``verdict``;
+    ``n_verified`` / ``n_checked`` says how much that is, and coordinates that could not be verified make the
+    verdict "unverified" (never "correct"), with ``unverified_reason``. ``difference`` is the plain centered
+    difference over every coordinate, kinks included."""
 
     def __init__(self, *, mode, eps, layout, indices, approx, grad, flags, theta_vals, directions=None,
-                 dir_components=None, n_kinks_dir=None, cost=None, engine="native"):
+                 dir_components=None, n_kinks_dir=None, cost=None, engine="native", kink_approx=None,
+                 kink_reasons=None, grad_dtype="float64"):
         self.mode = mode
         self.eps = float(eps)
         self.engine = engine
@@ -161,6 +185,12 @@ class GradcheckReport:
         self._theta_vals = None if theta_vals is None else np.asarray(theta_vals, dtype=np.float64)
         self._dir_components = dir_components                # directional: component name per direction
         self._n_kinks_dir = n_kinks_dir
+        # kink-crossing entries verified one-sided (NaN: not verified); reasons for those that were not
+        self.kink_approx = np.full(self.approx.size, np.nan) if kink_approx is None else \
+            np.asarray(kink_approx, dtype=np.float64)
+        self._kink_reasons = [""] * self.approx.size if kink_reasons is None else list(kink_reasons)
+        self.grad_dtype = grad_dtype
+        self.thresholds = _thresholds(grad_dtype)
         self.engine_stats = None  # native full/sample checks: {"fast", "general", "routed"} coordinate counts
         # False when the check stopped before all requested coordinates were checked (Ctrl-C during a sharded
         # check): the numbers then cover ``checked_indices`` only and ``missing_indices`` lists the rest
@@ -184,6 +214,12 @@ class GradcheckReport:
                     row.finding = e.finding(row.name)
                     break
 
+    def _set_kinks(self, values, reasons) -> None:
+        """One-sided values for the kink-crossing entries (dnnkit.kinks.verify), then the rows again."""
+        self.kink_approx = np.asarray(values, dtype=np.float64)
+        self._kink_reasons = list(reasons)
+        self.components = self._build_components()
+
     # ---- numbers
     @property
     def checked_indices(self) -> np.ndarray:
@@ -192,7 +228,40 @@ class GradcheckReport:
 
     @property
     def reliable(self) -> np.ndarray:
+        """Entries whose +-eps crossed no kink (the centered difference is valid there)."""
         return self.flags == 0
+
+    @property
+    def verified(self) -> np.ndarray:
+        """Entries verified: two-sided (no kink) or one-sided on the side that crosses none."""
+        return (self.flags == 0) | np.isfinite(self.kink_approx)
+
+    @property
+    def verified_approx(self) -> np.ndarray:
+        """The numeric derivative each verified entry is judged by (NaN where not verified)."""
+        return np.where(self.flags == 0, self.approx, self.kink_approx)
+
+    @property
+    def n_verified(self) -> int:
+        return int(np.count_nonzero(self.verified))
+
+    @property
+    def n_one_sided(self) -> int:
+        return int(np.count_nonzero((self.flags != 0) & np.isfinite(self.kink_approx)))
+
+    @property
+    def n_unverified(self) -> int:
+        return self.n_checked - self.n_verified
+
+    @property
+    def unverified_reason(self) -> str:
+        """Why some entries could not be verified ('' when all were)."""
+        if not self.n_unverified:
+            return ""
+        bad = np.flatnonzero(~self.verified)
+        why = next((self._kink_reasons[i] for i in bad if self._kink_reasons[i]), "")
+        return (f"{bad.size} of {self.n_checked} checked entries cross a ReLU kink within +-eps and could not be "
+                f"verified one-sided" + (f" ({why})" if why else ""))
 
     @property
     def difference(self) -> float:
@@ -200,8 +269,9 @@ class GradcheckReport:
 
     @property
     def difference_reliable(self) -> float:
-        r = self.reliable
-        return _rel(self.approx[r], self.grad[r])
+        """The seeds' difference over the verified entries (two-sided and one-sided)."""
+        r = self.verified
+        return _rel(self.verified_approx[r], self.grad[r])
 
     @property
     def n_checked(self) -> int:
@@ -213,17 +283,20 @@ class GradcheckReport:
 
     @property
     def verdict(self) -> str:
-        v = _verdict(self.difference_reliable)
+        t = self.thresholds
+        v = _verdict(self.difference_reliable, t)
         # a bug in a small block must not hide behind a large correct one; small blocks only ESCALATE to "bug"
         # (their own differences are noisier near the rounding level, so they never turn "correct" into "check")
-        if any(not c.difference < BUG_FROM for c in self.components):
+        if any(not c.difference < t["bug_from"] for c in self.components):
             return "bug"
+        if v == "correct" and self.n_unverified:
+            return "unverified"   # never "correct" about a gradient it did not verify
         return v
 
     def __float__(self) -> float:
-        # The seeds' number over the coordinates the finite difference can judge: identical to
-        # ``difference`` when no kink was crossed; kink-crossing coordinates (meaningless there) are left out
-        # so that the headline never contradicts the verdict. ``difference`` keeps every coordinate.
+        # The seeds' number over the verified coordinates (n_verified of n_checked: the printed report says how
+        # many): identical to ``difference`` when no kink was crossed; a kink-crossing coordinate enters with its
+        # one-sided value, or not at all when it could not be verified (then the verdict is "unverified").
         return self.difference_reliable
 
     def __bool__(self) -> bool:
@@ -242,22 +315,26 @@ class GradcheckReport:
                 sel = names == name
                 if not sel.any():
                     continue
-                a, g = self.approx[sel], self.grad[sel]
-                r = self.flags[sel] == 0
+                a, g = self.verified_approx[sel], self.grad[sel]
+                r = self.verified[sel]
+                kinks = self.flags[sel] != 0
                 d = _rel(a[r], g[r])
-                err = np.abs(g - a)
+                err = np.abs(g[r] - a[r])
                 finding = _direction_finding(a[r], g[r], d)
-                rows.append(ComponentRow(name, shape, d, float(err.max()), None, int(sel.sum()),
-                                         int((~r).sum()), finding, _verdict(d)))
+                nu = int((~r).sum())
+                rows.append(ComponentRow(name, shape, d, float(err.max()) if err.size else 0.0, None,
+                                         int(sel.sum()), int(kinks.sum()), finding,
+                                         self._row_verdict(d, nu), n_one_sided=int((kinks & r).sum()),
+                                         n_unverified=nu))
             return rows
         comp = self._comp_of(self.indices)
         for ci, (name, start, stop, shape, layer) in enumerate(self._layout.comps):
             sel = np.flatnonzero(comp == ci)
             if sel.size == 0:
                 continue
-            a, g, f = self.approx[sel], self.grad[sel], self.flags[sel]
+            a, g, f = self.verified_approx[sel], self.grad[sel], self.flags[sel]
             local = self.indices[sel] - start
-            r = f == 0
+            r = self.verified[sel]
             d = _rel(a[r], g[r])
             err = np.where(r, np.abs(g - a), -np.inf)
             err = np.where(np.isnan(err), np.inf, err)
@@ -268,11 +345,19 @@ class GradcheckReport:
             w = None if self._theta_vals is None else self._theta_vals[sel]
             finding = _finding(name, shape, layer, local[r], a[r], g[r], d,
                                None if w is None else w[r], self._layout, full=(sel.size == stop - start))
-            kink_idx = [int(i) for i in self.indices[sel][~r][:20]]
+            if d < self.thresholds["correct_below"] and finding.startswith("small mismatch"):
+                finding = f"ok ({self.grad_dtype} rounding level)"
+            kink_idx = [int(i) for i in self.indices[sel][f != 0][:20]]
+            nu = int((~r).sum())
             rows.append(ComponentRow(name, tuple(shape), d,
                                      float(np.max(np.abs(g[r] - a[r]))) if r.any() else 0.0,
-                                     worst, int(sel.size), int((~r).sum()), finding, _verdict(d), kink_idx))
+                                     worst, int(sel.size), int((f != 0).sum()), finding, self._row_verdict(d, nu),
+                                     kink_idx, n_one_sided=int(((f != 0) & r).sum()), n_unverified=nu))
         return rows
+
+    def _row_verdict(self, d, n_unverified) -> str:
+        v = _verdict(d, self.thresholds)
+        return "unverified" if v == "correct" and n_unverified else v
 
     # ---- output
     def to_dict(self) -> dict:
@@ -281,26 +366,36 @@ class GradcheckReport:
                 "n_checked": self.n_checked, "n_kinks": self.n_kinks, "cost": self.cost, "complete": self.complete,
                 "n_missing": int(self.missing_indices.size),
                 "engine_stats": None if self.engine_stats is None else dict(self.engine_stats),
-                "thresholds": {"correct_below": CORRECT_BELOW, "bug_from": BUG_FROM},
+                "thresholds": dict(self.thresholds), "grad_dtype": self.grad_dtype,
+                "n_verified": self.n_verified, "n_one_sided": self.n_one_sided, "n_unverified": self.n_unverified,
+                "unverified_reason": self.unverified_reason,
                 "components": [c.to_dict() for c in self.components],
                 "mistakes": [e.to_dict() for e in self.mistakes]}
 
     def __str__(self) -> str:
         what = "directions" if self.mode == "directional" else "coordinates"
+        t = self.thresholds
         head = (f"Gradient check ({self.mode}, {self.engine}, eps={self.eps:g}): {self.n_checked} {what}, "
-                f"{self.n_kinks} unreliable (kinks)\n"
+                f"{self.n_kinks} crossing a kink\n"
                 f"difference = {self.difference_reliable:.8g}  ->  {self.verdict.upper()}"
-                f"   (correct < {CORRECT_BELOW:g}, bug >= {BUG_FROM:g})")
+                f"   (correct < {t['correct_below']:g}, bug >= {t['bug_from']:g})")
         if not self.complete:
             head += (f"\n  INCOMPLETE: interrupted with {self.missing_indices.size} requested coordinates not checked"
                      " (the numbers cover the checked ones only)")
+        if self.grad_dtype != "float64":
+            head += f"\n  thresholds for a {self.grad_dtype} gradient: {t['why']}"
         if self.n_kinks:
-            head += (f"\n  (without the {self.n_kinks} kink-crossing coordinates; with them: {self.difference:.8g} —"
-                     " a ReLU kink inside +-eps makes the centered difference meaningless there)")
-        cols = ["component", "shape", "checked", "kinks", "difference", "max|a-g|", "worst (l,r,c)", "finding"]
+            head += (f"\n  verified: {self.n_checked - self.n_kinks} two-sided, {self.n_one_sided} one-sided (a ReLU kink"
+                     f" inside +-eps; checked per example on the side that crosses none), {self.n_unverified} not at "
+                     f"all; the plain centered difference over everything: {self.difference:.8g}")
+        if self.n_unverified:
+            head += f"\n  UNVERIFIED: {self.unverified_reason}"
+        cols = ["component", "shape", "checked", "kinks", "1-sided", "difference", "max|a-g|", "worst (l,r,c)",
+                "finding"]
         body = []
         for c in self.components:
             body.append([c.name, "x".join(str(s) for s in c.shape), str(c.n_checked), str(c.n_kinks),
+                         str(c.n_one_sided),
                          f"{c.difference:.3e}", f"{c.max_abs_error:.2e}",
                          "-" if c.worst_index is None else str(tuple(c.worst_index)), c.finding])
         widths = [max(len(cols[i]), *(len(r[i]) for r in body)) if body else len(cols[i]) for i in range(len(cols))]
@@ -329,7 +424,7 @@ class GradcheckReport:
             _, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(self.components) + 2), 3.2))
         names = [c.name for c in self.components]
         vals = [max(c.difference, 1e-17) for c in self.components]
-        colors = {"correct": "tab:green", "check": "tab:orange", "bug": "tab:red"}
+        colors = {"correct": "tab:green", "check": "tab:orange", "bug": "tab:red", "unverified": "tab:gray"}
         ax.bar(names, vals, color=[colors[c.verdict] for c in self.components])
         ax.set_yscale("log")
         ax.axhline(CORRECT_BELOW, color="tab:green", ls="--", lw=1, label=f"correct < {CORRECT_BELOW:g}")
@@ -347,7 +442,8 @@ class GradcheckReport:
             raise ValueError("nothing to merge")
         r0 = reports[0]
         for r in reports[1:]:
-            if r.mode != r0.mode or r.eps != r0.eps or r._layout.comps != r0._layout.comps:
+            if r.mode != r0.mode or r.eps != r0.eps or r._layout.comps != r0._layout.comps or \
+                    r.grad_dtype != r0.grad_dtype:
                 raise ValueError("can only merge reports of the same check (mode, eps and layout)")
         if r0.mode == "directional":
             raise ValueError("directional reports are not split by coordinates; run one check")
@@ -358,9 +454,11 @@ class GradcheckReport:
         cat = lambda name: np.concatenate([getattr(r, name) for r in reports])[order]  # noqa: E731
         tv = None if any(r._theta_vals is None for r in reports) else \
             np.concatenate([r._theta_vals for r in reports])[order]
+        reasons = [x for r in reports for x in r._kink_reasons]
         merged = GradcheckReport(mode=r0.mode, eps=r0.eps, layout=r0._layout, indices=idx[order],
                                  approx=cat("approx"), grad=cat("grad"), flags=cat("flags"), theta_vals=tv,
-                                 cost=r0.cost, engine=r0.engine)
+                                 cost=r0.cost, engine=r0.engine, kink_approx=cat("kink_approx"),
+                                 kink_reasons=[reasons[i] for i in order], grad_dtype=r0.grad_dtype)
         if all(r.engine_stats for r in reports):
             merged.engine_stats = {key: sum(r.engine_stats[key] for r in reports) for key in r0.engine_stats}
         # the named mistakes come from the whole gradient (not from a shard's coordinates): equal in every shard
@@ -436,7 +534,7 @@ def _name_constant(c: float, m: int) -> str | None:
 
 def _finding(name, shape, layer, local, a, g, d, w, layout: _Layout, full: bool) -> str:
     if g.size == 0:
-        return "all checked coordinates crossed kinks (unreliable)"
+        return "no coordinate verified: each crosses a ReLU kink on both sides"
     if not np.all(np.isfinite(g)):
         nbad = int(np.count_nonzero(~np.isfinite(g)))
         return f"block not written: {nbad} NaN/Inf values"
@@ -513,7 +611,7 @@ def _short(v, n=6):
 
 def _direction_finding(a, g, d) -> str:
     if a.size == 0:
-        return "all directions crossed kinks (unreliable)"
+        return "no direction verified: each crosses a ReLU kink on both sides"
     if not np.all(np.isfinite(g)):
         return "block not written: NaN/Inf values"
     if d < CORRECT_BELOW:
@@ -718,16 +816,43 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
     layout = _Layout.from_dims(dims, m, l2, l1)
     args = (dims, net.hidden, net.output, net.loss, float(net.alpha), theta, X, Y, keep, seed, step,
             [None if D is None else np.ascontiguousarray(D, dtype=np.float64) for D in mlist], l2, l1, eps)
+    gdt = "float64" if grads is None else _grads_dtype(grads)
     if mode == "directional":
-        report = _directional(args, g, layout, n_directions, rng, eps)
-        return _name_mistakes(report, prob, net, g, grads, explain)
+        report = _directional(args, g, layout, n_directions, rng, eps, gdt)
+        return _name_mistakes(_verify_kinks(report, prob), prob, net, g, grads, explain)
     idx = _select(n, indices, layout, mode, k, rng)
     opts = engine_options or _ENGINE_OPTIONS
     approx, flags, J0, stats = _core.gradcheck_coords(*args, idx, fast_path=opts["fast_path"], stats=True)
     report = GradcheckReport(mode=mode, eps=eps, layout=layout, indices=idx, approx=approx, grad=g[idx], flags=flags,
-                             theta_vals=theta[idx], cost=float(J0))
+                             theta_vals=theta[idx], cost=float(J0), grad_dtype=gdt)
     report.engine_stats = dict(stats)
-    return _name_mistakes(report, prob, net, g, grads, explain)
+    return _name_mistakes(_verify_kinks(report, prob), prob, net, g, grads, explain)
+
+
+def _verify_kinks(report, prob):
+    """Kink-crossing coordinates / directions checked one-sided per example (dnnkit.kinks), not dropped."""
+    bad = np.flatnonzero(report.flags != 0)
+    if bad.size == 0:
+        return report
+    from . import kinks
+
+    n = prob["theta"].size
+    if report.mode == "directional":
+        vecs = [report._dir_vectors[q] for q in bad]
+    else:
+        vecs = []
+        for q in bad:
+            e = np.zeros(n)
+            e[report.indices[q]] = 1.0
+            vecs.append(e)
+    vals, _, why = kinks.verify(prob, vecs)
+    full_vals = np.full(report.approx.size, np.nan)
+    full_why = [""] * report.approx.size
+    full_vals[bad] = vals
+    for q, w in zip(bad, why):
+        full_why[q] = w
+    report._set_kinks(full_vals, full_why)
+    return report
 
 
 def _grads_dtype(grads) -> str:
@@ -751,7 +876,7 @@ def _name_mistakes(report, prob, net, g, grads, explain):
     return report
 
 
-def _directional(args, g, layout, n_directions, rng, eps):
+def _directional(args, g, layout, n_directions, rng, eps, grad_dtype="float64"):
     n_directions = V.check_positive_int(n_directions, "n_directions")
     gen = V.as_generator(rng)
     n = g.size
@@ -771,9 +896,19 @@ def _directional(args, g, layout, n_directions, rng, eps):
             names.append(name)
     approx, kinks, J0 = _core.gradcheck_component_directions(*args, dirs)
     flags = (np.asarray(kinks) > 0).astype(np.uint8) * KINK_ACT
-    return GradcheckReport(mode="directional", eps=eps, layout=layout, indices=np.arange(len(names)),
-                           approx=approx, grad=gd, flags=flags, theta_vals=None, dir_components=names,
-                           n_kinks_dir=kinks, cost=float(J0))
+    report = GradcheckReport(mode="directional", eps=eps, layout=layout, indices=np.arange(len(names)),
+                             approx=approx, grad=gd, flags=flags, theta_vals=None, dir_components=names,
+                             n_kinks_dir=kinks, cost=float(J0), grad_dtype=grad_dtype)
+
+    class _Dirs:  # direction ci * r + t as a full-length vector, built on demand (kink verification)
+        def __getitem__(self, q):
+            ci, t = divmod(int(q), r)
+            v = np.zeros(n)
+            _, start, stop, _, _ = comps[ci]
+            v[start:stop] = V[t, start:stop]
+            return v
+    report._dir_vectors = _Dirs()
+    return report
 
 
 def _prepare_function(cost_fn, params, grads):

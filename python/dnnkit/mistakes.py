@@ -125,7 +125,7 @@ def backward(X, Y, params, hidden="relu", output="sigmoid", loss="bce", l2=0.0, 
     if mk("output_Y_minus_A", L):
         dZ = -dZ
     if mk("output_extra_deriv", L):
-        dZ = ref.activation_backward(dZ, caches[f"Z{L}"], output, alpha)
+        dZ = dZ * AL * (1 - AL)     # the learner's g'(Z_L), elementwise (for softmax too)
     for l in range(L, 0, -1):
         A_prev = caches[f"A{l - 1}"]                            # (n[l-1], m)
         if mk("Z_for_A", l):
@@ -361,7 +361,8 @@ def _assign(cands, wrong, comps, g, correct, tol, dims, hidden, output, loss):
     """Greedy cover of the wrong components by hypotheses (most components first, fewest contradictions)."""
     scored = []
     for order, (name, layer, other, h, extra) in enumerate(cands):
-        matched, contra = [], 0
+        first = layer if name not in ("dA_with_dW", "dA_no_transpose") else layer - 1
+        matched, contra, own_ok = [], 0, True
         for cname, cl, sl in comps:
             differs = _rel(h[sl], correct[sl]) > _DISTINCT * tol
             if not differs:
@@ -370,7 +371,11 @@ def _assign(cands, wrong, comps, g, correct, tol, dims, hidden, output, loss):
                 matched.append(cname)
             else:
                 contra += 1
-        if matched:
+                # the mistaken line changes every component of its own layer: all of them must match (layers
+                # below may carry a second mistake of their own, so there a partial match still names this one)
+                if cl == first:
+                    own_ok = False
+        if matched and own_ok:
             scored.append((name, layer, other, matched, contra, order, extra))
     todo = {c[0] for c in wrong}
     out = []
@@ -499,8 +504,8 @@ def shape_hint(key: str, got: tuple, expected: tuple, m: int | None = None) -> s
         if m is not None and got in ((1, m), (m,)) and m != n:
             return (f"{key} has shape {got}: dZ{l} was summed over axis 0 (the units) instead of the examples; "
                     f"use db{l} = (1/m) np.sum(dZ{l}, axis=1, keepdims=True)")
-        if m is not None and got == (n, m) and m > 1:
-            return (f"{key} has shape {got}, that of dZ{l}: it was not summed over the examples; "
+        if (m is not None and got == (n, m) and m > 1) or (m is None and len(got) == 2 and got[0] == n and got[1] > 1):
+            return (f"{key} has shape {got}, that of dZ{l}: not summed over the examples? "
                     f"use db{l} = (1/m) np.sum(dZ{l}, axis=1, keepdims=True)")
         if got in ((), (1,), (1, 1)) and n > 1:
             return (f"{key} is a scalar: np.sum(dZ{l}) summed over the units too; "
