@@ -905,7 +905,7 @@ def _directional(args, g, layout, n_directions, rng, eps, grad_dtype="float64"):
             ci, t = divmod(int(q), r)
             v = np.zeros(n)
             _, start, stop, _, _ = comps[ci]
-            v[start:stop] = V[t, start:stop]
+            v[start:stop] = dirs[t, start:stop]
             return v
     report._dir_vectors = _Dirs()
     return report
