@@ -134,3 +134,20 @@ def test_relu_ge_behind_kinks_is_named():
     g = learner.backprop(X, Y, net.get_params(), bug="relu_ge", at=2)
     r = dk.gradcheck(net, X, Y, grads=g)
     assert r.verdict == "bug" and [(e.mistake, e.layer) for e in r.mistakes] == [("relu_ge", 2)], str(r)
+
+
+def test_sharded_check_keeps_one_sided_values_and_named_mistakes():
+    from concurrent.futures import ThreadPoolExecutor
+
+    net, X, Y = issue_case()
+    good = {k: v.copy() for k, v in net.backward(X, Y).items()}
+    bad = learner.backprop(X, Y, net.get_params(), bug="no_derivative", at=2)
+    with ThreadPoolExecutor(2) as ex:
+        for grads in (good, bad):
+            whole = dk.gradcheck(net, X, Y, grads=grads)
+            shard = dk.gradcheck(net, X, Y, grads=grads, executor=ex, n_shards=3, progress=False)
+            assert shard.verdict == whole.verdict and float(shard) == float(whole)
+            assert shard.n_one_sided == whole.n_one_sided and shard.n_unverified == whole.n_unverified
+            assert [e.mistake for e in shard.mistakes] == [e.mistake for e in whole.mistakes]
+            assert [c.finding for c in shard.components] == [c.finding for c in whole.components]
+    assert [e.mistake for e in whole.mistakes] == ["deriv_missing"]

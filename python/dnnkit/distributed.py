@@ -398,8 +398,6 @@ def sharded_gradcheck(fn, args, kwargs, *, executor, n_threads=None, n_shards=No
 
 def _in_order(merged, idx, mode, probe):
     """The merged report with its coordinates in the serial call's order (``merge`` sorts by index)."""
-    from .gradient_check import GradcheckReport
-
     pos = np.searchsorted(merged.indices, idx)
     keep = (pos < merged.indices.size)
     keep[keep] = merged.indices[pos[keep]] == idx[keep]  # a partial report: the checked ones, in serial order
@@ -407,9 +405,5 @@ def _in_order(merged, idx, mode, probe):
     if merged.mode == mode and np.array_equal(merged.indices, idx):
         report = merged
     else:
-        tv = None if merged._theta_vals is None else merged._theta_vals[pos]
-        report = GradcheckReport(mode=mode, eps=merged.eps, layout=merged._layout, indices=merged.indices[pos],
-                                 approx=merged.approx[pos], grad=merged.grad[pos], flags=merged.flags[pos],
-                                 theta_vals=tv, cost=probe.cost, engine=merged.engine)
-        report.engine_stats = merged.engine_stats
+        report = merged._reordered(pos, mode, probe.cost)   # keeps one-sided kink values and named mistakes
     return report

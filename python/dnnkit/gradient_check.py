@@ -434,6 +434,19 @@ class GradcheckReport:
         ax.legend(loc="best", fontsize=8)
         return ax
 
+    def _reordered(self, pos, mode, cost) -> "GradcheckReport":
+        """The entries ``pos`` of this report, in that order, as a report of ``mode`` (sharded checks put the
+        merged coordinates back in the serial call's order); every per-entry field travels with its entry."""
+        tv = None if self._theta_vals is None else self._theta_vals[pos]
+        out = GradcheckReport(mode=mode, eps=self.eps, layout=self._layout, indices=self.indices[pos],
+                              approx=self.approx[pos], grad=self.grad[pos], flags=self.flags[pos], theta_vals=tv,
+                              cost=cost, engine=self.engine, kink_approx=self.kink_approx[pos],
+                              kink_reasons=[self._kink_reasons[i] for i in pos], grad_dtype=self.grad_dtype)
+        out.engine_stats = self.engine_stats
+        if self.mistakes:
+            out._set_mistakes(self.mistakes)
+        return out
+
     # ---- split checks (``report.merge(other, ...)`` or ``GradcheckReport.merge([r1, r2, ...])``, see below)
     @staticmethod
     def merge_all(reports) -> "GradcheckReport":
