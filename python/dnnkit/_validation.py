@@ -13,6 +13,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import _core
+
 HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "linear")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")
 LOSSES = ("bce", "ce", "mse")
@@ -21,11 +23,9 @@ VALID_PAIRS = {("sigmoid", "bce"), ("softmax", "ce"), ("linear", "mse"), ("sigmo
 DEFAULT_LOSS = {"sigmoid": "bce", "softmax": "ce", "linear": "mse"}
 DTYPES = {"float64": np.float64, "float32": np.float32}
 INT32_MAX = 2**31 - 1  # the native core sizes examples and batches with C int
-# --- limits of the native core -------------------------------------------------------------------------
-# TODO(s8py): read these from _core (_core.MAX_LAYER_UNITS / _core.MAX_THREADS) once the core exports them;
-# until then this is their one Python definition.
-MAX_LAYER_UNITS = INT32_MAX  # units in one layer
-MAX_THREADS = 4096           # more would only ask OpenMP to start threads it cannot run (it aborts then)
+# The native core's limits, defined once in C++ (arch.hpp MAX_UNITS, parallel.hpp max_threads) and exported:
+MAX_LAYER_UNITS = int(_core.MAX_LAYER_UNITS)  # units in one layer (2^30)
+MAX_THREADS = int(_core.MAX_THREADS)          # max(1024, 4 x the cores): OpenMP aborts when it cannot start threads
 
 
 def _is_real(v) -> bool:
