@@ -13,10 +13,11 @@ Three call forms::
     gradcheck(net, X, Y, grads=my_grads)          # checks YOUR gradients (dict "dW1", ... or flat)
     gradcheck(cost_fn, params, grads)             # any Python J(params) -> float (params dict or flat)
 
-For a Network the native engine is used (float64, OpenMP; see cpp/dnnkit/gradcheck.hpp): it computes the
-cost CHANGE of each perturbation by propagating deltas, so the only error left is the O(eps^2) truncation
-of the centered difference — correct gradients score ~1e-10 or better (the straight loop of the seeds
-scores ~1e-9: two totals J+ and J- of size ~1 subtracted lose u*J/eps ~ 2e-9). With relu / leaky_relu /
+For a Network the native engine is used (float64, OpenMP; see cpp/dnnkit/gradcheck.hpp and
+cpp/dnnkit/gradcheck/): it computes the cost CHANGE of each perturbation by propagating deltas, so the only
+error left is the O(eps^2) truncation of the centered difference (<= ~1e-14 relative at eps = 1e-7) —
+correct gradients score ~1e-16 .. 1e-15 (the straight loop of the seeds scores ~1e-9: two totals J+ and J-
+of size ~1 subtracted lose u*J/eps ~ 2e-9). With relu / leaky_relu /
 linear hidden layers most coordinates take an exact shortcut: in a linear region the perturbed forward IS
 linear propagation, so each perturbed output change is a per-example multiple of a precomputed Jacobian row and
 a coordinate costs O(n_L m); coordinates with a kink within reach (checked per example, upstream and downstream)
@@ -171,7 +172,7 @@ class GradcheckReport:
     difference over every coordinate, kinks included."""
 
     def __init__(self, *, mode, eps, layout, indices, approx, grad, flags, theta_vals, directions=None,
-                 dir_components=None, n_kinks_dir=None, cost=None, engine="native", kink_approx=None,
+                 dir_components=None, cost=None, engine="native", kink_approx=None,
                  kink_reasons=None, grad_dtype="float64"):
         self.mode = mode
         self.eps = float(eps)
@@ -184,7 +185,6 @@ class GradcheckReport:
         self.flags = np.asarray(flags, dtype=np.uint8)       # 1: activation kink crossed, 2: L1 kink
         self._theta_vals = None if theta_vals is None else np.asarray(theta_vals, dtype=np.float64)
         self._dir_components = dir_components                # directional: component name per direction
-        self._n_kinks_dir = n_kinks_dir
         # kink-crossing entries verified one-sided (NaN: not verified); reasons for those that were not
         self.kink_approx = np.full(self.approx.size, np.nan) if kink_approx is None else \
             np.asarray(kink_approx, dtype=np.float64)
@@ -496,10 +496,6 @@ class _MergeDescriptor:
 GradcheckReport.merge = _MergeDescriptor()
 
 
-def _sortkey(d):
-    return math.inf if d != d else d
-
-
 def _index_tuple(local: int, shape, layer):
     if layer is None:
         return (local,) if len(shape) <= 1 else tuple(int(v) for v in np.unravel_index(local, shape))
@@ -725,7 +721,7 @@ def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1
 
     engine_options (Network checks, full/sample modes): a dict for the native engine. ``{"fast_path": False}``
     turns off the linear-region shortcut for relu / leaky_relu / linear hidden layers (on by default; see
-    cpp/dnnkit/gradcheck.hpp): every coordinate then goes through the general delta-propagation path. Both give
+    cpp/dnnkit/gradcheck/fast_path.hpp): every coordinate then goes through the general delta-propagation path. Both give
     the same numbers up to rounding and the same kink flags; the option exists to compare them (tests,
     debugging). ``report.engine_stats`` says how many coordinates each path did ({"fast", "general",
     "routed"}: routed = hidden-layer coordinates the fast path handed to the general one because a kink was
@@ -911,7 +907,7 @@ def _directional(args, g, layout, n_directions, rng, eps, grad_dtype="float64"):
     flags = (np.asarray(kinks) > 0).astype(np.uint8) * KINK_ACT
     report = GradcheckReport(mode="directional", eps=eps, layout=layout, indices=np.arange(len(names)),
                              approx=approx, grad=gd, flags=flags, theta_vals=None, dir_components=names,
-                             n_kinks_dir=kinks, cost=float(J0), grad_dtype=grad_dtype)
+                             cost=float(J0), grad_dtype=grad_dtype)
 
     class _Dirs:  # direction ci * r + t as a full-length vector, built on demand (kink verification)
         def __getitem__(self, q):
