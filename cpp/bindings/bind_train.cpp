@@ -1,5 +1,6 @@
 // Bindings of cpp/dnnkit/train.hpp: Trainer64 / Trainer32, one per fit() call.
 #include <chrono>
+#include <cmath>
 #include <mutex>
 #include <string>
 
@@ -17,9 +18,8 @@ using Arr = py::array_t<T, py::array::c_style>;  // no forcecast: dnnkit.trainin
 template <class T>
 struct PyTrainer {
     Arr<T> X, Y;
+    Arr<T> Xd, Yd;  // validation data (optional)
     Trainer<T> tr;
-    EpochStats last;  // of the last finished epoch (kept for a caller interrupted between run() calls)
-    bool has_last = false;
     std::mutex mu;
     PyTrainer(std::vector<int> dims, const std::string& hidden, const std::string& output, const std::string& loss,
               double alpha, Arr<T> X_, Arr<T> Y_, TrainOptions o)
@@ -61,33 +61,136 @@ void register_trainer(py::module_& m, const char* name) {
         .def_property_readonly("steps_per_epoch", [](const P& p) { return p.tr.steps_per_epoch(); })
         .def("last_stats",
              [](P& p) {
+                 // the last history row (compatibility; fit reads history())
                  py::dict d;
-                 if (!p.has_last) return d;
-                 d["cost"] = p.last.cost;
-                 d["error"] = p.last.error;
-                 d["grad_norms"] = p.last.grad_norms;
-                 d["steps"] = p.last.steps;
+                 std::unique_lock<std::mutex> lock(p.mu, std::try_to_lock);
+                 if (!lock.owns_lock()) throw std::runtime_error("the trainer is running");
+                 const HistoryLog& h = p.tr.history();
+                 if (h.rows() == 0) return d;
+                 const size_t r = h.rows() - 1;
+                 for (const auto& s : h.series()) {
+                     if (s.name == "grad_norms")
+                         d["grad_norms"] = std::vector<double>(s.data.begin() + r * s.width, s.data.begin() + (r + 1) * s.width);
+                     else if (s.name == "train_cost") d["cost"] = s.data[r];
+                     else if (s.name == "train_error") d["error"] = s.data[r];
+                 }
+                 d["steps"] = p.tr.steps_per_epoch();
                  return d;
              })
         .def(
+            "set_validation",
+            [](P& p, Arr<T> Xd, Arr<T> Yd) {
+                std::unique_lock<std::mutex> lock(p.mu, std::try_to_lock);
+                if (!lock.owns_lock()) throw std::runtime_error("the trainer is running");
+                if (Xd.ndim() != 2 || Yd.ndim() != 2 || Xd.shape(1) != Yd.shape(1) || Xd.shape(1) < 1 ||
+                    Xd.shape(0) != p.X.shape(0) || Yd.shape(0) != p.Y.shape(0))
+                    throw py::value_error("validation X (n_x, m_dev) and Y (n_y, m_dev) must match the training data's rows");
+                const int md = dnnkit_py::check_columns(Xd.shape(1), "X_dev");
+                p.Xd = std::move(Xd);  // kept alive here: the trainer holds raw pointers
+                p.Yd = std::move(Yd);
+                p.tr.set_validation(p.Xd.data(), p.Yd.data(), md);
+            },
+            py::arg("X"), py::arg("Y"), "Evaluate dev_cost / dev_error on (X, Y) at every reported epoch")
+        .def(
+            "set_train_eval_full",
+            [](P& p, bool full) {
+                std::unique_lock<std::mutex> lock(p.mu, std::try_to_lock);
+                if (!lock.owns_lock()) throw std::runtime_error("the trainer is running");
+                p.tr.set_train_eval_full(full);
+            },
+            py::arg("full"))
+        .def(
+            "set_early_stopping",
+            [](P& p, const std::string& monitor, long long patience, double min_delta, bool restore_best) {
+                std::unique_lock<std::mutex> lock(p.mu, std::try_to_lock);
+                if (!lock.owns_lock()) throw std::runtime_error("the trainer is running");
+                if (patience < 0) throw py::value_error("patience must be >= 0");
+                if (!std::isfinite(min_delta) || min_delta < 0) throw py::value_error("min_delta must be finite and >= 0");
+                p.tr.set_early_stopping(monitor, patience, min_delta, restore_best);
+            },
+            py::arg("monitor"), py::arg("patience"), py::arg("min_delta"), py::arg("restore_best"),
+            "dnnkit.EarlyStopping's rule evaluated in the native loop on each reported row")
+        .def("early_stopping_state",
+             [](P& p) {
+                 std::unique_lock<std::mutex> lock(p.mu, std::try_to_lock);
+                 if (!lock.owns_lock()) throw std::runtime_error("the trainer is running");
+                 const auto& es = p.tr.early_stopping();
+                 py::dict d;
+                 d["best"] = es.best;
+                 d["best_epoch"] = es.best_epoch > 0 ? py::object(py::int_(es.best_epoch)) : py::object(py::none());
+                 d["wait"] = es.wait;
+                 if (es.best_epoch > 0 && !es.best_theta.empty()) {
+                     Arr<T> th{py::ssize_t(es.best_theta.size())};
+                     std::copy(es.best_theta.begin(), es.best_theta.end(), th.mutable_data());
+                     d["best_theta"] = th;
+                 } else {
+                     d["best_theta"] = py::none();
+                 }
+                 return d;
+             })
+        .def(
+            "history",
+            [](P& p, py::ssize_t start) {
+                // the recorded rows from `start` on, one array per series (grad_norms: rows x L)
+                std::unique_lock<std::mutex> lock(p.mu, std::try_to_lock);
+                if (!lock.owns_lock()) throw std::runtime_error("the trainer is running");
+                const HistoryLog& h = p.tr.history();
+                const size_t r0 = std::min(size_t(std::max<py::ssize_t>(start, 0)), h.rows()), n = h.rows() - r0;
+                py::dict d;
+                py::array_t<long long> ep{py::ssize_t(n)};
+                std::copy(h.epochs().begin() + r0, h.epochs().end(), ep.mutable_data());
+                d["epoch"] = ep;
+                for (const auto& s : h.series()) {
+                    py::array_t<double> a = s.width == 1 ? py::array_t<double>(py::ssize_t(n))
+                                                         : py::array_t<double>({py::ssize_t(n), py::ssize_t(s.width)});
+                    std::copy(s.data.begin() + r0 * s.width, s.data.end(), a.mutable_data());
+                    d[py::str(s.name)] = a;
+                }
+                return d;
+            },
+            py::arg("start") = 0, "Recorded history rows from `start` on: {'epoch': int64, series: float64 arrays}")
+        .def(
+            "finish_row",
+            [](P& p, const py::object& theta_, double t) {
+                Arr<T> theta = dnnkit_py::out_array<T>(theta_, "theta");
+                if (theta.ndim() != 1 || size_t(theta.shape(0)) != p.tr.grad().size())
+                    throw py::value_error("theta has the wrong size");
+                std::unique_lock<std::mutex> lock(p.mu, std::try_to_lock);
+                if (!lock.owns_lock()) throw std::runtime_error("the trainer is running");
+                p.tr.finish_row(theta.data(), t);
+            },
+            py::arg("theta"), py::arg("time"),
+            "A row (training statistics NaN) for the last finished epoch if it has none")
+        .def(
             "run",
-            [](P& p, const py::object& theta_, int n_epochs, long long stop_at_step, double poll_interval) {
+            [](P& p, const py::object& theta_, int n_epochs, long long stop_at_step, double poll_interval,
+               long long log_every, long long last_epoch, double time_budget, double t_offset) {
                 Arr<T> theta = dnnkit_py::out_array<T>(theta_, "theta");
                 if (theta.ndim() != 1 || size_t(theta.shape(0)) != p.tr.grad().size())
                     throw py::value_error("theta has the wrong size");
                 if (n_epochs < 0) throw py::value_error("n_epochs must be >= 0");
+                if (log_every < 0) throw py::value_error("log_every must be >= 0");
+                if (!(time_budget > 0)) throw py::value_error("time_budget must be > 0");
                 T* th = theta.mutable_data();
-                EpochStats st;
-                bool stopped = false, signalled = false;
-                int done = 0;
+                RunResult res;
+                bool signalled = false;
+                const size_t rows_before = p.tr.history().rows();
                 const uint64_t stop = stop_at_step < 0 ? std::numeric_limits<uint64_t>::max() : uint64_t(stop_at_step);
+                ReportPlan plan;
+                plan.log_every = log_every;
+                plan.last_epoch = last_epoch;
+                plan.time_budget = time_budget;
+                plan.t_offset = t_offset;
                 {
                     // Releasing the GIL is safe: the native loop touches no Python object, only raw buffers kept
-                    // alive by this frame (theta) and by the trainer (X, Y), and the trainer's own state guarded
-                    // by p.mu. The poll below re-acquires the GIL just long enough to run Python's signal
-                    // handlers, on this (the calling) thread, between mini-batches, outside any OpenMP region.
+                    // alive by this frame (theta) and by the trainer (X, Y, the validation data), and the trainer's
+                    // own state guarded by p.mu (every other method only try-locks it, under the GIL, so none can
+                    // wait for this call while holding the GIL it needs for its poll). The poll below re-acquires
+                    // the GIL just long enough to run Python's signal handlers, on this (the calling) thread,
+                    // between mini-batches, outside any OpenMP region.
                     py::gil_scoped_release nogil;
-                    std::lock_guard<std::mutex> lock(p.mu);
+                    std::unique_lock<std::mutex> lock(p.mu, std::try_to_lock);
+                    if (!lock.owns_lock()) throw std::runtime_error("the trainer is already running");
                     using clock = std::chrono::steady_clock;
                     auto next = clock::now() + std::chrono::duration<double>(poll_interval);
                     auto poll = [&]() {
@@ -97,13 +200,7 @@ void register_trainer(py::module_& m, const char* name) {
                         signalled = dnnkit_py::interrupted();
                         return signalled;
                     };
-                    done = p.tr.run(th, n_epochs, poll, st, stopped, stop);
-                }
-                // With the GIL held again: last_stats() reads p.last under the GIL (from any Python thread), so
-                // writing it with the GIL released would race with that read (a vector being reassigned).
-                if (done > 0) {
-                    p.last = st;
-                    p.has_last = true;
+                    res = p.tr.run(th, n_epochs, poll, plan, stop);
                 }
                 if (signalled) {
                     // A KeyboardInterrupt is reported as interrupted=True (dnnkit.training decides whether to
@@ -112,20 +209,19 @@ void register_trainer(py::module_& m, const char* name) {
                     else throw py::error_already_set();
                 }
                 py::dict d;
-                d["epochs"] = done;
-                d["interrupted"] = stopped;
-                if (done > 0) {
-                    d["cost"] = st.cost;
-                    d["error"] = st.error;
-                    d["grad_norms"] = st.grad_norms;
-                    d["steps"] = st.steps;
-                }
+                d["epochs"] = res.epochs;
+                d["interrupted"] = res.interrupted;
+                d["stopped_early"] = res.stopped_early;
+                d["rows"] = p.tr.history().rows() - rows_before;
                 return d;
             },
             py::arg("theta"), py::arg("n_epochs"), py::arg("stop_at_step") = -1, py::arg("poll_interval") = 0.05,
-            "Run up to n_epochs on theta in place; returns {'epochs', 'interrupted', and the last finished "
-            "epoch's 'cost', 'error', 'grad_norms', 'steps'}. On an interrupt theta holds the last finished "
-            "epoch's parameters.");
+            py::arg("log_every") = 0, py::arg("last_epoch") = 0,
+            py::arg("time_budget") = std::numeric_limits<double>::infinity(), py::arg("t_offset") = 0.0,
+            "Run up to n_epochs on theta in place, recording a history row for every reported epoch (global epoch "
+            "e with e % log_every == 0 or e == last_epoch; defaults: the call's last epoch); returns after "
+            "time_budget seconds at an epoch boundary. Returns {'epochs', 'interrupted', 'stopped_early', 'rows'}. "
+            "On an interrupt theta holds the last finished epoch's parameters.");
 }
 
 }  // namespace

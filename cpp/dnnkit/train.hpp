@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "mlp.hpp"
+#include "train_history.hpp"
 
 namespace dnnkit {
 
@@ -63,6 +64,21 @@ struct EpochStats {
     double cost = 0.0, error = 0.0;
     std::vector<double> grad_norms;
     int steps = 0;
+};
+
+// What one Trainer::run call reports and when it returns (see train_history.hpp).
+struct ReportPlan {
+    long long log_every = 0;   // report global epoch e when e % log_every == 0 (0: only last_epoch)
+    long long last_epoch = 0;  // ... and when e == last_epoch (the fit's final epoch; 0: the call's last)
+    double time_budget = std::numeric_limits<double>::infinity();  // return at the first epoch boundary after
+    double t_offset = 0.0;     // seconds since fit started when this call began (the rows' time column)
+    bool reported(long long e) const { return (log_every > 0 && e % log_every == 0) || e == last_epoch; }
+};
+
+struct RunResult {
+    int epochs = 0;             // finished in this call
+    bool interrupted = false;   // poll() / stop_at_step: the unfinished epoch was rolled back
+    bool stopped_early = false; // the native early stopping asked to stop after the last finished epoch
 };
 
 // Fisher-Yates permutation of [0, m) for one epoch, from Philox keyed by the seed (shuffle key).
@@ -103,6 +119,44 @@ class Trainer {
             Xb_.resize(size_t(arch_.n(0)) * bs_);
             Yb_.resize(size_t(arch_.n(arch_.L())) * bs_);
         }
+        id_.train_cost = log_.add("train_cost", 1);
+        id_.train_error = log_.add("train_error", 1);
+        id_.dev_cost = log_.add("dev_cost", 1);
+        id_.dev_error = log_.add("dev_error", 1);
+        id_.grad_norms = log_.add("grad_norms", arch_.L());
+        id_.time = log_.add("time", 1);
+    }
+
+    // ---- what the loop records besides the training statistics
+    // Validation data (n0 x md, nL x md; kept alive by the caller): dev_cost / dev_error of every reported
+    // epoch, a full pass without dropout or regularization with the parameters at the end of the epoch.
+    void set_validation(const T* Xd, const T* Yd, int md) {
+        if (md < 1) throw std::invalid_argument("validation needs at least one example");
+        Xd_ = Xd;
+        Yd_ = Yd;
+        md_ = md;
+    }
+    // train_eval="full": train_cost / train_error of a reported epoch are a full pass over the training set
+    // (no dropout, with regularization) at the end of the epoch instead of the running means.
+    void set_train_eval_full(bool full) { train_full_ = full; }
+    // dnnkit.EarlyStopping evaluated natively on each reported row (monitor: a series name).
+    void set_early_stopping(const std::string& monitor, long long patience, double min_delta, bool restore_best) {
+        const int id = log_.find(monitor);
+        if (id < 0 || log_.series()[size_t(id)].width != 1)
+            throw std::invalid_argument("unknown early-stopping monitor '" + monitor + "'");
+        es_ = NativeEarlyStopping<T>{};
+        es_.on = true;
+        es_.monitor = id;
+        es_.patience = patience;
+        es_.min_delta = min_delta;
+        es_.restore_best = restore_best;
+    }
+    const NativeEarlyStopping<T>& early_stopping() const { return es_; }
+    const HistoryLog& history() const { return log_; }
+    // A row for the last finished epoch when it has none yet (e.g. Python was interrupted between calls
+    // that ended on an unreported epoch): the training statistics NaN, the evaluations computed.
+    void finish_row(const T* theta, double t) {
+        if (epoch_ > 0 && (long long)epoch_ > log_.last_epoch()) record(theta, (long long)epoch_, nullptr, t);
     }
 
     uint64_t step() const { return step_; }
@@ -115,10 +169,13 @@ class Trainer {
     // how often it does real work); when it returns true, or when the global step reaches stop_at_step
     // (a test hook that simulates Ctrl-C), the unfinished epoch is rolled back and run returns early.
     // Returns the number of epochs finished; `last` holds the statistics of the last finished one.
+    // rep says which epochs get a history row (and when to return early, for a progress bar).
     template <class Poll>
-    int run(T* theta, int n, Poll&& poll, EpochStats& last, bool& stopped,
-            uint64_t stop_at_step = std::numeric_limits<uint64_t>::max()) {
-        if (!prefetch_worth()) return run_steps(theta, n, poll, last, stopped, stop_at_step, false);
+    RunResult run(T* theta, int n, Poll&& poll, const ReportPlan& rep,
+                  uint64_t stop_at_step = std::numeric_limits<uint64_t>::max()) {
+        ReportPlan plan = rep;
+        if (plan.last_epoch <= 0) plan.last_epoch = (long long)epoch_ + n;
+        if (!prefetch_worth()) return run_steps(theta, n, poll, plan, stop_at_step, false);
         // Small nets with dropout: the Philox masks are ~30% of a step, and the step itself is one thread's
         // work (the lean path). A second thread draws the masks of the coming steps into a ring while this
         // one computes; the masks are a pure function of (seed, step, layer, unit, example), so the result is
@@ -128,13 +185,13 @@ class Trainer {
         producer_failed_.store(false, std::memory_order_relaxed);
         std::atomic<bool> done{false};
         std::exception_ptr err, perr;  // no exception may leave the parallel region (std::terminate)
-        int result = 0;
+        RunResult result;
 #pragma omp parallel num_threads(2)
         {
             const bool two = omp_get_num_threads() >= 2;  // e.g. 1 when called inside another parallel region
             if (omp_get_thread_num() == 0) {
                 try {
-                    result = run_steps(theta, n, poll, last, stopped, stop_at_step, two);
+                    result = run_steps(theta, n, poll, plan, stop_at_step, two);
                 } catch (...) {
                     err = std::current_exception();
                 }
@@ -207,9 +264,12 @@ class Trainer {
 
     // The training loop proper; with `prefetched`, the masks of each step come from the ring.
     template <class Poll>
-    int run_steps(T* theta, int n, Poll&& poll, EpochStats& last, bool& stopped, uint64_t stop_at_step,
-                  bool prefetched) {
-        stopped = false;
+    RunResult run_steps(T* theta, int n, Poll&& poll, const ReportPlan& rep, uint64_t stop_at_step,
+                        bool prefetched) {
+        using clock = std::chrono::steady_clock;
+        const auto t_start = clock::now();
+        auto now_t = [&]() { return rep.t_offset + std::chrono::duration<double>(clock::now() - t_start).count(); };
+        RunResult res;
         const int L = arch_.L(), nL = arch_.n(L), n0 = arch_.n(0);
         const size_t P = arch_.nparams;
         for (int e = 0; e < n; ++e) {
@@ -219,9 +279,9 @@ class Trainer {
             snap_s_ = s_;
             const uint64_t snap_step = step_;
             if (!full_) epoch_permutation(o_.seed, epoch_, perm_);
-            // Statistics only for the epoch that run() reports (its last): the lean path then skips the cost.
-            const bool stats = e == n - 1;
-            with_cost_ = stats;
+            // Statistics only for the epochs that get a history row: the lean path otherwise skips the cost.
+            const bool stats = rep.reported((long long)epoch_ + 1);
+            with_cost_ = stats && !train_full_;  // train_eval="full" evaluates the cost after the epoch
             EpochStats st;
             st.grad_norms.assign(L, 0.0);
             double cost_sum = 0.0, err_sum = 0.0;
@@ -284,12 +344,11 @@ class Trainer {
                     ++st.steps;
                     if (poll() || step_ >= stop_at_step) {
                         rollback();
-                        stopped = true;
-                        if (e > 0) {  // epoch e-1 finished, but its statistics were not gathered (see `stats`)
-                            const double nan = std::numeric_limits<double>::quiet_NaN();
-                            last = EpochStats{nan, nan, std::vector<double>(L, nan), steps_per_epoch()};
-                        }
-                        return e;
+                        res.interrupted = true;
+                        res.epochs = e;
+                        // the last finished epoch gets a row if it has none (its statistics were not gathered)
+                        finish_row(theta, now_t());
+                        return res;
                     }
                 }
             } catch (...) {
@@ -301,9 +360,53 @@ class Trainer {
             st.error = arch_.loss == Loss::mse ? std::numeric_limits<double>::quiet_NaN()
                                                : err_sum / (arch_.loss == Loss::bce ? double(nL) * m_ : double(m_));
             for (double& g : st.grad_norms) g /= st.steps;
-            last = std::move(st);
+            res.epochs = e + 1;
+            if (stats) {
+                record(theta, (long long)epoch_, &st, now_t());
+                if (es_.on && es_.update(log_.get(es_.monitor), (long long)epoch_, theta, P)) {
+                    res.stopped_early = true;
+                    return res;
+                }
+            }
+            if (e + 1 < n && now_t() - rep.t_offset >= rep.time_budget) return res;
         }
-        return n;
+        return res;
+    }
+
+    // One history row for finished epoch `epoch` (theta: its parameters); st == nullptr: the training
+    // statistics were not gathered (NaN), the evaluations are computed all the same.
+    void record(const T* theta, long long epoch, const EpochStats* st, double t) {
+        log_.begin_row();
+        if (train_full_) {
+            double err;
+            const double J = evaluate(full_ws_, theta, X_, Y_, m_, o_.l2, o_.l1, err);
+            log_.set(id_.train_cost, J);
+            log_.set(id_.train_error, err);
+        } else if (st) {
+            log_.set(id_.train_cost, st->cost);
+            log_.set(id_.train_error, st->error);
+        }
+        if (st) log_.set(id_.grad_norms, st->grad_norms.data());
+        if (Xd_) {
+            double err;
+            const double J = evaluate(dev_ws_, theta, Xd_, Yd_, md_, 0.0, 0.0, err);
+            log_.set(id_.dev_cost, J);
+            log_.set(id_.dev_error, err);
+        }
+        log_.set(id_.time, t);
+        log_.push(epoch);
+    }
+
+    // J (with the given regularization) and the error rate of one full pass without dropout over (X, Y):
+    // the same pass, hence the same bits, as Network.cost / Network.forward on those arrays.
+    double evaluate(std::unique_ptr<MLP<T>>& ws, const T* theta, const T* X, const T* Y, int m, double l2,
+                    double l1, double& err) {
+        if (!ws) ws.reset(new MLP<T>(arch_));
+        const double J = ws->run(theta, X, Y, m, ByteMasks{}, l2, l1, nullptr, true);
+        const int nL = arch_.n(arch_.L());
+        err = arch_.loss == Loss::mse ? std::numeric_limits<double>::quiet_NaN()
+                                      : errors(*ws, Y, m) / (arch_.loss == Loss::bce ? double(nL) * m : double(m));
+        return J;
     }
 
    private:
@@ -319,6 +422,15 @@ class Trainer {
     uint64_t step_ = 0, epoch_ = 0;
     bool with_cost_ = true;
     Dropout<T> dp_;  // keep / seed from the options; step set per mini-batch
+    // history (train_history.hpp)
+    HistoryLog log_;
+    struct { int train_cost, train_error, dev_cost, dev_error, grad_norms, time; } id_{};
+    NativeEarlyStopping<T> es_;
+    const T* Xd_ = nullptr;
+    const T* Yd_ = nullptr;
+    int md_ = 0;
+    bool train_full_ = false;
+    std::unique_ptr<MLP<T>> dev_ws_, full_ws_;  // evaluation workspaces (their own sizes: no reallocation)
 
     // Misclassified entries (bce: output units; ce: examples) of the batch just computed by `net`.
     double errors(const MLP<T>& net, const T* Yp, int mb) const {
@@ -331,14 +443,18 @@ class Trainer {
         }
         if (arch_.loss == Loss::ce) {
             size_t wrong = 0;
-            for (int j = 0; j < mb; ++j) {
-                int ia = 0, iy = 0;
+            // argmax as NumPy's np.argmax: the first maximum, and a NaN counts as the maximum (the first one)
+            auto argmax = [&](const T* v) {
+                int k = 0;
+                if (std::isnan(v[0])) return 0;
                 for (int i = 1; i < nL; ++i) {
-                    if (AL[size_t(i) * mb + j] > AL[size_t(ia) * mb + j]) ia = i;
-                    if (Yp[size_t(i) * mb + j] > Yp[size_t(iy) * mb + j]) iy = i;
+                    const T x = v[size_t(i) * mb];
+                    if (std::isnan(x)) return i;
+                    if (x > v[size_t(k) * mb]) k = i;
                 }
-                wrong += ia != iy;
-            }
+                return k;
+            };
+            for (int j = 0; j < mb; ++j) wrong += argmax(AL + j) != argmax(Yp + j);
             return double(wrong);
         }
         return 0.0;

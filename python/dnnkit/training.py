@@ -2,9 +2,11 @@
 
 The native trainer (``dnnkit._core.Trainer64/32``, ``cpp/dnnkit/train.hpp``) runs epochs x mini-batches —
 batch gathering through a seeded permutation, dropout masks, forward, backward, optimizer update — with
-the GIL released. Python is touched once per reporting interval (``log_every`` epochs): it evaluates the
-validation data with the native forward pass, records the :class:`History`, runs the callbacks (early
-stopping among them) and the progress bar.
+the GIL released, and records the :class:`History` itself (``cpp/dnnkit/train_history.hpp``): every
+reported epoch's training statistics, the validation pass and the time, and ``early_stopping`` when it is a
+plain :class:`dnnkit.callbacks.EarlyStopping`. Python is entered only when something needs it: a user
+callback (once per reported epoch, as the callback protocol says), a progress bar (at most ~10 times a
+second), or an interruption. Without those a whole ``fit`` is one native call.
 
 Definitions (what the numbers in a :class:`History` mean)
     train_cost / train_error   ``train_eval="running"`` (default): the mean over the epoch's mini-batches,
@@ -94,6 +96,11 @@ class History:
         for name, value in zip(self._SERIES, row):
             getattr(self, name).append(value)
 
+    def _extend(self, rows: dict) -> None:
+        # rows recorded by the native loop: {series: array}, every series of _SERIES present
+        for name in self._SERIES:
+            getattr(self, name).extend(rows[name].tolist())
+
     def _truncate(self) -> None:
         # after an interruption in the middle of _append: keep the complete rows only
         n = min(len(getattr(self, name)) for name in self._SERIES)
@@ -120,6 +127,8 @@ class History:
 class _Progress:
     """tqdm bar when available (or required), plain lines otherwise; silent unless verbose."""
 
+    REFRESH = 0.1  # seconds: the native loop returns to refresh the bar at most ~10 times a second
+
     def __init__(self, verbose: bool, progress, total: int):
         self.bar = None
         self.verbose = verbose
@@ -133,25 +142,45 @@ class _Progress:
             return
         self.bar = tqdm(total=total, unit="epoch", file=sys.stderr, dynamic_ncols=True)
 
-    def update(self, epoch: int, done: int, h: History) -> None:
+    @staticmethod
+    def _items(h: History, i: int) -> dict:
+        items = {"cost": h.train_cost[i]}
+        for k in ("train_error", "dev_cost", "dev_error"):
+            v = getattr(h, k)[i]
+            if not math.isnan(v):
+                items["error" if k == "train_error" else k] = v
+        return items
+
+    def update(self, done: int, h: History, first_new_row: int) -> None:
+        """`done` more epochs finished; rows [first_new_row:] of `h` are new."""
         if not self.verbose:
             return
-        items = {"cost": h.train_cost[-1]}
-        if not math.isnan(h.train_error[-1]):
-            items["error"] = h.train_error[-1]
-        if not math.isnan(h.dev_cost[-1]):
-            items["dev_cost"] = h.dev_cost[-1]
-        if not math.isnan(h.dev_error[-1]):
-            items["dev_error"] = h.dev_error[-1]
         if self.bar is not None:
             self.bar.update(done)
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in items.items()}, refresh=False)
+            if len(h) > 0:
+                self.bar.set_postfix({k: f"{v:.4g}" for k, v in self._items(h, -1).items()}, refresh=False)
         else:
-            print(f"epoch {epoch}: " + "  ".join(f"{k} {v:.6g}" for k, v in items.items()), file=sys.stderr)
+            for i in range(first_new_row, len(h)):
+                print(f"epoch {h.epoch[i]}: " + "  ".join(f"{k} {v:.6g}" for k, v in self._items(h, i).items()),
+                      file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _native_early_stopping(es) -> bool:
+    """True when `es` behaves exactly as dnnkit.EarlyStopping (no overridden hook): its rule can then run in
+    the native loop, with the same comparisons and a bit-exact copy of the best parameters."""
+    hooks = ("on_train_begin", "on_epoch_end", "on_train_end", "_reset")
+    return all(getattr(type(es), h) is getattr(EarlyStopping, h) and h not in vars(es) for h in hooks)
+
+
+def _sync(history: History, trainer) -> int:
+    """Appends the native trainer's rows that `history` does not have yet; returns the first new row."""
+    first = len(history)
+    history._extend(trainer.history(first))
+    return first
 
 
 # ------------------------------------------------------------------------------------------------- fit
@@ -244,10 +273,25 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
                   dtype=net.dtype.name)
     history = History(config=config, train_data=(X, Y))
 
+    if Xd is not None:
+        trainer.set_validation(Xd, Yd)
+    if train_eval == "full":
+        trainer.set_train_eval_full(True)
+    # Early stopping runs in the native loop when it is a plain EarlyStopping and nothing else needs Python
+    # after each reported epoch (callbacks run in order, early stopping last: with user callbacks all of
+    # them run in Python, as before).
+    native_es = early_stopping is not None and len(cbs) == 1 and _native_early_stopping(early_stopping)
+    if native_es:
+        trainer.set_early_stopping(early_stopping.monitor, early_stopping.patience, early_stopping.min_delta,
+                                   early_stopping.restore_best)
+    py_cbs = [] if native_es else cbs
+
     # ---------------------------------------------------------------- train
     bar = _Progress(verbose, progress, epochs)
     threads = _threads.using(n_threads)  # the thread count of this call, restored in `finally`
     config["n_threads"] = threads.__enter__()
+    budget = _Progress.REFRESH if verbose else math.inf
+    stop_at = -1 if _stop_at_step is None else int(_stop_at_step)
     t0 = time.perf_counter()
     done = 0
     stop = False
@@ -257,35 +301,40 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
             if callable(getattr(cb, "on_train_begin", None)):
                 cb.on_train_begin(net, history)
         while done < epochs and not stop:
-            n = min(log_every, epochs - done)
-            stop_at = -1 if _stop_at_step is None else int(_stop_at_step)
-            r = trainer.run(net.theta, n, stop_at)
+            # with Python callbacks: up to the next reported epoch; else every remaining epoch in one call
+            n = min(log_every - done % log_every, epochs - done) if py_cbs else epochs - done
+            r = trainer.run(net.theta, n, stop_at, 0.05, log_every, epochs, budget, time.perf_counter() - t0)
             done += int(r["epochs"])
+            first = _sync(history, trainer)
             if r["interrupted"]:
-                # the native loop rolled the unfinished epoch back; report the finished ones if any
+                # the native loop rolled the unfinished epoch back (and gave the last finished one a row)
                 history.interrupted = True
-                if r["epochs"] > 0:
-                    _record(net, history, r, done, X, Y, Xd, Yd, l2, l1, train_eval, t0)
                 break
-            _record(net, history, r, done, X, Y, Xd, Yd, l2, l1, train_eval, t0)
-            bar.update(done, n, history)
-            for cb in cbs:
-                if callable(getattr(cb, "on_epoch_end", None)) and cb.on_epoch_end(done, net, history):
-                    stop = True
+            bar.update(int(r["epochs"]), history, first)
+            stop = bool(r["stopped_early"])
+            if py_cbs and len(history) > first and history.epoch[-1] == done:  # a reported epoch
+                for cb in py_cbs:
+                    if callable(getattr(cb, "on_epoch_end", None)) and cb.on_epoch_end(done, net, history):
+                        stop = True
         history.stopped_early = stop
     except KeyboardInterrupt as e:
-        # Raised from Python code between native intervals (a callback, the progress bar, or a signal that
-        # arrived just as a native interval ended). The network holds the parameters of the epochs the native
+        # Raised from Python code between native calls (a callback, the progress bar, or a signal that
+        # arrived just as a native call ended). The network holds the parameters of the epochs the native
         # trainer finished (it rolls back an unfinished one); make the history agree with it.
         history.interrupted = True
         interrupt_exc = e
         done = int(trainer.epoch)
         history._truncate()
-        if done > 0 and (not history.epoch or history.epoch[-1] < done):
-            _record(net, history, trainer.last_stats(), done, X, Y, Xd, Yd, l2, l1, train_eval, t0)
+        trainer.finish_row(net.theta, time.perf_counter() - t0)
+        _sync(history, trainer)
     finally:
         threads.__exit__(None, None, None)
         bar.close()
+    if native_es:  # the native rule's state, as the Python class would hold it (on_train_end restores)
+        st = trainer.early_stopping_state()
+        early_stopping.best, early_stopping.best_epoch, early_stopping.wait = st["best"], st["best_epoch"], st["wait"]
+        early_stopping.best_theta = st["best_theta"] if early_stopping.restore_best else None
+        history.best_epoch = early_stopping.best_epoch
     for cb in cbs:
         if callable(getattr(cb, "on_train_end", None)):
             cb.on_train_end(net, history)
@@ -298,11 +347,3 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
         raise exc
     return history
 
-
-def _record(net, history, r, epoch, X, Y, Xd, Yd, l2, l1, train_eval, t0) -> None:
-    if train_eval == "full":
-        cost, err, _ = net.cost_and_error(X, Y, l2, l1)
-    else:
-        cost, err = r["cost"], r["error"]
-    dcost, derr, _ = net.cost_and_error(Xd, Yd) if Xd is not None else (float("nan"), float("nan"), None)
-    history._append(epoch, cost, err, dcost, derr, r["grad_norms"], time.perf_counter() - t0)
