@@ -443,18 +443,14 @@ class Trainer {
         }
         if (arch_.loss == Loss::ce) {
             size_t wrong = 0;
-            // argmax as NumPy's np.argmax: the first maximum, and a NaN counts as the maximum (the first one)
-            auto argmax = [&](const T* v) {
-                int k = 0;
-                if (std::isnan(v[0])) return 0;
+            for (int j = 0; j < mb; ++j) {
+                int ia = 0, iy = 0;
                 for (int i = 1; i < nL; ++i) {
-                    const T x = v[size_t(i) * mb];
-                    if (std::isnan(x)) return i;
-                    if (x > v[size_t(k) * mb]) k = i;
+                    if (AL[size_t(i) * mb + j] > AL[size_t(ia) * mb + j]) ia = i;
+                    if (Yp[size_t(i) * mb + j] > Yp[size_t(iy) * mb + j]) iy = i;
                 }
-                return k;
-            };
-            for (int j = 0; j < mb; ++j) wrong += argmax(AL + j) != argmax(Yp + j);
+                wrong += ia != iy;
+            }
             return double(wrong);
         }
         return 0.0;
