@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from . import _validation as V
 from ._timing import compare, measure
 
 __all__ = ["main"]
@@ -47,42 +48,29 @@ def _int_list(text: str) -> list:
     return vals
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return v
+def _checked(convert, check):
+    """An argparse type: the text converted (int or float), then checked by the _validation rule, whose
+    message becomes argparse's ("argument --epochs: the value must be >= 1, got 0")."""
+    def parse(text: str):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if convert is int else 'a number'}, got {text!r}") from None
+        try:
+            return check(v)
+        except (TypeError, ValueError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
+_positive_int = _checked(int, lambda v: V.check_positive_int(v, "the value", minimum=1))
+_nonneg_int = _checked(int, lambda v: V.check_positive_int(v, "the value", minimum=0))
 
 
 def _real(lo=None, hi=None, lo_open=False, hi_open=False):
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        ok = np.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo)) and \
-            (hi is None or (v < hi if hi_open else v <= hi))
-        if not ok:
-            a = "(" if lo_open else "["
-            b = ")" if hi_open or hi is None else "]"
-            raise argparse.ArgumentTypeError(f"expected a number in {a}{lo if lo is not None else '-inf'}, "
-                                             f"{hi if hi is not None else 'inf'}{b}, got {text!r}")
-        return v
-
-    return parse
+    return _checked(float, lambda v: V.check_real(v, "the value", lo, hi, lo_open, hi_open))
 
 
 def _split_arg(text: str):

@@ -230,8 +230,7 @@ def split(X, Y=None, fractions="auto", stratify=None, seed=None, shuffle: bool =
     m = X.shape[1]
     if Y is not None:
         Y = V.as_array(Y, "Y", cols=m)
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
+    V.check_bool(shuffle, "shuffle")
     fracs = _parse_fractions(fractions, m)
     counts = _counts(fracs, m)
     gen = V.as_generator(seed, "seed") if shuffle else None
@@ -634,8 +633,7 @@ def shift_images(X, image_shape, dy, dx) -> np.ndarray:
 
 def _check_copies(copies, include_original) -> int:
     copies = V.check_positive_int(copies, "copies", 0)
-    if not isinstance(include_original, (bool, np.bool_)):
-        raise TypeError(f"include_original must be a bool, got {include_original!r}")
+    V.check_bool(include_original, "include_original")
     if copies == 0 and not include_original:
         raise ValueError("copies=0 with include_original=False would return no data")
     return copies

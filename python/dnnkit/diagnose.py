@@ -339,9 +339,7 @@ def propagation(layer_dims=None, depth: int = 10, width: int = 2, activation: st
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
     factor = V.check_real(factor, "factor", 1.0, lo_open=True)
-    if isinstance(seed, bool) or not (seed is None or isinstance(seed, (int, np.integer, np.random.Generator))):
-        raise TypeError(f"seed must be None, an int or an np.random.Generator, got {seed!r}")
-    gen = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    gen = V.as_generator(seed, "seed")
     if x is None:
         m = V.check_positive_int(m, "m", 1)
         A0 = gen.standard_normal((dims[0], m))  # x first, then the weights, from one stream

@@ -339,8 +339,8 @@ def sharded_gradcheck(fn, args, kwargs, *, executor, n_threads=None, n_shards=No
                          "executor= (or use mode='full' / 'sample')")
     if n_shards is not None:
         n_shards = V.check_positive_int(n_shards, "n_shards")
-    if progress is not None and not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be True, False or None, got {progress!r}")
+    if progress is not None:
+        progress = V.check_bool(progress, "progress")
     if timeout is not None:
         timeout = V.check_nonneg(timeout, "timeout")
     # 1. validate exactly as the serial call does (it raises the same errors), on zero coordinates

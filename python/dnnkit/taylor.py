@@ -27,10 +27,11 @@ left with fewer than two usable halvings is "unverified" (with the reason), neve
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from . import _validation as V
 
 __all__ = ["taylor_test", "TaylorReport", "TaylorRow", "RATE_CORRECT_ABOVE", "RATE_BUG_BELOW"]
 
@@ -143,19 +144,6 @@ class TaylorReport:
 
 # ----------------------------------------------------------------------------------------------- the test
 
-def _check_pos_real(v, name, hi=None):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)) or float(v) <= 0 or \
-            (hi is not None and float(v) >= hi):
-        raise ValueError(f"{name} must be a positive number{'' if hi is None else f' below {hi:g}'}, got {v!r}")
-    return float(v)
-
-
-def _check_int(v, name, lo):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or int(v) < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-    return int(v)
-
-
 def taylor_test(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1=0.0, keep_prob=1.0, seed=None,
                 masks=None, step=0, h0=1e-2, n_steps=8, n_directions=2, rng=0) -> TaylorReport:
     """The Taylor remainder test per component (see the module docstring).
@@ -172,10 +160,10 @@ def taylor_test(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, 
     """
     from .gradient_check import (_Layout, _check_network_inputs, _flat_grads, _is_network, _prepare_function)
 
-    h0 = _check_pos_real(h0, "h0", 1.0)
-    n_steps = _check_int(n_steps, "n_steps", 3)
-    n_directions = _check_int(n_directions, "n_directions", 1)
-    gen = np.random.default_rng(rng)
+    h0 = V.check_real(h0, "h0", 0.0, 1.0, lo_open=True, hi_open=True)
+    n_steps = V.check_positive_int(n_steps, "n_steps", minimum=3)
+    n_directions = V.check_positive_int(n_directions, "n_directions")
+    gen = V.as_generator(rng)
     if _is_network(net_or_fn):
         if Y_or_grads is None:
             raise TypeError("taylor_test(net, X, Y, grads=...): Y is required")
