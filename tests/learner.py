@@ -21,9 +21,9 @@ def g(name, Z, alpha=0.01):
 
 def g_prime(name, Z, alpha=0.01):
     if name == "relu":
-        return (Z > 0).astype(float)
+        return (Z > 0).astype(Z.dtype)
     if name == "leaky_relu":
-        return np.where(Z > 0, 1.0, alpha)
+        return np.where(Z > 0, 1.0, alpha).astype(Z.dtype)
     if name == "tanh":
         return 1 - np.tanh(Z) ** 2
     if name == "sigmoid":
