@@ -17,7 +17,7 @@ import numpy as np
 from . import _validation as V
 from .init import initialize_parameters  # the one source of the init formulas
 
-__all__ = ["Diagnosis", "bias_variance", "PropagationReport", "propagation",
+__all__ = ["Diagnosis", "bias_variance", "PropagationReport", "propagation", "GradientNormsReport", "gradient_norms",
            "HIGH_BIAS_RECIPE", "HIGH_VARIANCE_RECIPE"]
 
 
@@ -310,6 +310,11 @@ def propagation(layer_dims=None, depth: int = 10, width: int = 2, activation: st
                 factor: float = DEFAULT_FACTOR, upstream: str = "signs") -> PropagationReport:
     """Forward a batch through a deep net (biases 0) and backpropagate a unit gradient; report scales.
 
+    ``propagation(net, X)``: the same report for YOUR ``dnnkit.Network`` on your data ``X`` (n_x, m): its own
+    hidden and output activations, weights and biases, a unit upstream gradient (``upstream``) at its output,
+    the course's backward formulas through every layer; ``report.activation`` names the activations and
+    ``report.init`` is "the network's parameters".
+
     Network: ``layer_dims`` (n[0], ..., n[L]), or ``depth`` L layers of ``width`` units on a
     ``width``-dimensional input (the seeds' example: width 2, depth 10). The same ``activation``
     (linear, relu, tanh, sigmoid) is used at every layer, the output layer included, biases are 0.
@@ -334,6 +339,11 @@ def propagation(layer_dims=None, depth: int = 10, width: int = 2, activation: st
     0.5^9 for L = 10); ``report.output_ratio`` is RMS(A[L]) / RMS(x) = c^L including the last layer.
     See ``PropagationReport`` for the verdict thresholds.
     """
+    from .network import Network
+
+    if isinstance(layer_dims, Network):
+        X = x if x is not None else (None if isinstance(depth, (int, np.integer)) else depth)
+        return _propagation_of(layer_dims, X, seed, factor, upstream)
     dims = _dims_from(layer_dims, depth, width)
     L = len(dims) - 1
     if activation not in _ACTIVATIONS:
@@ -373,6 +383,12 @@ def propagation(layer_dims=None, depth: int = 10, width: int = 2, activation: st
             dA_scale[l - 1] = _rms(dA)
         act_scale = [_rms(A) for A in As]
 
+    return _scales_report(dims, activation, init_name, act_scale, dW_scale, dA_scale, factor)
+
+
+def _scales_report(dims, activation, init_name, act_scale, dW_scale, dA_scale, factor) -> PropagationReport:
+    L = len(dims) - 1
+
     def ratio(a, b):
         if b == 0:
             return math.inf if a > 0 else 1.0
@@ -388,5 +404,143 @@ def propagation(layer_dims=None, depth: int = 10, width: int = 2, activation: st
         verdict = "vanishing"
     else:
         verdict = "stable"
-    return PropagationReport(dims, activation, init_name, act_scale, dW_scale, dA_scale, r_prev, r_out, r_grad,
-                             verdict, factor)
+    return PropagationReport(list(dims), activation, init_name, act_scale, dW_scale, dA_scale, r_prev, r_out,
+                             r_grad, verdict, factor)
+
+
+def _propagation_of(net, X, seed, factor, upstream) -> PropagationReport:
+    """propagation(net, X): the user's Network (its activations, weights AND biases) on their data X."""
+    from . import reference as ref
+
+    dims = [int(d) for d in net.layer_dims]
+    L = len(dims) - 1
+    if X is None:
+        raise TypeError("propagation(net, X): X (the data, examples as columns) is required")
+    A0 = V.as_array(X, "X", np.float64, rows=dims[0])
+    m = A0.shape[1]
+    factor = V.check_real(factor, "factor", 1.0, lo_open=True)
+    if isinstance(seed, bool) or not (seed is None or isinstance(seed, (int, np.integer, np.random.Generator))):
+        raise TypeError(f"seed must be None, an int or an np.random.Generator, got {seed!r}")
+    gen = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if upstream == "signs":
+        dA = np.where(gen.random((dims[-1], m)) < 0.5, -1.0, 1.0)
+    elif upstream == "ones":
+        dA = np.ones((dims[-1], m))
+    else:
+        raise ValueError(f"upstream must be 'signs' or 'ones', got {upstream!r}")
+    acts = [net.hidden] * (L - 1) + [net.output]
+    p = {k: np.asarray(v, dtype=np.float64) for k, v in net.params.items()}
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        As, Zs = [A0], [None]
+        for l in range(1, L + 1):
+            Z = p[f"W{l}"] @ As[-1] + p[f"b{l}"]
+            Zs.append(Z)
+            As.append(ref._activation(acts[l - 1], Z, net.alpha))
+        dA_scale = [0.0] * (L + 1)
+        dW_scale = [0.0] * L
+        dA_scale[L] = _rms(dA)
+        for l in range(L, 0, -1):
+            dZ = ref.activation_backward(dA, Zs[l], acts[l - 1], net.alpha)
+            dW_scale[l - 1] = _rms(dZ @ As[l - 1].T / m)
+            dA = p[f"W{l}"].T @ dZ
+            dA_scale[l - 1] = _rms(dA)
+        act_scale = [_rms(A) for A in As]
+    name = net.hidden if net.output == net.hidden else f"{net.hidden} (output {net.output})"
+    return _scales_report(dims, name, "the network's parameters", act_scale, dW_scale, dA_scale, factor)
+
+
+# --------------------------------------------------------------------------------------------------
+# gradient norms recorded by fit
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class GradientNormsReport:
+    """Where the gradients vanish or explode during training, from ``History.grad_norms`` (per reported epoch,
+    per layer l = 1..L: the mean over the epoch's steps of ||dW[l]||_F, recorded by ``fit``).
+
+    ``first`` / ``last``: the norms per layer at the first and last reported epochs; ``ratios`` per epoch =
+    norm of layer 1 / norm of layer L, the gradient that reaches layer 1 relative to the output layer's;
+    ``ratio`` the most extreme of them (farthest from 1 on a log scale), at ``worst_epoch``; ``growth`` per
+    layer = last / first. verdict: "exploding" if any norm is not finite, ratio > factor or some layer grew by
+    more than factor^2 over training; "vanishing" if ratio < 1/factor; else "stable". ``vanishing_layers``:
+    layers whose norm at the worst epoch is below the largest / factor; ``exploding_layers``: those above
+    factor * the smallest when the verdict is "exploding"."""
+
+    epochs: list
+    norms: list
+    first: list
+    last: list
+    ratio: float
+    growth: list
+    verdict: str
+    vanishing_layers: list
+    exploding_layers: list
+    factor: float = DEFAULT_FACTOR
+    ratios: list = field(default_factory=list)
+    worst_epoch: int = 0
+
+    def __str__(self) -> str:
+        head = f"{'layer':>5} {'||dW|| first':>13} {'||dW|| last':>13} {'last/output':>12} {'growth':>9}"
+        lines = [f"gradient norms over {len(self.epochs)} reported epochs (History.grad_norms)", head,
+                 "-" * len(head)]
+        L = len(self.last)
+        for l in range(L):
+            rel = self.last[l] / self.last[-1] if self.last[-1] else math.inf
+            lines.append(f"{l + 1:>5} {self.first[l]:>13.4g} {self.last[l]:>13.4g} {rel:>12.4g} "
+                         f"{self.growth[l]:>9.4g}")
+        where = ""
+        if self.verdict == "vanishing" and self.vanishing_layers:
+            where = f": layers {self.vanishing_layers} get < 1/{self.factor:g} of the largest gradient"
+        elif self.verdict == "exploding" and self.exploding_layers:
+            where = f": layers {self.exploding_layers}"
+        lines.append(f"verdict: {self.verdict}{where} (layer 1 / layer {L} = {self.ratio:.4g} at epoch "
+                     f"{self.worst_epoch}; {self.ratios[0]:.4g} at the first reported epoch, {self.ratios[-1]:.4g} "
+                     f"at the last)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"epochs": list(self.epochs), "norms": [list(r) for r in self.norms], "first": list(self.first),
+                "last": list(self.last), "ratio": self.ratio, "growth": list(self.growth), "verdict": self.verdict,
+                "vanishing_layers": list(self.vanishing_layers), "exploding_layers": list(self.exploding_layers),
+                "factor": self.factor, "ratios": list(self.ratios), "worst_epoch": self.worst_epoch}
+
+
+def gradient_norms(history, factor: float = DEFAULT_FACTOR) -> GradientNormsReport:
+    """Diagnose vanishing / exploding gradients from a training ``History`` (``fit`` records per-layer
+    ||dW[l]||_F every reported epoch); see :class:`GradientNormsReport`."""
+    factor = V.check_real(factor, "factor", 1.0, lo_open=True)
+    rows = getattr(history, "grad_norms", None) if not isinstance(history, Mapping) else history.get("grad_norms")
+    if rows is None:
+        raise TypeError("gradient_norms needs a History (or a dict) with grad_norms")
+    epochs = list(getattr(history, "epoch", None) or (history.get("epoch") if isinstance(history, Mapping) else [])
+                  or range(1, len(rows) + 1))
+    G = np.asarray([list(r) for r in rows], dtype=np.float64)
+    if G.ndim != 2 or G.shape[0] == 0 or G.shape[1] == 0:
+        raise ValueError("the history has no grad_norms (train first)")
+    keep = ~np.all(np.isnan(G), axis=1)     # an interrupted epoch's row is NaN
+    G = G[keep]
+    epochs = [e for e, k in zip(epochs, keep) if k]
+    if G.shape[0] == 0:
+        raise ValueError("every grad_norms row is NaN (training was interrupted before an epoch finished)")
+    first, last = G[0], G[-1]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratios = np.where(G[:, -1] > 0, G[:, 0] / G[:, -1], np.inf)
+        growth = np.where(first > 0, last / first, np.inf)
+        score = np.where(np.isfinite(ratios) & (ratios > 0), np.abs(np.log(np.where(ratios > 0, ratios, 1.0))),
+                         np.inf)
+    w = int(np.argmax(score))
+    ratio = float(ratios[w])
+    row = G[w]
+    finite = bool(np.all(np.isfinite(G)))
+    vanishing = [int(l + 1) for l in np.flatnonzero(row < np.nanmax(row) / factor)] if finite else []
+    if not finite or ratio > factor or np.any(growth > factor ** 2):
+        verdict = "exploding"
+        lo = np.nanmin(row) if finite else 0.0
+        exploding = [int(l + 1) for l in range(row.size) if not np.isfinite(row[l]) or row[l] > factor * lo
+                     or growth[l] > factor ** 2]
+    elif ratio < 1.0 / factor:
+        verdict, exploding = "vanishing", []
+    else:
+        verdict, exploding = "stable", []
+    return GradientNormsReport(epochs, G.tolist(), first.tolist(), last.tolist(), ratio, growth.tolist(), verdict,
+                               vanishing, exploding, factor, ratios.tolist(), int(epochs[w]))
