@@ -153,3 +153,34 @@ def test_demo_without_matplotlib_prints_tables(tmp_path):
     assert "Initialization" in r.stdout and "Gradient checking" in r.stdout
     assert "matplotlib is not installed" in r.stderr
     assert not (tmp_path / "figs").exists()
+
+
+def test_gradcheck_names_the_mistake_in_your_gradients(tmp_path, capsys):
+    import learner  # tests/learner.py: a learner's backprop with one planted mistake
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3, 12))
+    Y = (rng.random((1, 12)) < 0.5).astype(float)
+    np.savez(tmp_path / "d.npz", X=X, Y=Y)
+    net = dk.Network([3, 5, 4, 1], hidden="tanh")
+    net.initialize(rng=1)
+    net.save(tmp_path / "m.npz")
+    bad = learner.backprop(X, Y, net.get_params(), "tanh", bug="no_derivative", at=2)
+    np.savez(tmp_path / "g.npz", **bad)
+    rc, out, err = _run(capsys, "gradcheck", "--model", str(tmp_path / "m.npz"), "--data", str(tmp_path / "d.npz"),
+                        "--grads", str(tmp_path / "g.npz"), "--taylor")
+    assert rc == 1, err
+    assert "YOUR gradients" in out and "named mistakes" in out and "leaves out the activation derivative of layer 2" \
+        in out and "fix layer 2 first" in out
+    assert "Taylor test" in out and "BUG" in out
+    good = learner.backprop(X, Y, net.get_params(), "tanh")
+    np.savez(tmp_path / "ok.npz", **good)
+    rc, out, _ = _run(capsys, "gradcheck", "--model", str(tmp_path / "m.npz"), "--data", str(tmp_path / "d.npz"),
+                      "--grads", str(tmp_path / "ok.npz"))
+    assert rc == 0 and "CORRECT" in out and "named mistakes" not in out
+    np.savez(tmp_path / "short.npz", dW1=good["dW1"])
+    rc, _, err = _run(capsys, "gradcheck", "--model", str(tmp_path / "m.npz"), "--data", str(tmp_path / "d.npz"),
+                      "--grads", str(tmp_path / "short.npz"))
+    assert rc == 2 and "db1" in err
+    rc, _, err = _run(capsys, "gradcheck", "--layers", "3,2,1", "--grads", str(tmp_path / "nope.npz"))
+    assert rc == 2 and "no such file" in err

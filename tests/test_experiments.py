@@ -87,3 +87,16 @@ def test_results_serialize_and_figures(tmp_path):
     assert res.to_dict()["rows"][0]["net"] == "linear, W = 1.5 I"
     assert res.figures == [str(tmp_path / "propagation.png")]
     assert (tmp_path / "propagation.png").stat().st_size > 1000
+
+
+def test_gradient_checking_names_the_learner_mistake_only_hypotheses_can():
+    res = E.gradient_checking()
+    assert res.row("learner backprop, ReLU derivative left out in layer 2")["verdict"] == "bug"
+    assert [(n, l) for n, l, _, _ in res.extra["named"]] == [("deriv_missing", 2)]
+    # without the hypotheses the patterns only say where the errors are: no constant, sign, term or transpose
+    pats = res.extra["patterns_without_hypotheses"]
+    assert set(pats) == {"W1", "b1", "W2", "b2"}
+    for p in pats.values():
+        assert not any(w in p for w in ("scaled", "sign", "L2", "L1", "transposed", "zero"))
+    text = "\n".join(res.notes)
+    assert "fix layer 2 first" in text and "dZ2 = dA2 * (Z2 > 0)" in text

@@ -257,12 +257,41 @@ def course_backprop(X, Y, params, planted_bugs: bool = True) -> dict:
     return {"dW1": dW1, "db1": db1, "dW2": dW2, "db2": db2, "dW3": dW3, "db3": db3}
 
 
+def learner_backprop(X, Y, params) -> dict:
+    """A learner's backprop of the same net with a mistake only the hypothesis test can name: layer 2's ReLU
+    derivative is left out (``dZ2 = dA2`` instead of ``dA2 * (A2 > 0)``). The residual is no constant factor,
+    sign, missing term or transpose, so the pattern finder alone can only say where the errors are."""
+    W1, b1, W2, b2, W3, b3 = (params[k] for k in ("W1", "b1", "W2", "b2", "W3", "b3"))
+    m = X.shape[1]
+    Z1 = W1 @ X + b1
+    A1 = np.maximum(0, Z1)
+    Z2 = W2 @ A1 + b2
+    A2 = np.maximum(0, Z2)
+    Z3 = W3 @ A2 + b3
+    A3 = 1.0 / (1.0 + np.exp(-Z3))
+    dZ3 = A3 - Y
+    dW3 = 1.0 / m * dZ3 @ A2.T
+    db3 = 1.0 / m * np.sum(dZ3, axis=1, keepdims=True)
+    dA2 = W3.T @ dZ3
+    dZ2 = dA2                                                   # the mistake: "* (A2 > 0)" forgotten
+    dW2 = 1.0 / m * dZ2 @ A1.T
+    db2 = 1.0 / m * np.sum(dZ2, axis=1, keepdims=True)
+    dA1 = W2.T @ dZ2
+    dZ1 = dA1 * (A1 > 0)
+    dW1 = 1.0 / m * dZ1 @ X.T
+    db1 = 1.0 / m * np.sum(dZ1, axis=1, keepdims=True)
+    return {"dW1": dW1, "db1": db1, "dW2": dW2, "db2": db2, "dW3": dW3, "db3": db3}
+
+
 def gradient_checking(out_dir=None, eps: float = 1e-7) -> ExperimentResult:
     """The course's gradient-checking exercise with ``dk.gradcheck``.
 
-    Three checks of the same net and data (:func:`course_gradcheck_case`): the course's backprop with its two
+    Four checks of the same net and data (:func:`course_gradcheck_case`): the course's backprop with its two
     planted bugs (expected: difference 0.285, verdict "bug", the worst components W2 (x2) and b1 (x4) and
-    every other component correct), the same backprop fixed, and the native ``net.backward`` (both pass).
+    every other component correct), the same backprop fixed, the native ``net.backward`` (both pass), and a
+    learner's backprop that leaves out layer 2's ReLU derivative (:func:`learner_backprop`): named by the
+    mistake hypotheses ("dW2 and db2 equal a backprop that leaves out the activation derivative of layer 2",
+    W1 and b1 "wrong only because dA1 comes from the wrong dZ2: fix layer 2 first").
     """
     import dnnkit as dk
 
@@ -272,6 +301,9 @@ def gradient_checking(out_dir=None, eps: float = 1e-7) -> ExperimentResult:
         "course backprop, 2 planted bugs": dk.gradcheck(net, X, Y, grads=course_backprop(X, Y, params, True), eps=eps),
         "course backprop, fixed": dk.gradcheck(net, X, Y, grads=course_backprop(X, Y, params, False), eps=eps),
         "dnnkit net.backward": dk.gradcheck(net, X, Y, eps=eps),
+        "learner backprop, ReLU derivative left out in layer 2": dk.gradcheck(net, X, Y,
+                                                                             grads=learner_backprop(X, Y, params),
+                                                                             eps=eps),
     }
     rows = []
     for label, rep in reports.items():
@@ -285,6 +317,12 @@ def gradient_checking(out_dir=None, eps: float = 1e-7) -> ExperimentResult:
                            extra={"reports": reports})
     res.notes.append("the buggy backprop, component by component:")
     res.notes.append(str(buggy))
+    learner = reports["learner backprop, ReLU derivative left out in layer 2"]
+    res.notes.append("a learner's backprop with a mistake no residual pattern describes (dZ2 = dA2): the hypothesis "
+                     "test names it and tells layer 1 to wait for layer 2's fix:")
+    res.notes.append(str(learner))
+    res.extra["named"] = [(e.mistake, e.layer, e.message, e.fix) for e in learner.mistakes]
+    res.extra["patterns_without_hypotheses"] = {c.name: c.pattern for c in learner.components if c.pattern}
     worst = sorted(buggy.components, key=lambda c: -c.difference)[:2]
     res.extra["localized"] = [c.name for c in worst]
     res.extra["findings"] = {c.name: c.finding for c in worst}
