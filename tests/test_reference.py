@@ -344,7 +344,7 @@ def test_masks_hidden_only_equals_masks_with_none_input():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(keep_prob=1.0, masks=[np.ones((5, 6)), np.ones((4, 6))]), "keep_prob is 1"),
+        (dict(keep_prob=1.0, masks=[np.ones((5, 6)), np.eye(4, 6)]), "keep_prob is 1"),
         (dict(keep_prob=0.5, masks=[np.ones((5, 5)), np.ones((4, 6))]), "shape"),
         (dict(keep_prob=0.5, masks=[np.full((5, 6), 0.5), np.ones((4, 6))]), "only 0 and 1"),
         (dict(keep_prob=0.5, masks=[np.ones((5, 6))]), "masks needs"),

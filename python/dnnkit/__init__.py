@@ -69,6 +69,7 @@ _LAZY_NAMES = {
     "SweepResult": ("sweeps", "SweepResult"),
     "taylor_test": ("taylor", "taylor_test"),
     "TaylorReport": ("taylor", "TaylorReport"),
+    "ParameterKeyError": ("_validation", "ParameterKeyError"),
 }
 
 
@@ -84,5 +85,6 @@ def __getattr__(name: str):
 __all__ = [
     "Network", "initialize_parameters", "params_to_vector", "vector_to_params", "dropout_mask",
     "set_num_threads", "get_num_threads", "blas_info", "gradcheck", "assert_gradients_close",
-    "GradcheckReport", "taylor_test", "TaylorReport", "EarlyStopping", "History", "sweep", "SweepResult", "reference", "data", "datasets", "diagnose", "__version__",
+    "GradcheckReport", "taylor_test", "TaylorReport", "EarlyStopping", "History", "sweep", "SweepResult",
+    "ParameterKeyError", "reference", "data", "datasets", "diagnose", "__version__",
 ]

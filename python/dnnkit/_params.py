@@ -40,7 +40,10 @@ def _infer_dims(params: dict, prefix: str = "") -> list[int]:
     while f"{prefix}W{L + 1}" in params:
         L += 1
     if L == 0:
-        raise KeyError(f"no '{prefix}W1' in the parameter dict (keys: {sorted(params)})")
+        from ._validation import ParameterKeyError
+
+        raise ParameterKeyError(f"no '{prefix}W1' in the parameter dict (keys: {sorted(map(str, params))})",
+                                f"{prefix}W1")
     dims = [np.shape(params[f"{prefix}W1"])[1]] + [np.shape(params[f"{prefix}W{l}"])[0] for l in range(1, L + 1)]
     return dims
 
@@ -50,12 +53,16 @@ def params_to_vector(params: dict, prefix: str = "") -> np.ndarray:
 
     ``prefix="d"`` flattens a gradient dict (dW1, db1, ...).
     """
+    from ._validation import check_param_keys
+
     dims = _infer_dims(params, prefix)
+    slices = layer_slices(dims)
+    if prefix == "d":  # a course-style gradient dict may also hold dA<l> / dZ<l>: ignored
+        params = {k: v for k, v in params.items() if not (isinstance(k, str) and k[:2] in ("dA", "dZ"))}
+    check_param_keys(params, [prefix + name for name in slices], "the parameter dict")
     parts = []
-    for name, (_, shape) in layer_slices(dims).items():
+    for name, (_, shape) in slices.items():
         key = prefix + name
-        if key not in params:
-            raise KeyError(f"missing '{key}' in the parameter dict")
         a = np.asarray(params[key])
         if a.size != shape[0] * shape[1]:
             raise ValueError(f"'{key}' has shape {a.shape}, expected {shape}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -279,12 +280,18 @@ def normalize_masks(masks, keep: Sequence[float], dims: Sequence[int], m: int, d
         if D is None:
             out.append(None)
             continue
-        if keep[l] >= 1.0:
-            raise ValueError(f"a mask is given for layer {l} but its keep_prob is 1; pass the keep_prob used to "
-                             "draw it")
         arr = as_array(D, f"masks[{l}]", dtype, rows=dims[l], cols=m)
         if not np.all((arr == 0) | (arr == 1)):
             raise ValueError(f"masks[{l}] must contain only 0 and 1")
+        if keep[l] >= 1.0:
+            # keep_prob 1 keeps every unit: an all-ones mask is exactly the mask it draws (course-style code draws
+            # D for every layer) and means no dropout there; a zero would drop a unit that can never be dropped
+            if not np.all(arr == 1):
+                where = tuple(int(i) for i in np.argwhere(arr == 0)[0])
+                raise ValueError(f"masks[{l}] drops units (a 0 at {where}) but layer {l}'s keep_prob is 1, which "
+                                 "keeps every unit; pass the keep_prob the mask was drawn with")
+            out.append(None)
+            continue
         out.append(arr)
     return out
 
@@ -296,3 +303,64 @@ def check_n_threads(value, name: str = "n_threads") -> int:
     if not 1 <= int(value) <= MAX_THREADS:
         raise ValueError(f"{name} must lie in [1, {MAX_THREADS}], got {value}")
     return int(value)
+
+
+# ----------------------------------------------------------------------------- parameter / gradient dict keys
+
+class ParameterKeyError(KeyError, ValueError):
+    """A parameter or gradient dict with a missing or an unexpected key (a typo such as ``"W9"`` on a 3-layer
+    net). Both a ``KeyError`` (what a missing key always raised) and a ``ValueError`` (what every other bad
+    argument raises), so either ``except`` keeps working. ``.key`` is the offending key."""
+
+    def __init__(self, message: str, key=None):
+        super().__init__(message)
+        self.key = key
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message (in quotes)
+        return str(self.args[0]) if self.args else ""
+
+
+_COURSE_INTERMEDIATE = re.compile(r"d[AZ]\d+")  # the course's backward also returns dA<l>, dZ<l>: not gradients
+
+
+def _key_list(names) -> str:
+    names = list(names)
+    return ", ".join(names) if len(names) <= 8 else ", ".join(names[:4] + ["...", *names[-2:]])
+
+
+def check_param_keys(d: dict, names: Sequence[str], what: str, dims=None) -> None:
+    """A params dict must hold exactly ``names`` (W1, b1, ...): a missing or an extra key raises
+    :class:`ParameterKeyError` naming it."""
+    net = f"a {list(dims)} network" if dims is not None else "these parameters"
+    for name in names:
+        if name not in d:
+            raise ParameterKeyError(f"{what} is missing {name!r} ({net} needs {_key_list(names)})", name)
+    known = set(names)
+    for key in d:
+        if key not in known:
+            raise ParameterKeyError(f"{what} has an unexpected key {key!r}: {net} has {_key_list(names)} — a typo, "
+                                    "or parameters of a different architecture?", key)
+
+
+def grad_keys(d: dict, names: Sequence[str], what: str = "grads", dims=None) -> dict:
+    """Map each parameter name (W1, b1, ...) to its key in a gradient dict, which may use "dW1" (the course's
+    and dnnkit's form) or "W1". The course's intermediates dA<l> / dZ<l> are allowed and ignored; any other key,
+    a missing one, or a name given both ways raises :class:`ParameterKeyError`."""
+    net = f"a {list(dims)} network" if dims is not None else "these parameters"
+    want = ["d" + n for n in names]
+    out = {}
+    for name, dname in zip(names, want):
+        if dname in d and name in d:
+            raise ParameterKeyError(f"{what} has both {dname!r} and {name!r}: give each gradient once", name)
+        if dname in d:
+            out[name] = dname
+        elif name in d:
+            out[name] = name
+        else:
+            raise ParameterKeyError(f"{what} is missing {dname!r} ({net} needs {_key_list(want)})", dname)
+    used = set(out.values())
+    for key in d:
+        if key not in used and not (isinstance(key, str) and _COURSE_INTERMEDIATE.fullmatch(key)):
+            raise ParameterKeyError(f"{what} has an unexpected key {key!r}: {net} has gradients "
+                                    f"{_key_list(want)} — a typo, or gradients of a different architecture?", key)
+    return out

@@ -584,7 +584,8 @@ def _finding(name, shape, layer, local, a, g, d, w, layout: _Layout, full: bool)
         at = np.empty_like(gt)
         at[local] = a
         if _rel(at, gt.reshape(shape[1], shape[0]).T.reshape(-1)) < 1e-5:
-            return "transposed (the gradient's elements are those of the transpose)"
+            return (f"transposed (the gradient's elements are those of its transpose, shape "
+                    f"({shape[1]}, {shape[0]}); expected shape {tuple(shape)})")
     # where are the errors?
     err = g - a
     if len(shape) == 2 and shape[1] > 1 and layer is not None:
@@ -649,15 +650,18 @@ def _real64(a, name) -> np.ndarray:
     return V.as_array(a, name, np.float64, ndim=None, finite=False, allow_empty=True)
 
 
-def _flat_grads(grads, dims, n, m=None):
+def _flat_grads(grads, dims, n, m=None, reshaped=None):
     """Dict ("dW1"/"W1" keys) or flat vector -> float64 flat vector (never validated for finiteness: NaN
-    in a gradient is a finding, not an input error)."""
+    in a gradient is a finding, not an input error). ``reshaped`` (a dict) receives, per component given in
+    another shape of the same size, ``name -> (key, given shape, expected shape)``."""
     if isinstance(grads, dict):
+        from . import _validation as V
+
         out = np.empty(n)
-        for name, (sl, shape) in layer_slices(dims).items():
-            key = "d" + name if "d" + name in grads else name
-            if key not in grads:
-                raise KeyError(f"grads is missing {'d' + name!r}")
+        slices = layer_slices(dims)
+        keys = V.grad_keys(grads, list(slices), "grads", dims)  # missing or extra (typo) keys
+        for name, (sl, shape) in slices.items():
+            key = keys[name]
             a = _real64(grads[key], f"grads[{key!r}]")
             if a.size != sl.stop - sl.start:
                 from .mistakes import shape_hint
@@ -665,6 +669,8 @@ def _flat_grads(grads, dims, n, m=None):
                 hint = shape_hint(key, a.shape, shape, m)
                 raise ValueError(f"grads[{key!r}] has shape {a.shape}, expected {shape}" + (f" ({hint})" if hint else ""))
             out[sl] = a.reshape(-1)  # C order of the GIVEN shape: a transposed dW shows as "transposed"
+            if reshaped is not None and a.shape != shape and not (name[0] == "b" and a.shape == shape[:1]):
+                reshaped[name] = (key, a.shape, shape)
         return out
     g = _real64(grads, "grads").reshape(-1)
     if g.size != n:
@@ -822,13 +828,16 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
         twin.backward(X, Y, **prob["kw"])
         g = twin.grad_vector.astype(np.float64, copy=True)
     else:
-        g = _flat_grads(grads, dims, n, m)
+        reshaped = {}
+        g = _flat_grads(grads, dims, n, m, reshaped)
     layout = _Layout.from_dims(dims, m, l2, l1)
     args = (dims, net.hidden, net.output, net.loss, float(net.alpha), theta, X, Y, keep, seed, step,
             [None if D is None else np.ascontiguousarray(D, dtype=np.float64) for D in mlist], l2, l1, eps)
     gdt = "float64" if grads is None else _grads_dtype(grads)
     if mode == "directional":
         report = _directional(args, g, layout, n_directions, rng, eps, gdt)
+        if grads is not None:
+            _note_reshaped(report, reshaped)
         return _name_mistakes(_verify_kinks(report, prob), prob, net, g, grads, explain)
     idx = _select(n, indices, layout, mode, k, rng)
     opts = engine_options or _ENGINE_OPTIONS
@@ -836,7 +845,18 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
     report = GradcheckReport(mode=mode, eps=eps, layout=layout, indices=idx, approx=approx, grad=g[idx], flags=flags,
                              theta_vals=theta[idx], cost=float(J0), grad_dtype=gdt)
     report.engine_stats = dict(stats)
+    if grads is not None:
+        _note_reshaped(report, reshaped)
     return _name_mistakes(_verify_kinks(report, prob), prob, net, g, grads, explain)
+
+
+def _note_reshaped(report, reshaped):
+    """A block given in another shape of the same size (typically dW.T) is read in ITS C order; its finding
+    then also says which shape came and which was expected."""
+    for row in report.components:
+        if row.name in reshaped:
+            key, got, want = reshaped[row.name]
+            row.finding = f"{row.finding}; grads[{key!r}] has shape {tuple(got)}, expected {tuple(want)}"
 
 
 def _verify_kinks(report, prob):
@@ -931,12 +951,12 @@ def _prepare_function(cost_fn, params, grads):
             raise ValueError("params is an empty dict: nothing to check")
         theta = np.concatenate([_real64(params[kk], f"params[{kk!r}]").reshape(-1) for kk in keys])
         if isinstance(grads, dict):
+            from . import _validation as V
+
+            gkeys = V.grad_keys(grads, keys, "grads")  # missing or extra (typo) keys
             parts = []
             for kk in keys:
-                gk = grads.get("d" + kk, grads.get(kk))
-                if gk is None:
-                    raise KeyError(f"grads is missing {'d' + kk!r}")
-                gk = _real64(gk, f"grads[{kk!r}]")
+                gk = _real64(grads[gkeys[kk]], f"grads[{gkeys[kk]!r}]")
                 if gk.size != np.prod(shapes[kk], dtype=int):
                     from .mistakes import shape_hint
 

@@ -115,9 +115,9 @@ class Network:
         if not isinstance(params, dict):
             raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
         new = np.empty_like(self._theta)
-        for name, (sl, shape) in layer_slices(self.layer_dims).items():
-            if name not in params:
-                raise KeyError(f"params is missing {name!r}")
+        slices = layer_slices(self.layer_dims)
+        V.check_param_keys(params, list(slices), "params", self.layer_dims)  # missing or extra (typo) keys
+        for name, (sl, shape) in slices.items():
             a = np.asarray(params[name])
             if name.startswith("b") and a.ndim == 1:
                 a = a.reshape(-1, 1)

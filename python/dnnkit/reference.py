@@ -199,7 +199,11 @@ def forward_propagation(X, parameters, hidden="relu", output="sigmoid", keep_pro
     masks = _normalize_masks(masks, L)
     for l in range(L):
         if masks[l] is not None and kp[l] == 1.0:
-            raise ValueError(f"a mask was given for layer {l}, whose keep_prob is 1 (no dropout)")
+            # an all-ones mask is what keep_prob 1 draws (no dropout there); a 0 would drop an undroppable unit
+            if np.any(masks[l] != 1):
+                raise ValueError(f"the mask for layer {l} drops units but its keep_prob is 1, which keeps every "
+                                 "unit; pass the keep_prob the mask was drawn with")
+            masks[l] = None
     need_draw = any(kp[l] < 1.0 and masks[l] is None for l in range(L))
     rng = _dropout_rng(rng) if need_draw else None
 

@@ -1,0 +1,130 @@
+"""Issue 12's findings, each pinned: key errors of parameter / gradient dicts, masks where keep_prob is 1,
+shape statements for a transposed gradient block, a callback that raises, Ctrl-C during a gradient check."""
+import numpy as np
+import pytest
+
+import dnnkit as dk
+from dnnkit import reference as ref
+
+
+def small(dims=(3, 5, 4, 1), m=7, seed=0):
+    g = np.random.default_rng(seed)
+    X = g.standard_normal((dims[0], m))
+    Y = (g.random((dims[-1], m)) > 0.5).astype(float)
+    net = dk.Network(list(dims), hidden="tanh").initialize("glorot", rng=seed)
+    return net, X, Y
+
+
+# ------------------------------------------------------------------------------------ dict keys
+
+def _assert_key_error(ei, key):
+    assert isinstance(ei.value, KeyError) and isinstance(ei.value, ValueError)
+    assert isinstance(ei.value, dk.ParameterKeyError) and ei.value.key == key
+    assert repr(key) in str(ei.value) and not str(ei.value).startswith('"')  # readable, not KeyError's repr
+
+
+@pytest.mark.parametrize("change, key", [("extra", "W9"), ("missing", "b2"), ("lower", "w1")],
+                         ids=["extra-W9", "missing-b2", "typo-w1"])
+def test_params_dict_with_a_wrong_key_names_it(change, key):
+    net, X, Y = small()
+    before = net.theta.copy()
+    p = net.get_params()
+    if change == "extra":
+        p["W9"] = np.ones((2, 2))
+    elif change == "missing":
+        del p["b2"]
+    else:
+        p["w1"] = p.pop("W1")
+        key = "W1"  # the missing one is reported first
+    with pytest.raises(KeyError) as ei:
+        net.set_params(p)
+    _assert_key_error(ei, key)
+    with pytest.raises(ValueError) as ei:
+        dk.Network([3, 5, 4, 1], params=p)
+    _assert_key_error(ei, key)
+    assert net.theta.tobytes() == before.tobytes()
+    if change == "extra":
+        with pytest.raises(dk.ParameterKeyError) as ei:
+            dk.params_to_vector(p)
+        _assert_key_error(ei, "W9")
+
+
+@pytest.mark.parametrize("change, key", [("extra", "dW9"), ("missing", "db3"), ("both", "W1")],
+                         ids=["extra-dW9", "missing-db3", "dW1-and-W1"])
+def test_grads_dict_with_a_wrong_key_names_it(change, key):
+    net, X, Y = small()
+    g = {k: v.copy() for k, v in net.backward(X, Y).items()}
+    if change == "extra":
+        g["dW9"] = np.zeros((2, 2))
+    elif change == "missing":
+        del g["db3"]
+    else:
+        g["W1"] = g["dW1"]
+    with pytest.raises(KeyError) as ei:
+        dk.gradcheck(net, X, Y, grads=g)
+    _assert_key_error(ei, key)
+    # the cost-function form: params' keys decide which gradients must be there
+    params = net.get_params()
+    cost = lambda p: float(np.sum(p["W1"] ** 2))  # noqa: E731
+    with pytest.raises(ValueError) as ei:
+        dk.gradcheck(cost, params, g)
+    _assert_key_error(ei, key)
+
+
+def test_course_style_grads_with_dA_and_dZ_are_accepted():
+    net, X, Y = small()
+    g = {k: v.copy() for k, v in net.backward(X, Y).items()}
+    course = dict(g, dA0=np.zeros((3, 7)), dA1=np.zeros((5, 7)), dZ3=np.zeros((1, 7)))
+    assert dk.gradcheck(net, X, Y, grads=course).verdict == "correct"
+    np.testing.assert_array_equal(dk.params_to_vector(course, prefix="d"), net.grad_vector)
+
+
+# ------------------------------------------------------------------------------------ masks and keep_prob 1
+
+def test_all_ones_mask_where_keep_prob_is_1_is_accepted():
+    net, X, Y = small(m=6)
+    D1 = (np.random.default_rng(1).random((5, 6)) < 0.8).astype(float)
+    ones = np.ones((4, 6))
+    kp = [1.0, 0.8, 1.0]  # input, hidden 1, hidden 2
+    a = net.forward(X, keep_prob=kp, masks=[np.ones((3, 6)), D1, ones])[0]
+    b = net.forward(X, keep_prob=kp, masks=[None, D1, None])[0]
+    assert a.tobytes() == b.tobytes()
+    ga = {k: v.copy() for k, v in net.backward(X, Y, keep_prob=kp, masks=[D1, ones]).items()}
+    gb = net.backward(X, Y, keep_prob=kp, masks=[D1, None])
+    assert all(ga[k].tobytes() == gb[k].tobytes() for k in gb)
+    r = dk.gradcheck(net, X, Y, keep_prob=kp, masks=[D1, ones])
+    assert r.verdict == "correct"
+    # the reference (course code draws D for every layer) agrees
+    ra = ref.forward_propagation(X, net.get_params(), "tanh", keep_prob=kp, masks=[None, D1, ones])[0]
+    np.testing.assert_allclose(ra, a, rtol=1e-12, atol=1e-14)
+
+
+def test_mask_with_zeros_where_keep_prob_is_1_is_refused_with_the_reason():
+    net, X, Y = small(m=6)
+    D1 = np.ones((5, 6))
+    D2 = np.ones((4, 6))
+    D2[2, 3] = 0
+    for call in (lambda: net.forward(X, keep_prob=[0.8, 1.0], masks=[D1, D2]),
+                 lambda: net.backward(X, Y, keep_prob=[0.8, 1.0], masks=[D1, D2]),
+                 lambda: dk.gradcheck(net, X, Y, keep_prob=[0.8, 1.0], masks=[D1, D2])):
+        with pytest.raises(ValueError, match=r"masks\[2\] drops units \(a 0 at \(2, 3\)\).*keep_prob is 1"):
+            call()
+    with pytest.raises(ValueError, match="keep_prob is 1"):
+        ref.forward_propagation(X, net.get_params(), "tanh", keep_prob=[0.8, 1.0], masks=[D1, D2])
+
+
+# ------------------------------------------------------------------------------------ transposed block
+
+def test_transposed_block_states_the_shape_got_and_expected():
+    net, X, Y = small()
+    g = {k: v.copy() for k, v in net.backward(X, Y).items()}
+    g["dW2"] = np.ascontiguousarray(g["dW2"].T)  # (5, 4) instead of (4, 5)
+    row = next(c for c in dk.gradcheck(net, X, Y, grads=g).components if c.name == "W2")
+    assert "transposed" in row.finding
+    assert "grads['dW2'] has shape (5, 4), expected (4, 5)" in row.finding
+    # a flat vector holding dW2.T's elements: no given shape, but still the transpose's shape and the expected one
+    flat = net.grad_vector.copy()
+    sl = slice(3 * 5 + 5, 3 * 5 + 5 + 4 * 5)
+    flat[sl] = net.grads["dW2"].T.reshape(-1)
+    row = next(c for c in dk.gradcheck(net, X, Y, grads=flat).components if c.name == "W2")
+    assert "transposed" in row.finding and "shape (5, 4)" in row.finding and "expected shape (4, 5)" in row.finding
