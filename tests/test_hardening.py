@@ -128,3 +128,75 @@ def test_transposed_block_states_the_shape_got_and_expected():
     flat[sl] = net.grads["dW2"].T.reshape(-1)
     row = next(c for c in dk.gradcheck(net, X, Y, grads=flat).components if c.name == "W2")
     assert "transposed" in row.finding and "shape (5, 4)" in row.finding and "expected shape (4, 5)" in row.finding
+
+
+# ------------------------------------------------------------------------------------ a callback that raises
+
+class Boom(Exception):
+    pass
+
+
+class RaiseAt(dk.callbacks.Callback):
+    def __init__(self, epoch, hook="on_epoch_end"):
+        self.at, self.hook = epoch, hook
+
+    def on_epoch_end(self, epoch, net, history):
+        if self.hook == "on_epoch_end" and epoch == self.at:
+            raise Boom(f"at {epoch}")
+        return False
+
+    def on_train_end(self, net, history):
+        if self.hook == "on_train_end":
+            raise Boom("at the end")
+
+
+def _separable(m=64, seed=0):
+    g = np.random.default_rng(seed)
+    X = g.standard_normal((4, m))
+    return X, (X[:1] + 0.3 * X[1:2] > 0).astype(float)
+
+
+def test_a_callback_that_raises_leaves_the_last_finished_epoch():
+    X, Y = _separable()
+    net = dk.Network([4, 6, 1]).initialize("he", rng=0)
+    t0 = net.theta.copy()
+    with pytest.raises(Boom) as ei:
+        net.fit(X, Y, epochs=50, learning_rate=0.1, batch_size=16, optimizer="adam", seed=2, log_every=2,
+                callbacks=[RaiseAt(6)])
+    h = ei.value.history
+    assert h.epoch == [2, 4, 6] and net.training_config["epochs_run"] == 6
+    assert net.training_config["error"] == "Boom: at 6"
+    again = dk.Network([4, 6, 1])
+    again.theta = t0
+    again.fit(X, Y, epochs=6, learning_rate=0.1, batch_size=16, optimizer="adam", seed=2)
+    assert net.theta.tobytes() == again.theta.tobytes()
+
+
+def test_a_callback_that_raises_still_restores_the_best_epoch():
+    X, Y = _separable()
+    Xd, Yd = _separable(40, seed=1)
+    for hook in ("on_epoch_end", "on_train_end"):
+        net = dk.Network([4, 6, 1]).initialize("he", rng=0)
+        es = dk.EarlyStopping(patience=1000, restore_best=True)
+        with pytest.raises(Boom) as ei:
+            # lr so large that the dev cost rises again: the best epoch is not the last one
+            net.fit(X, Y, epochs=30, learning_rate=10.0, validation=(Xd, Yd), early_stopping=es, seed=0,
+                    callbacks=[RaiseAt(20, hook)])
+        h = ei.value.history
+        assert h.best_epoch == es.best_epoch and es.best_theta is not None and es.best_epoch < 20
+        assert net.theta.tobytes() == es.best_theta.tobytes()
+        assert len(h) == (20 if hook == "on_epoch_end" else 30)
+
+
+def test_a_callback_that_raises_at_the_start_changes_nothing():
+    X, Y = _separable()
+    net = dk.Network([4, 6, 1]).initialize("he", rng=0)
+    t0 = net.theta.copy()
+
+    class BadBegin(dk.callbacks.Callback):
+        def on_train_begin(self, net, history):
+            raise Boom("begin")
+
+    with pytest.raises(Boom):
+        net.fit(X, Y, epochs=5, learning_rate=0.1, callbacks=[BadBegin()], seed=0)
+    assert net.theta.tobytes() == t0.tobytes() and net.training_config["epochs_run"] == 0

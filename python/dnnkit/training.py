@@ -37,6 +37,13 @@ the last *finished* epoch, the history keeps every finished epoch and ``history.
 ``on_interrupt="stop"`` (default) fit then returns the history normally (as PyTorch Lightning does);
 with ``on_interrupt="raise"`` it re-raises ``KeyboardInterrupt`` after cleaning up, with the history
 attached as ``exc.history``.
+
+A callback that raises (in ``on_train_begin``, ``on_epoch_end`` or ``on_train_end``; likewise a failing
+validation pass): the network keeps the parameters of the last *finished* epoch — or, with
+``EarlyStopping(restore_best=True)``, the best epoch early stopping had seen (its ``on_train_end`` still runs;
+the other callbacks' ``on_train_end`` do not, after a failure during training) — the history keeps the finished
+epochs, ``net.training_config["error"]`` names the exception, and the exception propagates with the history
+attached as ``exc.history``.
 """
 from __future__ import annotations
 
@@ -295,7 +302,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
     t0 = time.perf_counter()
     done = 0
     stop = False
-    interrupt_exc = None
+    interrupt_exc = error_exc = None
     try:
         for cb in cbs:
             if callable(getattr(cb, "on_train_begin", None)):
@@ -327,6 +334,13 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
         history._truncate()
         trainer.finish_row(net.theta, time.perf_counter() - t0)
         _sync(history, trainer)
+    except Exception as e:
+        # A callback (or the validation pass / progress bar) raised between native calls: the network holds
+        # the last finished epoch (the native trainer never leaves a half step); the history is made to agree,
+        # early stopping's restore_best still runs, and the exception propagates with ``.history`` attached.
+        error_exc = e
+        done = int(trainer.epoch)
+        history._truncate()
     finally:
         threads.__exit__(None, None, None)
         bar.close()
@@ -335,12 +349,24 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
         early_stopping.best, early_stopping.best_epoch, early_stopping.wait = st["best"], st["best_epoch"], st["wait"]
         early_stopping.best_theta = st["best_theta"] if early_stopping.restore_best else None
         history.best_epoch = early_stopping.best_epoch
-    for cb in cbs:
-        if callable(getattr(cb, "on_train_end", None)):
-            cb.on_train_end(net, history)
+    failed = error_exc is not None  # then only early stopping's on_train_end (restore_best) runs
+    for cb in cbs:  # every on_train_end runs (restore_best included) even if an earlier one raises
+        if callable(getattr(cb, "on_train_end", None)) and (not failed or isinstance(cb, EarlyStopping)):
+            try:
+                cb.on_train_end(net, history)
+            except Exception as e:
+                error_exc = e if error_exc is None else error_exc
     config.update(epochs_run=done, steps=int(trainer.step), stopped_early=history.stopped_early,
                   interrupted=history.interrupted, best_epoch=history.best_epoch)
+    if error_exc is not None:
+        config["error"] = f"{type(error_exc).__name__}: {error_exc}"[:500]
     net.training_config = dict(config)
+    if error_exc is not None:
+        try:
+            error_exc.history = history
+        except AttributeError:  # an exception type without a __dict__
+            pass
+        raise error_exc
     if history.interrupted and on_interrupt == "raise":
         exc = interrupt_exc if interrupt_exc is not None else KeyboardInterrupt()
         exc.history = history
