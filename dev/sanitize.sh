@@ -27,12 +27,15 @@ rm -rf $B/site && mkdir -p $B/site/torch $B/reports
 cp -r python/dnnkit $B/site/dnnkit
 rm -f $B/site/dnnkit/_core*.so
 cp $B/_core*.so $B/site/dnnkit/
-printf 'raise ImportError("torch is skipped under AddressSanitizer (dev/sanitize.sh)")\n' > $B/site/torch/__init__.py
+printf 'raise ModuleNotFoundError("torch is skipped under AddressSanitizer (dev/sanitize.sh)", name="torch")\n' > $B/site/torch/__init__.py
 rm -f $B/reports/*
 CXX=${CXX:-c++}
 ASAN_LIB=$($CXX -print-file-name=libasan.so)
 [ -f "$ASAN_LIB" ] || { echo "sanitize.sh: libasan.so not found for $CXX" >&2; exit 2; }
-export LD_PRELOAD="$ASAN_LIB${LD_PRELOAD:+:$LD_PRELOAD}"
+# libstdc++ too: python does not link it, and ASan's __cxa_throw interceptor must find the real one at start-up
+# (otherwise the first C++ exception of any extension, e.g. matplotlib's, aborts in a CHECK)
+STDCXX_LIB=$($CXX -print-file-name=libstdc++.so)
+export LD_PRELOAD="$ASAN_LIB:$STDCXX_LIB${LD_PRELOAD:+:$LD_PRELOAD}"
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=0:log_path=$PWD/$B/reports/asan"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$PWD/$B/reports/ubsan"
 export PYTHONPATH="$PWD/$B/site"

@@ -200,3 +200,176 @@ def test_a_callback_that_raises_at_the_start_changes_nothing():
     with pytest.raises(Boom):
         net.fit(X, Y, epochs=5, learning_rate=0.1, callbacks=[BadBegin()], seed=0)
     assert net.theta.tobytes() == t0.tobytes() and net.training_config["epochs_run"] == 0
+
+
+# ------------------------------------------------------------------------------------ Ctrl-C during gradcheck
+
+from dnnkit import gradient_check as gcm  # noqa: E402
+
+
+def _bits(r):
+    return (r.indices.tobytes(), r.approx.tobytes(), r.grad.tobytes(), r.flags.tobytes())
+
+
+@pytest.mark.parametrize("case", ["relu-l1", "tanh-dropout", "leaky-softmax"])
+def test_chunked_check_equals_one_call_bit_for_bit(case, monkeypatch):
+    g = np.random.default_rng(4)
+    if case == "relu-l1":
+        dims, kw, net = [6, 9, 7, 1], dict(l1=0.3, l2=0.2), dk.Network([6, 9, 7, 1])
+    elif case == "tanh-dropout":
+        dims, kw, net = [5, 12, 8, 1], dict(keep_prob=0.7, seed=3), dk.Network([5, 12, 8, 1], hidden="tanh")
+    else:
+        dims, kw = [4, 20, 3], dict(l2=0.1)
+        net = dk.Network(dims, hidden="leaky_relu", output="softmax")
+    net.initialize(rng=1)
+    X = g.standard_normal((dims[0], 11))
+    Y = np.eye(dims[-1])[:, g.integers(0, dims[-1], 11)] if dims[-1] > 1 else (g.random((1, 11)) > 0.5) * 1.0
+    one = dk.gradcheck(net, X, Y, **kw)
+    monkeypatch.setattr(gcm, "_CHUNK_FIRST", 7)
+    monkeypatch.setattr(gcm, "_CHUNK_SECONDS", 1e-12)  # every later chunk: the minimum (64)
+    calls = []
+    real = dk._core.gradcheck_coords
+    monkeypatch.setattr(dk._core, "gradcheck_coords", lambda *a, **k: calls.append(1) or real(*a, **k))
+    many = dk.gradcheck(net, X, Y, **kw)
+    assert len(calls) >= 3  # 7, 64, and the rest
+    assert _bits(one) == _bits(many) and one.engine_stats == many.engine_stats and many.complete
+
+
+def _interrupt_on_call(monkeypatch, k):
+    real = dk._core.gradcheck_coords
+    n = [0]
+
+    def fake(*a, **kw):
+        n[0] += 1
+        if n[0] == k:
+            raise KeyboardInterrupt  # what the engine raises when its signal poll sees Ctrl-C
+        return real(*a, **kw)
+
+    monkeypatch.setattr(dk._core, "gradcheck_coords", fake)
+
+
+def test_interrupted_check_returns_the_finished_part_marked_incomplete(monkeypatch):
+    net, X, Y = small((6, 20, 12, 1), m=9)
+    g = {k: v.copy() for k, v in net.backward(X, Y).items()}
+    g["db1"] *= 2  # a bug in a block the partial check covers in part (b1 is at offsets 120..139)
+    full = dk.gradcheck(net, X, Y, grads=g)
+    monkeypatch.setattr(gcm, "_CHUNK_SECONDS", 1e-12)
+    _interrupt_on_call(monkeypatch, 3)
+    part = dk.gradcheck(net, X, Y, grads=g)
+    assert not part.complete and not bool(part)
+    np.testing.assert_array_equal(part.indices, np.arange(64 + 64))
+    np.testing.assert_array_equal(part.missing_indices, np.arange(128, net.n_params))
+    assert part.approx.tobytes() == full.approx[:128].tobytes()
+    assert part.verdict == "bug" and [c.name for c in part.components] == ["W1", "b1"]
+    text = str(part)
+    assert f"INCOMPLETE: interrupted with {net.n_params - 128} requested coordinates not checked" in text
+    assert part.to_dict()["complete"] is False and part.to_dict()["n_missing"] == net.n_params - 128
+    _interrupt_on_call(monkeypatch, 3)
+    with pytest.raises(AssertionError, match="INCOMPLETE"):  # correct gradients, but only partly verified
+        dk.assert_gradients_close(net, X, Y)
+    monkeypatch.undo()
+    # resume: check the rest and merge -> the uninterrupted report, complete
+    rest = dk.gradcheck(net, X, Y, grads=g, indices=part.missing_indices)
+    merged = part.merge(rest)
+    assert merged.complete and _bits(merged) == _bits(full) and merged.verdict == full.verdict
+
+
+def test_interrupt_before_any_chunk_finished_propagates(monkeypatch):
+    net, X, Y = small()
+    _interrupt_on_call(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        dk.gradcheck(net, X, Y)
+
+
+def test_interrupted_cost_function_check_is_partial_too():
+    net, X, Y = small((6, 20, 12, 1))
+    params = net.get_params()
+    grads = {k: v.copy() for k, v in net.backward(X, Y).items()}
+    calls = [0]
+
+    def cost(p):
+        calls[0] += 1
+        if calls[0] > 2 * 64 + 2 * 10:  # inside the second chunk
+            raise KeyboardInterrupt
+        return float(dk.reference.compute_cost(
+            dk.reference.forward_propagation(X, p, "tanh")[0], Y, p, "bce"))
+
+    r = dk.gradcheck(cost, params, grads)
+    assert not r.complete and r.n_checked == 64 and r.missing_indices.size == net.n_params - 64
+
+
+def test_ctrl_c_during_gradcheck_with_a_real_signal(monkeypatch):
+    # a real SIGINT (interrupt_main, with our own handler installed) timed from the engine's progress: it is sent
+    # 10 ms into the second chunk (of ~50 ms), so it lands in the native loop (or just after it): the report of
+    # the finished chunks comes back. Bounded: the check has a few thousand coordinates at most.
+    import _thread
+    import threading
+
+    from _signals import python_sigint
+
+    net, X, Y = small((20, 40, 40, 1), m=50)
+    monkeypatch.setattr(gcm, "_CHUNK_SECONDS", 0.05)
+    real = dk._core.gradcheck_coords
+    calls, timers = [], []
+
+    def watched(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            timers.append(threading.Timer(0.01, _thread.interrupt_main))
+            timers[-1].start()
+        return real(*a, **kw)
+
+    monkeypatch.setattr(dk._core, "gradcheck_coords", watched)
+    with python_sigint():
+        try:
+            r = dk.gradcheck(net, X, Y)
+        finally:
+            for t in timers:
+                t.cancel()
+                t.join()
+    assert not r.complete and 64 <= r.n_checked < net.n_params
+    assert r.n_checked + r.missing_indices.size == net.n_params and r.verdict == "correct"
+    assert r.approx.tobytes() == dk.gradcheck(net, X, Y, indices=r.indices).approx.tobytes()
+
+
+def test_cli_gradcheck_prints_the_partial_report_and_exits_130():
+    # the child installs Python's SIGINT handler itself (it may inherit SIGINT ignored from this test run) and
+    # says on stderr when the first engine chunk has finished; the test then sends SIGINT
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    code = ("import signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "import dnnkit, dnnkit.gradient_check as g\n"
+            "g._CHUNK_SECONDS = 0.05\n"
+            "real, n = dnnkit._core.gradcheck_coords, [0]\n"
+            "def watched(*a, **k):\n"
+            "    n[0] += 1\n"
+            "    if n[0] == 2: print('chunk', file=sys.stderr, flush=True)  # the first one has finished\n"
+            "    return real(*a, **k)\n"
+            "dnnkit._core.gradcheck_coords = watched\n"
+            "from dnnkit.cli import main\n"
+            "sys.exit(main(['gradcheck', '--layers', '40,80,80,1', '--hidden', 'tanh', '--m', '200']))\n")
+    env = dict(os.environ)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(dk.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    p = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    watchdog = threading.Timer(120, p.kill)  # bounded even if the child never reports
+    watchdog.start()
+    try:
+        line = p.stderr.readline()
+        assert line == "chunk\n", line + p.stderr.read()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        watchdog.cancel()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, (p.returncode, out, err)
+    assert "INCOMPLETE: interrupted with" in out and "difference =" in out
+    assert "coordinates not checked" in err and "Traceback" not in err

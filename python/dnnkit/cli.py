@@ -374,6 +374,9 @@ def _cmd_gradcheck(args, out) -> int:
         tkw = {key: kw[key] for key in ("l2", "l1", "keep_prob", "seed", "grads") if key in kw}
         print(str(dk.taylor_test(net, X, Y, **tkw)), file=out)
     print(f"({net.n_params} parameters, {report.n_checked} checked in {dt * 1e3:.1f} ms)", file=out)
+    if not report.complete:  # Ctrl-C: the partial report is printed above; the exit status says interrupted
+        print(f"dnnkit gradcheck: interrupted ({report.missing_indices.size} coordinates not checked)", file=sys.stderr)
+        return 130
     if args.plot:
         from . import plots
 
