@@ -827,13 +827,13 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
     dims, X, Y, m, l2, l1 = prob["dims"], prob["X"], prob["Y"], prob["m"], prob["l2"], prob["l1"]
     keep, mlist, seed, step, theta = prob["keep"], prob["mlist"], prob["seed"], prob["step"], prob["theta"]
     n = theta.size
+    reshaped = {}  # blocks given in another shape of the same size (named in their findings)
     if grads is None:
         # the network's own backward, in float64, run on the twin
         twin = prob["twin"]
         twin.backward(X, Y, **prob["kw"])
         g = twin.grad_vector.astype(np.float64, copy=True)
     else:
-        reshaped = {}
         g = _flat_grads(grads, dims, n, m, reshaped)
     layout = _Layout.from_dims(dims, m, l2, l1)
     args = (dims, net.hidden, net.output, net.loss, float(net.alpha), theta, X, Y, keep, seed, step,
@@ -841,9 +841,7 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
     gdt = "float64" if grads is None else _grads_dtype(grads)
     if mode == "directional":
         report = _directional(args, g, layout, n_directions, rng, eps, gdt)
-        if grads is not None:
-            _note_reshaped(report, reshaped)
-        return _name_mistakes(_verify_kinks(report, prob), prob, net, g, grads, explain)
+        return _note_reshaped(_name_mistakes(_verify_kinks(report, prob), prob, net, g, grads, explain), reshaped)
     idx = _select(n, indices, layout, mode, k, rng)
     opts = engine_options or _ENGINE_OPTIONS
     parts, done = _run_chunks(lambda sub: _core.gradcheck_coords(*args, sub, fast_path=opts["fast_path"],
@@ -855,9 +853,7 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
     report.engine_stats = {key: sum(int(p[3][key]) for p in parts) for key in parts[0][3]}
     report.complete = done == idx.size  # False after Ctrl-C: missing_indices lists what was not checked
     report.missing_indices = idx[done:].copy()
-    if grads is not None:
-        _note_reshaped(report, reshaped)
-    return _name_mistakes(_verify_kinks(report, prob), prob, net, g, grads, explain)
+    return _note_reshaped(_name_mistakes(_verify_kinks(report, prob), prob, net, g, grads, explain), reshaped)
 
 
 def _note_reshaped(report, reshaped):
@@ -867,6 +863,7 @@ def _note_reshaped(report, reshaped):
         if row.name in reshaped:
             key, got, want = reshaped[row.name]
             row.finding = f"{row.finding}; grads[{key!r}] has shape {tuple(got)}, expected {tuple(want)}"
+    return report
 
 
 def _verify_kinks(report, prob):
