@@ -4,8 +4,9 @@
 seeds' method — and returns a :class:`GradcheckReport`: the seeds' relative difference
 ``||a - g|| / (||a|| + ||g||)``, a verdict, and one row per W[l] / b[l] with its own difference, worst
 element and a *finding* (gradient scaled by a constant, sign flipped, L2/L1 term missing, block never
-written, transposed, worst rows/columns). ReLU/leaky kinks crossed within +-eps are flagged as unreliable
-coordinates instead of being reported as bugs.
+written, transposed, worst rows/columns). ReLU/leaky kinks crossed within +-eps are verified per example on the
+side that crosses none (dnnkit.kinks) instead of being reported as bugs or dropped; when a component is wrong the
+mistake hypotheses of dnnkit.mistakes name the learner's mistake and its fix.
 
 Three call forms::
 
@@ -30,11 +31,14 @@ eps (default 1e-7, the seeds' value): the centered difference has truncation err
 +-eps in which a ReLU kink can be crossed stays small. The native engine has no u/eps term, so a smaller
 eps only narrows the kink window further; a larger one (1e-5 .. 1e-4) suits a noisy user ``cost_fn``.
 
-Verdict (thresholds of the seeds, on the coordinates not flagged as kinks):
+Verdict (thresholds of the seeds, on the verified coordinates: two-sided, or one-sided across a kink; a float32
+gradient uses correct < 1e-5, see CORRECT_BELOW_FLOAT32):
     "correct"  difference < 2e-7 (the course's own cut-off; "~1e-7 great")
     "check"    2e-7 <= difference < 1e-3 ("1e-5: look closer at the components")
     "bug"      difference >= 1e-3, or any component >= 1e-3 (a bug in a small block is not hidden by
                a large correct one).
+    "unverified" the verified coordinates say "correct" but some could not be verified at all (an example
+               crosses a kink on both sides): never "correct" about what was not checked.
 """
 from __future__ import annotations
 

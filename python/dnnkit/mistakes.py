@@ -103,14 +103,16 @@ _PROPAGATING = {"deriv_missing", "deriv_twice", "deriv_from_A", "deriv_formula_o
 # ---------------------------------------------------------------------------------------------- the oracle
 
 def backward(X, Y, params, hidden="relu", output="sigmoid", loss="bce", l2=0.0, l1=0.0, keep_prob=1.0, masks=None,
-             alpha=0.01, mistake=None, layer=None, other=None, fresh_mask=None, caches=None):
+             alpha=0.01, mistake=None, layer=None, other=None, fresh_mask=None, caches=None, need=None, base=None):
     """The course's backprop (as :func:`dnnkit.reference.backward_propagation`) with at most ONE mistake.
 
     mistake: a key of ``MISTAKES`` (not "stale") or None; layer: the layer k it is made in (hidden-layer
     activation / dropout mistakes: where dZ[k] is computed from dA[k]; "dA_*": the step from layer k to k-1);
     other: the other layer j of "deriv_wrong_layer"; fresh_mask: D' of "dropout_fresh_mask". masks: explicit
     0/1 masks (length L: input + hidden, or L-1), the forward's. Returns grads {"dW1", "db1", ...} whose arrays
-    have the shapes the mistaken code would produce (a transposed dW, a (1, m) db).
+    have the shapes the mistaken code would produce (a transposed dW, a (1, m) db). need / base (speed): compute
+    dW, db only for the layers in ``need`` and take the others from the grads ``base`` (the correct backprop),
+    stopping below the lowest needed layer.
     """
     L = ref._num_layers(params)
     kp = ref.normalize_keep_prob(keep_prob, L)
@@ -127,6 +129,16 @@ def backward(X, Y, params, hidden="relu", output="sigmoid", loss="bce", l2=0.0, 
     if mk("output_extra_deriv", L):
         dZ = dZ * AL * (1 - AL)     # the learner's g'(Z_L), elementwise (for softmax too)
     for l in range(L, 0, -1):
+        if need is not None and l not in need:
+            grads[f"dW{l}"], grads[f"db{l}"] = base[f"dW{l}"], base[f"db{l}"]
+            if l < min(need):
+                continue                                        # nothing below is needed either
+            if l == 1:
+                break
+            Wp = base[f"dW{l}"] if mk("dA_with_dW", l) else params[f"W{l}"]
+            dA = np.dot(Wp, dZ) if mk("dA_no_transpose", l) else np.dot(Wp.T, dZ)   # this layer's dW, db: as base
+            dZ = _hidden_dZ(dA, l - 1, kp, caches, hidden, alpha, mk, fresh_mask, other)
+            continue
         A_prev = caches[f"A{l - 1}"]                            # (n[l-1], m)
         if mk("Z_for_A", l):
             A_prev = caches[f"Z{l - 1}"]
@@ -161,29 +173,35 @@ def backward(X, Y, params, hidden="relu", output="sigmoid", loss="bce", l2=0.0, 
             break
         Wp = dW if mk("dA_with_dW", l) else W
         dA = np.dot(Wp, dZ) if mk("dA_no_transpose", l) else np.dot(Wp.T, dZ)   # (n[l-1], m)
-        k = l - 1
-        if kp[k] < 1.0:
-            D = fresh_mask if mk("dropout_fresh_mask", k) else caches[f"D{k}"]
-            if not mk("dropout_mask_missing", k):
-                dA = dA * D
-            if not mk("dropout_no_keep_prob", k):
-                dA = dA / kp[k]
-        Zk = caches[f"Z{k}"]
-        if mk("deriv_missing", k):
-            dZ = np.array(dA, copy=True)
-        elif mk("deriv_twice", k):
-            dZ = ref.activation_backward(ref.activation_backward(dA, Zk, hidden, alpha), Zk, hidden, alpha)
-        elif mk("deriv_from_A", k):
-            dZ = ref.activation_backward(dA, caches[f"A{k}"], hidden, alpha)
-        elif mk("deriv_formula_on_Z", k):
-            dZ = dA * (1 - Zk ** 2) if hidden == "tanh" else dA * Zk * (1 - Zk)
-        elif mk("deriv_wrong_layer", k):
-            dZ = ref.activation_backward(dA, caches[f"Z{other}"], hidden, alpha)
-        elif mk("relu_ge", k):
-            dZ = dA * np.where(Zk >= 0, 1.0, 0.0 if hidden == "relu" else alpha)
-        else:
-            dZ = ref.activation_backward(dA, Zk, hidden, alpha)
+        dZ = _hidden_dZ(dA, l - 1, kp, caches, hidden, alpha, mk, fresh_mask, other)
     return {key: grads[key] for l in range(1, L + 1) for key in (f"dW{l}", f"db{l}")}
+
+
+
+def _hidden_dZ(dA, k, kp, caches, hidden, alpha, mk, fresh_mask, other):
+    """dZ[k] from dA[k]: dropout in backward, then the activation derivative (each with its mistakes)."""
+    if kp[k] < 1.0:
+        D = fresh_mask if mk("dropout_fresh_mask", k) else caches[f"D{k}"]
+        if not mk("dropout_mask_missing", k):
+            dA = dA * D
+        if not mk("dropout_no_keep_prob", k):
+            dA = dA / kp[k]
+    Zk = caches[f"Z{k}"]
+    if mk("deriv_missing", k):
+        dZ = np.array(dA, copy=True)
+    elif mk("deriv_twice", k):
+        dZ = ref.activation_backward(ref.activation_backward(dA, Zk, hidden, alpha), Zk, hidden, alpha)
+    elif mk("deriv_from_A", k):
+        dZ = ref.activation_backward(dA, caches[f"A{k}"], hidden, alpha)
+    elif mk("deriv_formula_on_Z", k):
+        dZ = dA * (1 - Zk ** 2) if hidden == "tanh" else dA * Zk * (1 - Zk)
+    elif mk("deriv_wrong_layer", k):
+        dZ = ref.activation_backward(dA, caches[f"Z{other}"], hidden, alpha)
+    elif mk("relu_ge", k):
+        dZ = dA * np.where(Zk >= 0, 1.0, 0.0 if hidden == "relu" else alpha)
+    else:
+        dZ = ref.activation_backward(dA, Zk, hidden, alpha)
+    return dZ
 
 
 def _hypotheses(dims, hidden, output, l2, l1, kp, m, caches):
@@ -265,9 +283,15 @@ def _flat(grads, dims):
                            for l in range(1, len(dims)) for p in ("W", "b")])
 
 
+def _norm(a) -> float:
+    # einsum, not BLAS: NumPy's threaded BLAS dot costs milliseconds per call on a busy machine
+    a = np.ravel(a)
+    return math.sqrt(float(np.einsum("i,i->", a, a)))
+
+
 def _rel(a, b) -> float:
-    n = float(np.linalg.norm(b))
-    d = float(np.linalg.norm(a - b))
+    n = _norm(b)
+    d = _norm(a - b)
     if not math.isfinite(d):
         return math.inf
     return d / n if n > 0 else (0.0 if d == 0 else math.inf)
@@ -305,7 +329,8 @@ def explain(prob: dict, net, g: np.ndarray, tol: float = MATCH_TOL, only=None, f
     _, caches = ref.forward_propagation(X, params, hidden, output, kp, masks, None, alpha)
     common = dict(hidden=hidden, output=output, loss=loss, l2=prob["l2"], l1=prob["l1"], keep_prob=kp,
                   masks=masks, alpha=alpha, caches=caches)
-    correct = _flat(backward(X, Y, params, **common), dims)
+    base = backward(X, Y, params, **common)
+    correct = _flat(base, dims)
     comps = []
     off = 0
     for l in range(1, L + 1):
@@ -317,9 +342,21 @@ def explain(prob: dict, net, g: np.ndarray, tol: float = MATCH_TOL, only=None, f
     if not wrong:
         return []
     cands = []
+    wrong_layers = {c[1] for c in wrong}
     for name, layer, other in _hypotheses(dims, hidden, output, prob["l2"], prob["l1"], kp, m, caches):
+        # a mistake must reproduce every component of its own layer: one whose layer the user got right cannot
+        # be named, so it is not even computed (most of them, when one layer is wrong)
+        if (layer - 1 if name in ("dA_with_dW", "dA_no_transpose") else layer) not in wrong_layers:
+            continue
+        if name in ("dA_with_dW", "dA_no_transpose"):
+            need = set(range(1, layer))
+        elif name in _PROPAGATING:
+            need = set(range(1, layer + 1))
+        else:
+            need = {layer}
         try:
-            h = _flat(backward(X, Y, params, mistake=name, layer=layer, other=other, **common), dims)
+            h = _flat(backward(X, Y, params, mistake=name, layer=layer, other=other, need=need, base=base,
+                               **common), dims)
         except (ValueError, FloatingPointError):
             continue
         cands.append((name, layer, other, h, {}))
@@ -409,7 +446,8 @@ def _assign(cands, wrong, comps, g, correct, tol, dims, hidden, output, loss):
 
 # ---------------------------------------------------------------------------------------------- the searches
 
-def _fresh_mask_candidates(X, Y, params, common, dims, kp, g, correct, comps, tol, max_unknowns=4096):
+def _fresh_mask_candidates(X, Y, params, common, dims, kp, g, correct, comps, tol, max_unknowns=512,
+                           max_matrix=4_000_000):
     """For each hidden layer k with dropout: solve for the 0/1 mask D' that layers <= k's gradients imply
     (they are linear in D'); a candidate when D' is 0/1, reproduces them, and differs from the forward's D."""
     out = []
@@ -425,6 +463,8 @@ def _fresh_mask_candidates(X, Y, params, common, dims, kp, g, correct, comps, to
         sl = slice(lower[0][2].start, lower[-1][2].stop)
         n_par = sl.stop - sl.start
         if n_par < n * m:          # not identifiable: more mask entries than equations
+            continue
+        if n_par * n * m > max_matrix:   # one NumPy backprop per mask entry and a dense lstsq: small cases only
             continue
         # the gradient of layers <= k is affine in D': base (D' = 0) + sum_ij D'_ij col_ij
         base = _flat(backward(X, Y, params, mistake="dropout_fresh_mask", layer=k,
