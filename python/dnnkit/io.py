@@ -28,6 +28,7 @@ do not match the architecture, NaN or Inf parameters, an unknown normalizer.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import numbers
 import os
@@ -141,8 +142,8 @@ def _npy_shape(z, path, member):
             if read is None:
                 raise ValueError(f"unsupported .npy version {version}")
             shape, _, dtype = read(f)
-    except (ValueError, zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
-        raise _fail(path, f"corrupt member {member!r} ({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 - whatever the parser of hostile bytes raises (zlib, struct, ...)
+        raise _fail(path, f"corrupt member {member!r} ({type(e).__name__}: {str(e)[:200]})") from None
     if dtype.hasobject:
         raise _fail(path, "contains pickled data; dnnkit model files never do, and it is not loaded")
     return shape, dtype
@@ -155,8 +156,27 @@ def _member(z, path, member):
         if "pickle" in str(e).lower():
             raise _fail(path, "contains pickled data; dnnkit model files never do, and it is not loaded") from None
         raise _fail(path, f"corrupt member ({e})") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, MemoryError) as e:
-        raise _fail(path, f"corrupt or truncated ({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, zlib.error, NotImplementedError, ...
+        raise _fail(path, f"corrupt or truncated ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _check_storage(z, f, path):
+    """Members stored as ``numpy.savez`` stores them: uncompressed (so nothing inflates beyond the file: no zip
+    bombs), each name once, and each member's bytes inside the file — checked from the ZIP directory, before any
+    member is read or anything is allocated for it."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    infos = z.zip.infolist()
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        raise _fail(path, "not a dnnkit model archive; a member name appears twice")
+    for i in infos:
+        if i.compress_type != zipfile.ZIP_STORED:
+            raise _fail(path, f"member {i.filename!r} is compressed; dnnkit model files are stored uncompressed "
+                              "(as numpy.savez writes them), so that nothing inflates beyond the file's size")
+        if i.file_size != i.compress_size or i.header_offset + i.compress_size > size:
+            raise _fail(path, f"corrupt or truncated (member {i.filename!r} declares {i.file_size} bytes, "
+                              f"the file has {size})")
 
 
 def _read(f, path):
@@ -167,10 +187,15 @@ def _read(f, path):
         if "pickle" in str(e).lower():
             raise _fail(path, "contains pickled data; dnnkit model files never do, and it is not loaded") from None
         raise _fail(path, f"corrupt or not a dnnkit model ({e})") from None
-    except (zipfile.BadZipFile, OSError, EOFError, MemoryError) as e:
-        raise _fail(path, f"corrupt or truncated ({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, struct.error, UnicodeDecodeError, ...
+        raise _fail(path, f"corrupt or truncated ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise _fail(path, "not a dnnkit model (a single .npy array, not a model archive)")
+    try:
+        _check_storage(z, f, path)
+    except BaseException:
+        z.close()
+        raise
     want = {n[:-4] for n in _MEMBERS}
     names = set(z.files)
     if names != want:
@@ -244,10 +269,17 @@ def _network_from_header(h, path):
 
 
 def load(path):
-    """Read a model written by :func:`save`; raises :class:`ModelFileError` for anything else."""
+    """Read a model written by :func:`save` from a path or a binary file object (``io.BytesIO``, an open file);
+    raises :class:`ModelFileError` for anything else."""
+    if hasattr(path, "read") and hasattr(path, "seek"):
+        return _load(contextlib.nullcontext(path), getattr(path, "name", "<file object>"))
     path = os.fspath(path)
     # The file is opened here (not by np.load), so that it is closed whatever np.load does on a bad file.
-    with open(path, "rb") as f:
+    return _load(open(path, "rb"), path)
+
+
+def _load(opened, path):
+    with opened as f:
         with _read(f, path) as z:
             h = _read_header(z, path)
             build, need, dims, dtype = _network_from_header(h, path)
@@ -258,6 +290,10 @@ def load(path):
                 raise _fail(path, f"theta must be a 1-D {dtype} array, got {tdtype} with shape {shape}")
             if shape[0] != need:
                 raise _fail(path, f"theta has {shape[0]} values, the architecture needs {need}")
+            info = z.zip.getinfo("theta.npy")
+            if info.file_size < need * tdtype.itemsize:  # the data must be in the file before we allocate for it
+                raise _fail(path, f"theta is truncated: {need} values need {need * tdtype.itemsize} bytes, the "
+                                  f"member holds {info.file_size}")
             net = build()
             theta = _member(z, path, "theta")
     if theta.shape != (net.n_params,):  # pragma: no cover - the declared shape was checked above
@@ -273,11 +309,13 @@ def load(path):
             raise _fail(path, f"unknown or malformed normalizer {str(norm)[:80]!r}")
         try:
             net.normalizer = reg[norm["type"]].from_dict(norm["state"])
-        except (TypeError, ValueError, KeyError) as e:
-            raise _fail(path, f"invalid normalizer state ({e})") from None
+        except Exception as e:  # noqa: BLE001 - a hostile state may break the normalizer in any way
+            raise _fail(path, f"invalid normalizer state ({type(e).__name__}: {str(e)[:200]})") from None
         nf = getattr(net.normalizer, "n_features", None)
         if isinstance(nf, int) and nf != dims[0]:
             raise _fail(path, f"the normalizer has {nf} features, the network {dims[0]} inputs")
+    if not isinstance(h.get("dnnkit_version", ""), str):
+        raise _fail(path, "header field 'dnnkit_version' has the wrong type")
     cfg = h.get("training_config")
     if cfg is not None and not isinstance(cfg, dict):
         raise _fail(path, "training_config must be an object or null")
