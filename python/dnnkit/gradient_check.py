@@ -420,7 +420,7 @@ class GradcheckReport:
 
     def __repr__(self) -> str:
         return (f"GradcheckReport(difference={self.difference:.3e}, verdict={self.verdict!r}, mode={self.mode!r}, "
-                f"n_checked={self.n_checked}, n_kinks={self.n_kinks})")
+                f"n_checked={self.n_checked}, n_kinks={self.n_kinks}, n_verified={self.n_verified})")
 
     def plot(self, ax=None):
         """Per-component bars of the relative difference (log scale) with the verdict thresholds."""
