@@ -146,8 +146,7 @@ def bench_masks(n=1024, m=1024, reps=20):
     before = dk.get_num_threads()
     for th in (1, before):
         dk.set_num_threads(th)
-        res[f"dnnkit training-loop masks, uint8 ({th} thr)"] = _best(
-            lambda: _core.train_keep_mask(n, m, KEEP, 1, 0, 1), reps)
+        # the one mask function (draw_keep_mask) that the passes and the training loop use too
         res[f"dk.dropout_mask public, uint8 ({th} thr)"] = _best(lambda: _core.dropout_mask(n, m, KEEP, 1, 0, 1), reps)
     dk.set_num_threads(before)
     return {k: v / (n * m) * 1e9 for k, v in res.items()}  # ns per element

@@ -78,8 +78,11 @@ def _python_mask(n, m, kp, seed, step, layer):
     return out
 
 
+# (the shapes of the former test that _core.train_keep_mask, now gone, equalled dropout_mask: one generator now)
 @pytest.mark.parametrize("cfg", [(4, 10, 0.5, 3, 2, 1), (3, 9, 0.7, 2024, 0, 0), (5, 33, 0.8, 12345, 6, 2),
-                                 (2, 70, 0.25, 2**64 - 1, 2**32 - 1, 2**32 - 1)])
+                                 (2, 70, 0.25, 2**64 - 1, 2**32 - 1, 2**32 - 1)]
+                         + [(n, m, kp, 12345, 6, 2) for n, m in [(1, 1), (3, 7), (5, 33), (64, 1000)]
+                            for kp in (0.5, 0.86, 1.0)])
 def test_masks_match_an_independent_philox(cfg):
     np.testing.assert_array_equal(_core.dropout_mask(*cfg), _python_mask(*cfg))
 

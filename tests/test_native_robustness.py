@@ -146,8 +146,6 @@ def test_keep_probabilities_outside_0_1_are_rejected(data, kp):
         _core.gradcheck_coords(**gc_kwargs(theta, X, Y, keep=keep), indices=np.arange(P))
     with pytest.raises(ValueError, match=match):
         _core.dropout_mask(3, 5, kp, 0, 0, 0)
-    with pytest.raises(ValueError, match=match):
-        _core.train_keep_mask(3, 5, kp, 0, 0, 0)
 
 
 def test_dropout_mask_sizes():
@@ -156,7 +154,6 @@ def test_dropout_mask_sizes():
     with pytest.raises(ValueError, match="2\\^30"):
         _core.dropout_mask(1, 2**31 - 1, 0.5, 0, 0, 0)  # m + 3 overflowed int in the Philox block count
     assert _core.dropout_mask(0, 5, 0.5, 0, 0, 0).shape == (0, 5)
-    np.testing.assert_array_equal(_core.dropout_mask(3, 37, 0.5, 7, 1, 2), _core.train_keep_mask(3, 37, 0.5, 7, 1, 2))
 
 
 @pytest.mark.parametrize("bad", ["float32", "strided"])

@@ -119,16 +119,6 @@ def test_one_step_with_input_dropout_matches_the_reference(m, dims):
         np.testing.assert_allclose(net.params[k], v, rtol=1e-10, atol=1e-13, err_msg=k)
 
 
-@pytest.mark.parametrize("n,m", [(1, 1), (3, 7), (5, 33), (64, 1000), (300, 301)])
-def test_training_mask_generator_equals_dropout_mask(n, m):
-    from dnnkit import _core
-
-    for kp in (0.5, 0.86, 1.0):
-        a = _core.train_keep_mask(n, m, kp, 12345, 6, 2)
-        b = _core.dropout_mask(n, m, kp, 12345, 6, 2)
-        np.testing.assert_array_equal(a, b)
-
-
 def test_second_step_uses_fresh_masks():
     g = np.random.default_rng(0)
     X = g.standard_normal((3, 20))

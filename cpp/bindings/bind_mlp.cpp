@@ -66,7 +66,7 @@ py::array_t<uint8_t> dropout_mask(int n, int m, double keep, uint64_t seed, uint
     uint8_t* p = out.mutable_data();
     {
         py::gil_scoped_release nogil;  // safe: writes only into `out`, which we own; no Python objects touched
-        keep_mask(seed, step, layer, n, m, keep, p);  // vectorised Philox: the bits of dropout_bits
+        draw_keep_mask(seed, step, layer, n, m, keep, p);  // the one mask function the passes use (dropout.hpp)
     }
     return out;
 }

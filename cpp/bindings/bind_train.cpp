@@ -229,19 +229,4 @@ void register_trainer(py::module_& m, const char* name) {
 void bind_train(py::module_& m) {
     register_trainer<double>(m, "Trainer64");
     register_trainer<float>(m, "Trainer32");
-    m.def(
-        "train_keep_mask",
-        [](int n, int mm, double keep, uint64_t seed, uint32_t step, uint32_t layer) {
-            if (n < 1 || mm < 1 || mm > MAX_EXAMPLES) throw py::value_error("n and m must be >= 1 (and m <= 2^30)");
-            dnnkit_py::check_keep({keep});
-            py::array_t<uint8_t> out({n, mm});
-            uint8_t* p = out.mutable_data();
-            {
-                py::gil_scoped_release nogil;  // safe: writes only into `out`, owned by this frame
-                keep_mask(seed, step, layer, n, mm, keep, p);  // the generator MLP<T> draws its masks with
-            }
-            return out;
-        },
-        py::arg("n"), py::arg("m"), py::arg("keep_prob"), py::arg("seed"), py::arg("step"), py::arg("layer"),
-        "The passes' mask generator (vectorised Philox), as the training loop draws masks: the same 0/1 bits as dropout_mask");
 }

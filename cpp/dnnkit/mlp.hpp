@@ -4,8 +4,8 @@
 // Activations are (n[l], m) row-major: examples are columns, as in the course and in dnnkit.reference.
 // GEMMs go through BLAS (single-threaded). ONE implementation of the passes serves Network.forward/cost/backward
 // (bindings), the training loop (train.hpp) and the gradient checker's setup (gradcheck.hpp):
-//   - dropout masks are drawn once per pass as bytes (vectorised Philox keyed by (seed, step, layer, unit,
-//     example), or explicit 0/1 masks converted) and used by forward and backward;
+//   - dropout masks are drawn once per pass as bytes (draw_keep_mask, dropout.hpp: vectorised Philox keyed by
+//     (seed, step, layer, unit, example), or explicit 0/1 masks converted) and used by forward and backward;
 //   - the lean path (small problems: one column chunk, whole-matrix BLAS calls, no OpenMP) or the wide path
 //     (column chunks through all layers, then balanced dW tiles and dA column chunks, on OpenMP) is chosen by
 //     sizes only (partition.hpp), so results are bit-identical for any thread count.
@@ -57,7 +57,7 @@ class MLP {
     }
     void release() {
         Z.clear(); A.clear(); dZ.clear(); dA.clear(); dA.shrink_to_fit(); m = 0;
-        bytes_.clear(); bm_ = ByteMasks{};
+        masks_.clear();
     }
 
     // Data part of the cost, (1/m) sum of per-example losses. Requires forward() on the same X.
@@ -106,28 +106,10 @@ class MLP {
         return (l2 * s2 + l1 * s1) / (2.0 * m_);
     }
 
-    // The masks of one pass over m examples as bytes: explicit 0/1 masks converted, the others drawn by the
-    // vectorised Philox (the same bits as dropout_bits / dk.dropout_mask).
-    const ByteMasks& masks(const Dropout<T>& dp, int m_) {
-        const int nk = int(dp.keep.size());
-        bm_.bits.assign(nk, nullptr);
-        bm_.scale.assign(nk, 1.0);
-        bytes_.resize(nk);
-        for (int l = 0; l < nk; ++l) {
-            if (!dp.on(l)) continue;
-            const int nl = arch.n(l);
-            std::vector<uint8_t>& D = bytes_[l];
-            D.resize(size_t(nl) * m_);
-            if (const T* src = dp.mask(l)) {
-                for (size_t k = 0; k < D.size(); ++k) D[k] = src[k] != T(0);
-            } else {
-                keep_mask(dp.seed, dp.step, uint32_t(l), nl, m_, dp.keep[l], D.data());
-            }
-            bm_.bits[l] = D.data();
-            bm_.scale[l] = 1.0 / dp.keep[l];
-        }
-        return bm_;
-    }
+    // The masks of one pass over m examples as bytes (dropout.hpp: explicit 0/1 masks converted, the others
+    // drawn by draw_keep_mask under (dp.seed, dp.step)); they stay available as drawn_masks() after the pass.
+    const ByteMasks& masks(const Dropout<T>& dp, int m_) { return masks_.draw(dp, arch.dims, m_, dp.step); }
+    const ByteMasks& drawn_masks() const { return masks_.masks(); }
 
     // Forward pass over m examples (X is n0 x m). Returns J (with regularization) when Y != nullptr.
     double forward(const T* theta, const T* X, int m_, const Dropout<T>& dp, const T* Y = nullptr, double l2 = 0.0,
@@ -147,8 +129,7 @@ class MLP {
                bool with_cost);
 
    private:
-    std::vector<std::vector<uint8_t>> bytes_;
-    ByteMasks bm_;
+    PassMasks masks_;
 };
 
 // ---------------------------------------------------------------------------------------------------------

@@ -35,27 +35,8 @@ struct Philox {
     }
 };
 
-// Writes the 0/1 keep decisions for units [0, n) x examples [j0, j1) of one layer into `out`
-// (row-major, row stride ld, column j at out[i*ld + (j-j0)]). Counter = (example/4, unit, layer, step),
-// lane = example % 4, so any column range gives the same bits for the same (unit, example).
-template <class F>
-inline void dropout_bits(uint64_t seed, uint32_t step, uint32_t layer, int n, int j0, int j1, uint64_t thr, F&& put) {
-    for (int i = 0; i < n; ++i) {
-        int j = j0;
-        while (j < j1) {
-            uint32_t r[4];
-            const uint32_t blk = uint32_t(j >> 2);
-            Philox::block(seed, blk, uint32_t(i), layer, step, r);
-            const int lane0 = j & 3;
-            const int lanes = (j1 - j < 4 - lane0) ? (j1 - j) : (4 - lane0);
-            for (int t = 0; t < lanes; ++t) put(i, j + t, uint64_t(r[lane0 + t]) < thr);
-            j += lanes;
-        }
-    }
-}
-
 // Philox4x32-10 for one row of a dropout mask: out[j] = (bits of example j) < thr, j in [0, mb).
-// Bit-identical to dropout_bits (rng.hpp): counter (example / 4, unit, layer, step), lane example % 4.
+// Counter (example / 4, unit, layer, step), lane example % 4, under the key `key` (the seed).
 // The AVX2 version runs 8 counters side by side (_mm256_mul_epu32 on even and odd lanes); it is chosen at
 // run time when the CPU has AVX2, else the scalar Philox::block loop runs. Same bits either way.
 inline void philox_keep_row_scalar(uint64_t key, uint32_t unit, uint32_t layer, uint32_t step, int mb,

@@ -224,8 +224,7 @@ class Trainer {
     // ---- mask prefetch (see run)
     static constexpr int kRing = 8;
     struct MaskSlot {
-        std::vector<std::vector<uint8_t>> D;  // per layer (n[l] x mb), empty where no dropout
-        ByteMasks bm;
+        PassMasks masks;  // per layer (n[l] x mb), none where no dropout
         std::atomic<uint64_t> tag{0};  // step + 1 once drawn; 0 once consumed (free)
     };
     std::unique_ptr<MaskSlot[]> ring_{new MaskSlot[kRing]};
@@ -245,21 +244,10 @@ class Trainer {
             std::this_thread::yield();
         }
     }
+    // The masks of step `step` over mb examples into a ring slot: the same draw as MLP<T>::masks (dropout.hpp),
+    // on this (the prefetch) thread only.
     void draw_masks(uint64_t step, int mb, MaskSlot& sl) const {
-        const int nk = int(dp_.keep.size());
-        sl.D.resize(nk);
-        sl.bm.bits.assign(nk, nullptr);
-        sl.bm.scale.assign(nk, 1.0);
-        for (int l = 0; l < nk; ++l) {
-            if (!dp_.on(l)) continue;
-            const int nl = arch_.n(l);
-            sl.D[l].resize(size_t(nl) * mb);
-            const uint64_t thr = keep_threshold(dp_.keep[l]);
-            for (int i = 0; i < nl; ++i)
-                philox_keep_row(dp_.seed, uint32_t(i), uint32_t(l), uint32_t(step), mb, thr, sl.D[l].data() + size_t(i) * mb);
-            sl.bm.bits[l] = sl.D[l].data();
-            sl.bm.scale[l] = 1.0 / dp_.keep[l];
-        }
+        sl.masks.draw(dp_, arch_.dims, mb, uint32_t(step), /*parallel=*/false);
     }
 
     // The training loop proper; with `prefetched`, the masks of each step come from the ring.
@@ -323,7 +311,7 @@ class Trainer {
                                 throw std::runtime_error("mask prefetch failed");  // the producer's exception is rethrown
                             relax(spin);
                         }
-                        J = net.run(theta, Xp, Yp, mb, sl.bm, o_.l2, o_.l1, grad_.data(), with_cost_);
+                        J = net.run(theta, Xp, Yp, mb, sl.masks.masks(), o_.l2, o_.l1, grad_.data(), with_cost_);
                         sl.tag.store(0, std::memory_order_release);
                     } else {
                         J = net.backward(theta, Xp, Yp, mb, dp_, o_.l2, o_.l1, grad_.data(), with_cost_);

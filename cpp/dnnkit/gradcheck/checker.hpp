@@ -48,8 +48,11 @@ class GradChecker {
         }
         for (int l = 0; l < L; ++l) {
             if (!dp.on(l)) continue;
-            D_[l].assign(size_t(arch.n(l)) * m, 1.0);
-            apply_dropout(dp, l, arch.n(l), m, 0, m, D_[l].data());  // 1 -> 1/keep or 0
+            // the masks the cached pass drew (or was given): 1 -> 1/keep, 0 -> 0
+            const uint8_t* bits = net.drawn_masks().get(l);
+            const double inv = 1.0 / double(dp.keep[l]);
+            D_[l].resize(size_t(arch.n(l)) * m);
+            for (size_t q = 0; q < D_[l].size(); ++q) D_[l][q] = bits[q] ? inv : 0.0;
         }
         if (piecewise_linear()) {
             S_.assign(L + 1, {});
