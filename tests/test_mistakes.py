@@ -254,3 +254,15 @@ def test_no_false_names_on_200_random_correct_gradients():
         if ex:
             fired.append((i, "forced", [e.mistake for e in ex]))
     assert fired == []
+
+
+def test_fresh_engine_mask_in_backward_is_named_for_any_batch():
+    # a backward that draws its own mask with the next step's key (dk.dropout_mask(..., step=1)): m = 40 is far
+    # too many mask entries to solve for, but the engine's neighbouring keys are tried directly
+    net, X, Y, _ = case([5, 6, 4, 1], "relu", m=40, seed=3)
+    D1 = dk.dropout_mask((6, 40), 0.7, seed=5, step=0, layer=1)
+    D_back = dk.dropout_mask((6, 40), 0.7, seed=5, step=1, layer=1)
+    grads = learner.backprop(X, Y, net.get_params(), "relu", keep_prob=0.7, D={1: D1},
+                             bug="fresh_mask", at=1, D_back=D_back)
+    r = dk.gradcheck(net, X, Y, grads=grads, keep_prob=[0.7, 1.0], seed=5)
+    assert [(e.mistake, e.layer) for e in r.mistakes] == [("dropout_fresh_mask", 1)], str(r)

@@ -361,6 +361,7 @@ def explain(prob: dict, net, g: np.ndarray, tol: float = MATCH_TOL, only=None, f
             continue
         cands.append((name, layer, other, h, {}))
     cands += _fresh_mask_candidates(X, Y, params, common, dims, kp, g, correct, comps, tol)
+    cands += _engine_mask_candidates(prob, X, Y, params, common, dims, kp, wrong)
     expl = _assign(cands, wrong, comps, g, correct, tol, dims, hidden, output, loss)
     left = [c for c in wrong if not any(c[0] in e.components or c[0] in e.inherited for e in expl)]
     if len(left) >= 2 and len(left) == len(wrong):
@@ -493,6 +494,30 @@ def _fresh_mask_candidates(X, Y, params, common, dims, kp, g, correct, comps, to
         h = _flat(backward(X, Y, params, mistake="dropout_fresh_mask", layer=k, fresh_mask=Dn.reshape(n, m),
                            **common), dims)
         out.append(("dropout_fresh_mask", k, None, h, {"n_diff": n_diff, "n_all": int(active.size)}))
+    return out
+
+
+def _engine_mask_candidates(prob, X, Y, params, common, dims, kp, wrong):
+    """Seeded dropout: the fresh mask of a backward that drew its own from the engine with a neighbouring key
+    ((seed, step + 1), (seed, step - 1), (seed + 1, step)): any batch size, no identifiability needed."""
+    from . import _core
+
+    out = []
+    wrong_layers = {c[1] for c in wrong}
+    seed, step, m = prob["seed"], prob["step"], prob["m"]
+    for k in range(1, len(dims) - 1):
+        if kp[k] >= 1.0 or prob["mlist"][k] is not None or k not in wrong_layers:
+            continue
+        D = common["caches"][f"D{k}"]
+        for s2, t2 in ((seed, step + 1), (seed, step - 1), (seed + 1, step)):
+            if t2 < 0 or s2 >= 2 ** 64:
+                continue
+            Dn = np.asarray(_core.dropout_mask(dims[k], m, kp[k], s2, t2, k), dtype=np.float64)
+            n_diff = int(np.count_nonzero(Dn != D))
+            if n_diff == 0:
+                continue
+            h = _flat(backward(X, Y, params, mistake="dropout_fresh_mask", layer=k, fresh_mask=Dn, **common), dims)
+            out.append(("dropout_fresh_mask", k, None, h, {"n_diff": n_diff, "n_all": int(D.size)}))
     return out
 
 
