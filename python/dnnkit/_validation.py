@@ -364,3 +364,30 @@ def grad_keys(d: dict, names: Sequence[str], what: str = "grads", dims=None) -> 
             raise ParameterKeyError(f"{what} has an unexpected key {key!r}: {net} has gradients "
                                     f"{_key_list(want)} — a typo, or gradients of a different architecture?", key)
     return out
+
+
+def check_indices(indices, n: int, name: str = "indices") -> np.ndarray:
+    """Flat coordinate indices (a range or a sequence/array of integers) -> 1-D int64 array. Not integers (a
+    float would be truncated silently, a bool array is a mask, not indices) -> TypeError; beyond int64 ->
+    IndexError like any other index out of [0, n)."""
+    if isinstance(indices, range):
+        return np.arange(indices.start, indices.stop, indices.step, dtype=np.int64)
+    if isinstance(indices, (str, bytes, dict, set)) or indices is None:
+        raise TypeError(f"{name} must be a range, a slice or a sequence of integers, got {type(indices).__name__}")
+    try:
+        arr = np.asarray(indices)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise TypeError(f"{name} must be a sequence of integers ({e})") from None
+    if arr.size == 0:
+        return np.zeros(0, np.int64)
+    if arr.dtype == object:
+        if not all(_is_int(v) for v in arr.reshape(-1)):
+            raise TypeError(f"{name} must contain integers only")
+        if any(not -(2**63) <= int(v) < 2**63 for v in arr.reshape(-1)):
+            raise IndexError(f"{name} must lie in [0, {n})")
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must contain integers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) >= 2**63:
+        raise IndexError(f"{name} must lie in [0, {n})")
+    return arr.astype(np.int64).reshape(-1)

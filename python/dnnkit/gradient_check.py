@@ -693,8 +693,7 @@ def _select(n, indices, layout: _Layout, mode, k, rng):
     elif isinstance(indices, slice):
         base = np.arange(n, dtype=np.int64)[indices]
     else:
-        base = np.asarray(indices if not isinstance(indices, range) else np.arange(
-            indices.start, indices.stop, indices.step), dtype=np.int64).reshape(-1)
+        base = V.check_indices(indices, n)
         if base.size and (base.min() < 0 or base.max() >= n):
             raise IndexError(f"indices must lie in [0, {n}), got [{base.min()}, {base.max()}]")
         if np.unique(base).size != base.size:
