@@ -419,9 +419,7 @@ def _propagation_of(net, X, seed, factor, upstream) -> PropagationReport:
     A0 = V.as_array(X, "X", np.float64, rows=dims[0])
     m = A0.shape[1]
     factor = V.check_real(factor, "factor", 1.0, lo_open=True)
-    if isinstance(seed, bool) or not (seed is None or isinstance(seed, (int, np.integer, np.random.Generator))):
-        raise TypeError(f"seed must be None, an int or an np.random.Generator, got {seed!r}")
-    gen = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    gen = V.as_generator(seed, "seed")
     if upstream == "signs":
         dA = np.where(gen.random((dims[-1], m)) < 0.5, -1.0, 1.0)
     elif upstream == "ones":

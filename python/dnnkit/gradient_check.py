@@ -760,8 +760,7 @@ def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1
     if _is_network(net_or_fn):
         if grads is not None and Y_or_grads is None:
             raise TypeError("gradcheck(net, X, Y, grads=...): Y is required")
-        if not isinstance(explain, (bool, np.bool_)):
-            raise TypeError(f"explain must be True or False, got {explain!r}")
+        V.check_bool(explain, "explain")
         return _check_network(net_or_fn, X_or_params, Y_or_grads, grads, l2, l1, keep_prob, seed, masks, step, eps,
                               mode, k, n_directions, indices, rng, _engine_options(engine_options), bool(explain))
     if callable(net_or_fn):
