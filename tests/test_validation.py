@@ -63,3 +63,12 @@ def test_as_array_keeps_dtype_without_one_and_converts_with_one():
         V.as_array(np.array([[1e300]]), "a", np.float32)  # finite in float64, Inf in float32
     with pytest.raises(TypeError, match="real numeric"):
         V.as_array(np.ones((2, 2), complex), "a")
+
+
+def test_the_limits_are_the_native_cores():
+    # one definition, in C++: Python reads them from _core instead of keeping its own numbers
+    assert V.MAX_LAYER_UNITS == dk._core.MAX_LAYER_UNITS and V.MAX_THREADS == dk._core.MAX_THREADS
+    with pytest.raises(ValueError, match=f"<= {dk._core.MAX_LAYER_UNITS}"):
+        dk.Network([2, dk._core.MAX_LAYER_UNITS + 1, 1])  # refused in Python, before any allocation
+    with pytest.raises(ValueError, match=rf"\[0, {dk._core.MAX_THREADS}\]"):
+        dk.set_num_threads(dk._core.MAX_THREADS + 1)
