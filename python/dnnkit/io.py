@@ -184,8 +184,11 @@ def _read(f, path):
     try:
         z = np.load(f, allow_pickle=False)
     except ValueError as e:
-        if "pickle" in str(e).lower():
+        f.seek(0)
+        if "pickle" in str(e).lower() and f.read(1) == b"\x80":  # numpy calls anything unknown a pickle
             raise _fail(path, "contains pickled data; dnnkit model files never do, and it is not loaded") from None
+        if "pickle" in str(e).lower():
+            raise _fail(path, "not a dnnkit model (neither a ZIP archive nor a .npy file)") from None
         raise _fail(path, f"corrupt or not a dnnkit model ({e})") from None
     except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, struct.error, UnicodeDecodeError, ...
         raise _fail(path, f"corrupt or truncated ({type(e).__name__}: {str(e)[:200]})") from None
