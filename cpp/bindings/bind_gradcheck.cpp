@@ -162,6 +162,29 @@ py::tuple component_directions(const std::vector<int>& dims, const std::string& 
 }  // namespace
 
 void bind_gradcheck(py::module_& m) {
+    m.def(
+        "simd_info",
+        [] {
+            py::dict d;
+            d["detected"] = simd::name(simd::detected());
+            d["active"] = simd::name(simd::level());
+            py::list av;
+            for (int l = 0; l <= simd::detected(); ++l) av.append(simd::name(l));
+            d["available"] = av;
+            return d;
+        },
+        "The SIMD paths of the native kernels: {'detected', 'active', 'available'} (names baseline, avx2, avx512).");
+    m.def(
+        "set_simd",
+        [](const std::string& name) {
+            const int l = name == "auto" ? -1 : simd::parse(name.c_str());
+            if (l < 0 && name != "auto")
+                throw py::value_error("simd must be 'auto', 'baseline', 'avx2' or 'avx512', got '" + name + "'");
+            simd::force(l);
+        },
+        py::arg("name"),
+        "Forces a SIMD path ('baseline', 'avx2', 'avx512'; one the CPU lacks falls back to the best below it) or\n"
+        "'auto' (the best the CPU has). Every path gives the same bits; this is for tests and benchmarks.");
     m.def("gradcheck_coords", &coords, py::arg("dims"), py::arg("hidden"), py::arg("output"), py::arg("loss"),
           py::arg("alpha"), py::arg("theta"), py::arg("X"), py::arg("Y"), py::arg("keep"), py::arg("seed"),
           py::arg("step"), py::arg("masks"), py::arg("l2"), py::arg("l1"), py::arg("eps"), py::arg("indices"),

@@ -22,12 +22,18 @@
 //   is exactly linear propagation, so per hidden unit the Jacobian G = dZ[L]/dA[l][i] (per example) is formed
 //   once and each of the unit's coordinates costs O(n_L m); coordinates with a kink within reach (own unit, or
 //   any downstream unit by precomputed margins) are routed to the general path above. See fast_unit.
+// - Smooth path (tanh / sigmoid hidden layers, on by default): per (unit, example) the loss as a function of the
+//   unit's pre-activation shift t is one analytic scalar function; its Taylor coefficients c1, c3 (computed once
+//   per unit through the suffix by truncated Taylor arithmetic, GEMMs for the products) give every centered
+//   difference of the unit's coordinates as (1/m) sum_k (c1 a + eps^2 c3 a^3), with a proven Cauchy bound on the
+//   rest; coordinates whose bound fails go to the general path. The general path and the directional mode take
+//   tanh / sigmoid deltas from a degree-5 polynomial with a per-element bound. SIMD chosen at run time (simd.hpp).
 // - Directional mode: directions grouped by their first layer l0, both signs of all of them side by side as one
 //   wide block, nothing below l0 recomputed.
 //
 // Files (cpp/dnnkit/gradcheck/): numerics.hpp (pure cancellation-free differences), checker.hpp (the class: the
 // cached pass and shared delta helpers), general.hpp, directional.hpp, fast_path.hpp (one algorithm each),
-// dispatch.hpp (coords: fast or general per coordinate).
+// dispatch.hpp (coords: fast, smooth or general per coordinate), smooth.hpp (tanh / sigmoid series).
 #pragma once
 #include "gradcheck/checker.hpp"
 #include "gradcheck/directional.hpp"
@@ -35,3 +41,4 @@
 #include "gradcheck/fast_path.hpp"
 #include "gradcheck/general.hpp"
 #include "gradcheck/numerics.hpp"
+#include "gradcheck/smooth.hpp"

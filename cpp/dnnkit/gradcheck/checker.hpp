@@ -19,6 +19,7 @@
 #include "../mlp.hpp"
 #include "../parallel.hpp"
 #include "numerics.hpp"
+#include "smooth.hpp"
 
 namespace dnnkit {
 
@@ -53,6 +54,14 @@ class GradChecker {
             const double inv = 1.0 / double(dp.keep[l]);
             D_[l].resize(size_t(arch.n(l)) * m);
             for (size_t q = 0; q < D_[l].size(); ++q) D_[l][q] = bits[q] ? inv : 0.0;
+        }
+        if (ActPoly::applies(arch.hidden) && L > 1) {  // tanh / sigmoid: polynomial deltas (smooth.hpp)
+            std::vector<const double*> zs(L + 1, nullptr), gs(L + 1, nullptr);
+            for (int l = 1; l <= L; ++l) {
+                zs[l] = Z_[l].data();
+                gs[l] = G_[l].data();
+            }
+            poly_.init(arch.hidden, L, zs, gs, arch.dims, m);
         }
         if (piecewise_linear()) {
             S_.assign(L + 1, {});
@@ -136,6 +145,7 @@ class GradChecker {
     std::vector<std::vector<double>> Z_, A_, G_, D_;
     // piecewise-linear hidden layers (fast path): S[l] = g'(Z[l]) * dropout scale; |W[l]| for the margin bounds
     std::vector<std::vector<double>> S_, absW_;
+    ActPoly poly_;  // tanh / sigmoid hidden layers: the general path's polynomial activation deltas (smooth.hpp)
     OutputLoss out_;  // loss deltas of the cached output layer (views into Z_[L], G_[L], Y)
 
     const double* W(int l) const { return theta_ + arch_.woff[l]; }
@@ -208,6 +218,13 @@ class GradChecker {
                     }
                     continue;
                 }
+                if (poly_.ready()) {  // tanh / sigmoid: polynomial deltas (smooth.hpp); no kinks
+                    poly_.row(l, h, dz, dd, da, mm, [&](int c) {
+                        bool cr = false;
+                        return act_delta(act, z[c], g[c], dz[c], alpha, cr);
+                    });
+                    continue;
+                }
                 int64_t cnt = 0;
                 for (int c = 0; c < mm; ++c) {
                     const double sc = dd ? dd[c] : 1.0;
@@ -242,6 +259,11 @@ class GradChecker {
     // The general path: per-coordinate delta propagation with batched suffix GEMMs (any activation).
     bool general_coords(std::vector<Coord> cs, double eps, double* approx, uint8_t* flags, const Poll& poll) const;
     void run_batch(const Coord* cs, size_t B, double eps, double* approx, uint8_t* flags, Scratch& sc) const;
+
+    // tanh / sigmoid hidden layers (dispatch.hpp): hidden-layer coordinates by the smooth path (smooth.hpp), those
+    // whose tail bound fails and the output layer's by the general path
+    bool smooth_dispatch(std::vector<Coord> cs, double eps, double* approx, uint8_t* flags, const Poll& poll,
+                         Stats* stats) const;
 
     // ---- fast path (fast_path.hpp): linear-region shortcut for piecewise-linear hidden layers
     static constexpr double tau = 1e-9;  // relative safety of the downstream kink margins

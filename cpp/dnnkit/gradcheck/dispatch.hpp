@@ -1,10 +1,12 @@
-// The gradient checker's dispatcher: coords() sends each coordinate to the fast path (fast_path.hpp) when
-// it can, the others, and those the fast path routes back, to the general path (general.hpp).
+// The gradient checker's dispatcher: coords() sends each coordinate to the fast path (fast_path.hpp: relu /
+// leaky_relu / linear) or the smooth path (smooth.hpp: tanh / sigmoid) when it can, the others, and those a fast
+// path routes back, to the general path (general.hpp).
 // Part of the gradient checker (see ../gradcheck.hpp for the overview); GradChecker is declared in checker.hpp.
 #pragma once
 #include "checker.hpp"
 #include "fast_path.hpp"
 #include "general.hpp"
+#include "smooth.hpp"
 
 namespace dnnkit {
 
@@ -14,6 +16,7 @@ inline bool GradChecker::coords(const int64_t* idx, size_t n, double eps, double
     std::vector<Coord> cs(n);
     for (size_t k = 0; k < n; ++k) cs[k] = locate(idx[k], k);
     Stats st;
+    if (fast_path && SmoothPath::applies(arch_)) return smooth_dispatch(std::move(cs), eps, approx, flags, poll, stats);
     if (!(fast_path && piecewise_linear())) {
         st.general = int64_t(n);
         if (stats) *stats = st;
@@ -45,6 +48,45 @@ inline bool GradChecker::coords(const int64_t* idx, size_t n, double eps, double
             rest.push_back(fast[k]);
             ++st.routed;
         } else {
+            ++st.fast;
+        }
+    }
+    st.general = int64_t(rest.size());
+    if (stats) *stats = st;
+    return general_coords(std::move(rest), eps, approx, flags, poll);
+}
+
+// Smooth coordinates count as "fast" in the stats.
+inline bool GradChecker::smooth_dispatch(std::vector<Coord> cs, double eps, double* approx, uint8_t* flags,
+                                         const Poll& poll, Stats* stats) const {
+    const int L = arch_.L();
+    SmoothPath::View v;
+    v.arch = &arch_;
+    v.theta = theta_;
+    v.Y = Y_;
+    v.m = m_;
+    for (int l = 0; l <= L; ++l) {
+        v.Z.push_back(l ? Z_[l].data() : nullptr);
+        v.G.push_back(l ? G_[l].data() : nullptr);
+        v.D.push_back(D_[l].empty() ? nullptr : D_[l].data());
+        v.A.push_back(l < L ? act(l) : nullptr);
+    }
+    std::vector<Coord> hid, rest;
+    for (const Coord& c : cs) (c.l < L ? hid : rest).push_back(c);
+    Stats st;
+    if (!hid.empty()) {
+        const SmoothPath sp(v);
+        std::vector<uint8_t> routed(hid.size(), 0);
+        if (!smooth_coords(sp, hid.data(), hid.size(), eps, approx, routed.data(), poll)) return false;
+        for (size_t q = 0; q < hid.size(); ++q) {
+            if (routed[q]) {
+                rest.push_back(hid[q]);
+                ++st.routed;
+                continue;
+            }
+            uint8_t fl = 0;
+            approx[hid[q].out] += reg_term(hid[q], eps, fl);
+            flags[hid[q].out] = fl;
             ++st.fast;
         }
     }
