@@ -120,8 +120,9 @@ def test_smooth_equals_general_reference_loop_and_exact(case):
     g, approx_ref = ref_loop(net, X, Y, l2, l1, kp, masks)
     np.testing.assert_allclose(fast.approx, approx_ref, rtol=1e-6, atol=1e-8 * max(1.0, np.abs(g).max()))
     # the true centered difference, 40 digits: far tighter than the float64 loop can be
-    exact = exact_cd(net, X, Y, 1e-6, l2, l1, kp, masks)
-    np.testing.assert_allclose(fast.approx, exact, rtol=1e-11, atol=1e-14 * np.abs(exact).max())
+    sub = np.arange(0, net.n_params, 3)  # every third coordinate: all components, a bounded cost
+    exact = exact_cd(net, X, Y, 1e-6, l2, l1, kp, masks, indices=sub)
+    np.testing.assert_allclose(fast.approx[sub], exact, rtol=1e-11, atol=1e-14 * np.abs(exact).max())
     assert fast.verdict == "correct", str(fast)
 
 
