@@ -177,3 +177,9 @@ def test_a_worker_killed_mid_sweep_is_retried_and_the_result_is_identical(client
     assert got.to_dict(volatile=False) == local.to_dict(volatile=False)
     client.wait_for_workers(2, timeout=T)             # the nanny restarted it (a new address)
     assert set(client.nthreads()) != before
+
+
+def test_cli_sweep_starts_its_own_local_cluster(capsys):
+    rc = main(["sweep", "--data", "moons", "--l2", "0,0.7", "--epochs", "10", "--no-progress", "--workers", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "dask: 1 workers at tcp://127.0.0.1:" in out and "Sweep: 2 of 2" in out

@@ -126,9 +126,9 @@ def test_shards_follow_the_cost_model():
     dims = [20, 30, 30, 2]
     n = sum(dims[l] * dims[l - 1] + dims[l] for l in range(1, 4))
     idx = np.arange(n)
-    costs = D.coordinate_costs(dims, 10, idx)
-    # a coordinate of W1 propagates through W2 and W3; one of W3 only changes the loss
-    assert costs[0] == 10 * (1 + 30 + 30 * 30 + 2 * 30) and costs[-1] == 10 * (1 + 2)
+    costs = D.coordinate_costs(dims, 10, idx, hidden="tanh")
+    # general path: a coordinate of W1 propagates through W2 and W3; one of W3 only changes the loss
+    assert costs[0] == 10 * (20 * 31 + 30 * 30 + 2 * 30 + 20 * 2) and costs[-1] == 10 * (20 * 1 + 20 * 2)
     plan = D.plan_shards(costs, D._unit_keys(dims, idx), 8)
     assert plan[0][0] == 0 and plan[-1][1] == n and all(a[1] == b[0] for a, b in zip(plan, plan[1:]))
     sizes = [e - s for s, e in plan]
@@ -137,6 +137,12 @@ def test_shards_follow_the_cost_model():
     assert max(cost) < 2.0 * np.mean(cost)
     for s, _ in plan[1:]:  # cuts between units (rows of W[l]) or at a bias
         assert D._unit_keys(dims, [s])[0] == s
+    # the relu fast path: the same cost everywhere, so equal-sized shards
+    fast = D.coordinate_costs(dims, 10, idx, hidden="relu")
+    assert np.all(fast == fast[0])
+    assert not np.all(D.coordinate_costs(dims, 10, idx, hidden="relu", fast_path=False) == fast[0])
+    sizes = [e - s for s, e in D.plan_shards(fast, D._unit_keys(dims, idx), 4)]
+    assert max(sizes) - min(sizes) <= 30 + 1
 
 
 def test_bad_arguments_raise_before_anything_runs():
@@ -271,3 +277,24 @@ def test_fit_rejects_bad_n_threads_and_changes_nothing():
         with pytest.raises(exc, match="n_threads"):
             net.fit(X, Y, epochs=1, n_threads=bad)
     assert np.array_equal(net.theta, before)
+
+
+def test_progress_bar_counts_shards(capsys):
+    pytest.importorskip("tqdm")
+    net, X, Y = problem()
+    dk.gradcheck(net, X, Y, executor=map, n_shards=5, progress=True)
+    err = capsys.readouterr().err
+    assert "5/5" in err and "shard" in err
+    with pytest.raises(TypeError, match="progress"):
+        dk.gradcheck(net, X, Y, executor=map, progress="yes")
+
+
+def test_ctrl_c_during_a_sweep_returns_the_finished_configurations(sigint_raises):
+    X, Y = dk.datasets.moons(m=120, seed=0)
+    grid = {"l2": [0.0, 0.1, 0.7], "keep_prob": [1.0, 0.9]}
+    full = dk.sweep(grid, X, Y, validation=(X, Y), epochs=10, layers=(4,))
+    part = dk.sweep(grid, X, Y, validation=(X, Y), epochs=10, layers=(4,), executor=_interrupt_after(2),
+                    progress=False)
+    assert not part.complete and len(part) == 2 and "INCOMPLETE" in str(part)
+    want = full.to_dict(volatile=False)["rows"][:2]
+    assert part.to_dict(volatile=False)["rows"] == want

@@ -13,12 +13,13 @@ How it works (what is sent, and why the result is the serial one bit for bit):
    same messages as without an executor), and the coordinates are selected exactly as the serial call selects
    them (all of them, ``indices``, or ``k`` per component in sample mode, drawn with ``rng``).
 2. The coordinates are cut into shards of about equal *cost*. Cost model (per coordinate of layer l, m
-   examples, layer sizes n_0..n_L)::
+   examples, layer sizes n_0..n_L; :func:`coordinate_costs`)::
 
-       cost(l) = m * (1 + n_l + sum_{k > l} n_k * n_{k-1})
+       general path:  cost(l) = m * (c (1 + n_{l+1}) + sum_{k > l} n_k n_{k-1} + c n_L)   (c = 20 tanh/sigmoid, else 1)
+       fast path:     cost    = m * (1 + n_L)       (relu / leaky_relu / linear hidden layers)
 
-   the work of propagating one perturbation through the suffix of the net above layer l (the row update, the
-   rank-1 update of Z[l+1] and the suffix products), so early layers get fewer coordinates per shard. Cuts fall
+   the work of propagating one perturbation through the suffix of the net above layer l, so on the general path
+   early layers get fewer coordinates per shard; the fast path costs about the same everywhere. Cuts fall
    between units (rows of W[l]) so that the fast path's per-unit Jacobian is formed once. The default number
    of shards is 4 per worker thread (load balance; more shards cost more data sent, see below).
 3. Each shard is plain data — the architecture (layer sizes, activations, loss, alpha), theta as float64,
@@ -215,18 +216,35 @@ def _bar(progress, total, what):
 
 # ----------------------------------------------------------------------------- the cost model and the shards
 
-def coordinate_costs(dims, m: int, indices) -> np.ndarray:
-    """Relative cost of checking each flat coordinate of theta (see the module doc)."""
+_SMOOTH_COST = 20.0  # tanh / sigmoid: flops-equivalents of one activation delta (exp / tanh), vs ~1 for relu
+
+
+def coordinate_costs(dims, m: int, indices, hidden: str = "relu", fast_path: bool = True) -> np.ndarray:
+    """Relative cost of checking each flat coordinate of theta (see the module doc).
+
+    General path (any activation): a coordinate of layer l changes row i of Z[l], then every unit above it, so
+    ``cost(l) = m * (c * (1 + n_{l+1}) + sum_{k > l} n_k n_{k-1} + c * n_L)`` — the suffix products plus the
+    activation and loss deltas (c = 20 for tanh / sigmoid, 1 otherwise). Fast path (relu / leaky_relu / linear
+    hidden layers, the default for them): every coordinate costs about the same, ``m * (1 + n_L)`` (one
+    precomputed Jacobian row per example). Measured on [784, 1024, 1024, 10]: W1 and W2 coordinates take the same
+    time on the fast path; on a tanh [100, 200, 200, 10] W1 : W2 : W3 = 170 : 2.5 : 1 per coordinate (model: 210 :
+    11 : 1) — close enough to balance shards, which are 4 per worker thread for the rest."""
     from ._params import layer_slices
 
     dims = [int(d) for d in dims]
     L = len(dims) - 1
+    fast = fast_path and hidden in ("relu", "leaky_relu", "linear")
+    c = 1.0 if hidden in ("relu", "leaky_relu", "linear") else _SMOOTH_COST
     starts, per = [], []
     for name, (sl, _) in layer_slices(dims).items():
         l = int(name[1:])
-        suffix = sum(dims[k] * dims[k - 1] for k in range(l + 1, L + 1))
         starts.append(sl.start)
-        per.append(float(m) * (1.0 + dims[l] + suffix))
+        if fast:
+            per.append(float(m) * (1.0 + dims[L]))
+            continue
+        nxt = dims[l + 1] if l < L else 0
+        suffix = sum(dims[k] * dims[k - 1] for k in range(l + 1, L + 1))
+        per.append(float(m) * (c * (1.0 + nxt) + suffix + c * dims[L]))
     comp = np.searchsorted(np.asarray(starts), np.asarray(indices, dtype=np.int64), side="right") - 1
     return np.asarray(per)[comp]
 
@@ -278,7 +296,7 @@ def _compact(idx: np.ndarray):
 
 def _expand(shard):
     if isinstance(shard, tuple) and shard and shard[0] == "range":
-        return range(shard[1], shard[2])
+        return slice(shard[1], shard[2])  # a slice: no duplicate check needed (np.unique of 10^6 indices costs ~1 s)
     return np.asarray(shard, dtype=np.int64)
 
 
@@ -313,12 +331,16 @@ def check_shard(common: dict, shard, n_threads=None):
 
 
 def _where() -> str:
-    try:
-        from distributed import get_worker
+    import sys
 
-        return get_worker().address
-    except Exception:
-        return f"{socket.gethostname()}:{os.getpid()}"
+    if "distributed" in sys.modules:  # never import dask (seconds) just to say where we are
+        try:
+            from distributed import get_worker
+
+            return get_worker().address
+        except Exception:
+            pass
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 # ----------------------------------------------------------------------------- the client side
@@ -357,7 +379,8 @@ def sharded_gradcheck(fn, args, kwargs, *, executor, n_threads=None, n_shards=No
                 "theta": np.array(net.theta, dtype=np.float64)}  # a copy: the check sees the theta of now
         common = {"kind": "network", "net": spec, "args": (a["X_or_params"], a["Y_or_grads"]), "kwargs": rest}
         m = int(np.shape(a["X_or_params"])[1])
-        costs = coordinate_costs(net.layer_dims, m, np.sort(idx))
+        fast = (a["engine_options"] or {}).get("fast_path", True)
+        costs = coordinate_costs(net.layer_dims, m, np.sort(idx), hidden=net.hidden, fast_path=fast)
         keys = _unit_keys(net.layer_dims, np.sort(idx))
     else:
         common = {"kind": "function", "args": (target, a["X_or_params"], a["Y_or_grads"]), "kwargs": rest}
