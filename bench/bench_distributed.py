@@ -82,7 +82,7 @@ def main(argv=None):
           "scattered once per worker; each task then carries its (start, stop) range")
     times = {"serial, n_threads=1": [], "serial, n_threads=2": [], "cluster, 2 workers x 1 thread": []}
     loads = {k: [] for k in times}
-    over, shards = [], None
+    over, summed, shards = [], [], None
     serial = None
     for r in range(a.repeats):
         for name in times:
@@ -97,6 +97,7 @@ def main(argv=None):
                 for s in rep.shard_stats:
                     busy[s["worker"]] = busy.get(s["worker"], 0.0) + s["seconds"]
                 over.append(rep.sharding["wall_seconds"] - max(busy.values()))
+                summed.append(sum(busy.values()))
                 shards = rep.sharding["n_shards"]
                 assert np.array_equal(rep.approx, serial.approx) and np.array_equal(rep.flags, serial.flags)
                 assert rep.verdict == serial.verdict and str(rep) == str(serial)
@@ -104,6 +105,8 @@ def main(argv=None):
     for name, ts in times.items():
         print(f"   {name:<32} {med(ts)}   load {statistics.median(loads[name]):.1f}")
     print(f"   cluster: {shards} shards; overhead (wall - busiest worker's compute): {med(over)}")
+    print(f"   cluster: compute summed over the shards {med(summed)} (vs serial n_threads=1 above: the per-shard setup"
+          " and the two workers' contention for the machine's cores)")
     print(f"   speed-up cluster vs serial n_threads=1: {statistics.median(times['serial, n_threads=1']) / statistics.median(times['cluster, 2 workers x 1 thread']):.2f}x;"
           f" vs serial n_threads=2: {statistics.median(times['serial, n_threads=2']) / statistics.median(times['cluster, 2 workers x 1 thread']):.2f}x"
           f"   (sharded report == serial report, bit for bit: checked every run)")

@@ -36,6 +36,11 @@ def set_process_threads(n: int) -> None:
         _core.set_num_threads(int(n))
 
 
+def native_threads() -> int:
+    """The thread count dnnkit's native work uses now (the core's setting, or OpenMP's default)."""
+    return int(_core.get_num_threads())
+
+
 def dask_worker_threads() -> int | None:
     """The threads Dask gave the worker running this code, or None outside a Dask worker task."""
     if "distributed" not in sys.modules:  # never import dask just to find out

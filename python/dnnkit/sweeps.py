@@ -102,7 +102,8 @@ def train_config(common: dict, config: dict, n_threads=None, keep_model: bool = 
     net = Network(dims, hidden=s["hidden"], output=s["output"], loss=s["loss"], dtype=s["dtype"])
     net.initialize(s["init"], rng=s["seed"])
     es = copy.deepcopy(common["early_stopping"])
-    with _threads.using(n_threads) as used:
+    with _threads.using(n_threads):
+        used = _threads.native_threads()  # what the native core reads during this training
         history = net.fit(X, Y, epochs=s["epochs"], learning_rate=s["learning_rate"], batch_size=s["batch_size"],
                           optimizer=s["optimizer"], l2=s["l2"], l1=s["l1"], keep_prob=s["keep_prob"],
                           validation=(Xd, Yd), early_stopping=es, seed=s["seed"], log_every=s["log_every"])
