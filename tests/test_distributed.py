@@ -298,3 +298,24 @@ def test_ctrl_c_during_a_sweep_returns_the_finished_configurations(sigint_raises
     assert not part.complete and len(part) == 2 and "INCOMPLETE" in str(part)
     want = full.to_dict(volatile=False)["rows"][:2]
     assert part.to_dict(volatile=False)["rows"] == want
+
+
+def test_ctrl_c_inside_a_shard_stops_the_sharded_check(sigint_raises):
+    """Ctrl-C that lands inside a shard's own check (a plain in-process map; or a pool's worker processes, which
+    share the terminal's process group) makes that shard come back incomplete: the sharded check stops there
+    too instead of going on with the next shards. Wherever the signal lands, the result is incomplete and its
+    numbers are the serial ones."""
+    net, X, Y = problem(dims=(30, 120, 120, 5), m=64, hidden="tanh")
+
+    def mapper(fn, items):
+        for i, item in enumerate(items):
+            if i == 1:
+                threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT)).start()
+            yield fn(item)
+
+    part = dk.gradcheck(net, X, Y, executor=mapper, n_shards=16, progress=False)
+    assert not part.complete and not bool(part)
+    assert 0 < part.n_checked < net.n_params
+    assert part.missing_indices.size + part.n_checked == net.n_params
+    ref = dk.gradcheck(net, X, Y, indices=part.indices)
+    assert np.array_equal(part.approx, ref.approx) and np.array_equal(part.flags, ref.flags)

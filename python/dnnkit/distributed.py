@@ -122,9 +122,12 @@ class _Runner:
         [fut] = self.client.scatter([common], broadcast=True, hash=False)
         return fut
 
-    def run(self, fn, items, progress, timeout, what):
+    def run(self, fn, items, progress, timeout, what, interrupted=None):
         """Run ``fn(*item)`` for every item; returns (results in item order or None where missing, complete).
-        Ctrl-C: cancels what has not started and returns complete=False; timeout: the same, then TimeoutError."""
+        Ctrl-C: cancels what has not started and returns complete=False; timeout: the same, then TimeoutError.
+        ``interrupted(result)``: True for a part that a Ctrl-C stopped inside (the part's own SIGINT handling, e.g.
+        in a worker process of the terminal's process group, or in this process with a plain ``map``): it is kept,
+        and the run stops as for a Ctrl-C here."""
         n = len(items)
         results = [None] * n
         bar = _bar(progress, n, what)
@@ -137,6 +140,8 @@ class _Runner:
                     results[i] = next(it)
                     if bar is not None:
                         bar.update(1)
+                    if interrupted is not None and interrupted(results[i]):
+                        raise KeyboardInterrupt
                     if deadline is not None and time.monotonic() > deadline and i + 1 < n:
                         raise TimeoutError(f"{what}: {i + 1} of {n} parts done after {timeout:g} s")
                 return results, True
@@ -155,6 +160,8 @@ class _Runner:
                         results[futs[f]] = f.result()  # a part's exception is the call's
                         if bar is not None:
                             bar.update(1)
+                        if interrupted is not None and interrupted(results[futs[f]]):
+                            raise KeyboardInterrupt
             except BaseException:
                 for f in futs:
                     f.cancel()
@@ -396,7 +403,8 @@ def sharded_gradcheck(fn, args, kwargs, *, executor, n_threads=None, n_shards=No
     t0 = time.perf_counter()
     shared = runner.share(common)
     items = [(shared, _compact(sh), n_threads) for sh in shards]
-    results, complete = runner.run(check_shard, items, progress, timeout, "gradcheck")
+    results, complete = runner.run(check_shard, items, progress, timeout, "gradcheck",
+                                   interrupted=lambda r: not r.complete)
     wall = time.perf_counter() - t0
     got = [r for r in results if r is not None]
     # 3. merge, in the serial order
@@ -405,12 +413,12 @@ def sharded_gradcheck(fn, args, kwargs, *, executor, n_threads=None, n_shards=No
     else:
         merged = GradcheckReport.merge([probe])
     report = _in_order(merged, idx, mode, probe)
-    report.complete = complete
-    if not complete:
-        report.missing_indices = np.setdiff1d(idx, report.indices)
+    missing = np.setdiff1d(idx, report.indices).astype(np.int64)
+    report.complete = complete and missing.size == 0
+    report.missing_indices = missing
     stats = []
     for (s, e), r in zip(plan, results):
-        row = {"start": int(s), "stop": int(e), "cost": float(costs[s:e].sum()), "done": r is not None}
+        row = {"start": int(s), "stop": int(e), "cost": float(costs[s:e].sum()), "done": r is not None and r.complete}
         if r is not None and r.shard_stats:
             row.update(r.shard_stats[0])
         stats.append(row)

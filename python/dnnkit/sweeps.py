@@ -118,7 +118,8 @@ def train_config(common: dict, config: dict, n_threads=None, keep_model: bool = 
     row = {"config": dict(config), "train_error": float(train["error"]), "dev_error": float(dev["error"]),
            "train_cost": float(train["cost"]), "dev_cost": float(dev["cost"]), "verdict": verdict,
            "best_epoch": best, "epochs_run": int(history.config.get("epochs_run", len(history))),
-           "stopped_early": bool(history.stopped_early), "seconds": time.perf_counter() - t0,
+           "stopped_early": bool(history.stopped_early), "interrupted": bool(history.interrupted),
+           "seconds": time.perf_counter() - t0,
            "n_threads": int(used), "worker": _where()}
     if keep_model:
         row["model"] = {"layer_dims": dims, "hidden": net.hidden, "output": net.output, "loss": net.loss,
@@ -201,8 +202,9 @@ def sweep(grid, X, Y, validation=None, *, layers=(20, 3), hidden="relu", output=
         runner = _Runner(executor)
         shared = runner.share(common)
         items = [(shared, cfg, n_threads, keep_models) for cfg in configs]
-        results, complete = runner.run(train_config, items, progress, timeout, "sweep")
-        rows = [r for r in results if r is not None]
+        results, complete = runner.run(train_config, items, progress, timeout, "sweep",
+                                       interrupted=lambda r: r["interrupted"])
+        rows = [r for r in results if r is not None and not r["interrupted"]]  # finished configurations only
     return SweepResult(rows, configs, settings, complete, time.perf_counter() - t0)
 
 
@@ -221,7 +223,10 @@ def _run_here(common, configs, n_threads, keep_models, progress, timeout):
         for cfg in configs:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"sweep: {len(rows)} of {len(configs)} configurations done after {timeout:g} s")
-            rows.append(train_config(common, cfg, n_threads, keep_models))
+            row = train_config(common, cfg, n_threads, keep_models)
+            if row["interrupted"]:  # Ctrl-C inside fit: that configuration did not finish
+                return rows, False
+            rows.append(row)
             if bar is not None:
                 bar.update(1)
         return rows, True
