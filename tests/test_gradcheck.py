@@ -365,8 +365,9 @@ def test_directional_equals_reference_along_direction(small):
         return ref.compute_cost(AL, Y, q, "ce", 0.2, 0.1, ZL=c[f"Z{L}"])
     _, a_ref = ref.gradient_check(J, np.zeros(1), np.zeros(1), 1e-6)
     from dnnkit import _core
-    a, _, _ = _core.gradcheck_directions(list(net.layer_dims), "tanh", "softmax", "ce", 0.01, theta, X, Y, [], 0, 0,
-                                         [], 0.2, 0.1, 1e-6, d[None, :])
+    prob = _core.GradcheckProblem(list(net.layer_dims), "tanh", "softmax", "ce", 0.01, theta, X, Y, [], 0, 0, [], 0.2,
+                                  0.1)
+    a, _, _ = _core.gradcheck_directions(prob, 1e-6, d[None, :])
     np.testing.assert_allclose(a, a_ref, rtol=1e-6)
 
 
@@ -724,7 +725,7 @@ def test_batched_directions_equal_reference_one_by_one():
     kp = [1.0, 0.8, 0.8, 0.8]
     masks = [None] + [dk.dropout_mask((dims[l], m), 0.8, 9, 0, l) for l in (1, 2, 3)]
     from dnnkit import _core
-    args = (dims, "relu", "softmax", "ce", 0.01, theta, X, Y, kp, 9, 0, [], 0.3, 0.2, 1e-6)
+    args = (_core.GradcheckProblem(dims, "relu", "softmax", "ce", 0.01, theta, X, Y, kp, 9, 0, [], 0.3, 0.2), 1e-6)
     a, kinks, _ = _core.gradcheck_directions(*args, D)
     assert a[6] == 0.0 and kinks[6] == 0
     assert a[7] == a[0]
@@ -750,8 +751,8 @@ def test_component_directions_equal_dense_directions():
     from dnnkit import _core
     from dnnkit._params import layer_slices
     V = rng.standard_normal((2, net.n_params))
-    args = (dims, "leaky_relu", "softmax", "ce", 0.01, net.theta.copy(), X, Y, [1.0, 0.8, 0.9], 3, 0, [], 0.2, 0.1,
-            1e-6)
+    args = (_core.GradcheckProblem(dims, "leaky_relu", "softmax", "ce", 0.01, net.theta.copy(), X, Y, [1.0, 0.8, 0.9],
+                                   3, 0, [], 0.2, 0.1), 1e-6)
     a, kinks, J0 = _core.gradcheck_component_directions(*args, V)
     dense = []
     for sl, _ in layer_slices(dims).values():

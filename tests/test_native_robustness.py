@@ -34,11 +34,11 @@ def trainer(X, Y, dims=DIMS, hidden="relu", keep=(), batch_size=2, cls=_core.Tra
                list(keep), 0, batch_size)
 
 
-def gc_kwargs(theta, X, Y, **kw):
+def gc_kwargs(theta, X, Y, eps=1e-6, **kw):
     d = dict(dims=DIMS, hidden="relu", output="sigmoid", loss="bce", alpha=0.01, theta=theta, X=X, Y=Y, keep=[],
-             seed=0, step=0, masks=[], l2=0.0, l1=0.0, eps=1e-6)
+             seed=0, step=0, masks=[], l2=0.0, l1=0.0)
     d.update(kw)
-    return d
+    return dict(problem=_core.GradcheckProblem(**d), eps=eps)  # the problem is validated when built
 
 
 # ---------------------------------------------------------------- calls that used to crash the interpreter
@@ -54,11 +54,11 @@ CRASHERS = {
                    np.zeros(n.n_params))""",
     # ... and act_delta inside the gradient checker's OpenMP region (SIGABRT)
     "gradcheck_hidden_softmax": """
-        C.gradcheck_coords([3, 4, 1], "softmax", "sigmoid", "bce", 0.01, np.ones(21), np.ones((3, 5)),
-                           np.ones((1, 5)), [], 0, 0, [], 0.0, 0.0, 1e-6, np.arange(21))""",
+        C.gradcheck_coords(C.GradcheckProblem([3, 4, 1], "softmax", "sigmoid", "bce", 0.01, np.ones(21),
+                                              np.ones((3, 5)), np.ones((1, 5))), 1e-6, np.arange(21))""",
     "gradcheck_directions_hidden_softmax": """
-        C.gradcheck_directions([3, 4, 1], "softmax", "sigmoid", "bce", 0.01, np.ones(21), np.ones((3, 5)),
-                               np.ones((1, 5)), [], 0, 0, [], 0.0, 0.0, 1e-6, np.ones((3, 21)))""",
+        C.gradcheck_directions(C.GradcheckProblem([3, 4, 1], "softmax", "sigmoid", "bce", 0.01, np.ones(21),
+                                                  np.ones((3, 5)), np.ones((1, 5))), 1e-6, np.ones((3, 21)))""",
     "trainer_hidden_softmax_wide": """
         d = [100, 300, 300, 1]
         t = C.Trainer64(d, "softmax", "sigmoid", "bce", 0.01, np.ones((100, 1000)), np.ones((1, 1000)), "gd", 0.1,

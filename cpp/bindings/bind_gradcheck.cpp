@@ -1,20 +1,25 @@
 // Bindings of cpp/dnnkit/gradcheck.hpp: the native gradient-checking engine (float64 only, by design:
 // a check in float32 would measure float32 rounding, not the gradient).
 #include <climits>
+#include <cmath>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "dnnkit/gradcheck.hpp"
-#include "pybind11.hpp"
+#include "problem.hpp"
 
 using namespace dnnkit;
 
 namespace {
 
-using Arr = py::array_t<double, py::array::c_style>;  // no forcecast: dnnkit.gradient_check converts first
+using Arr = dnnkit_py::Arr<double>;  // no forcecast: dnnkit.gradient_check converts first
 using IArr = py::array_t<int64_t, py::array::c_style>;
 
-// Everything one check needs, with the arrays kept alive while the GIL is released.
+// One gradient-check problem (_core.GradcheckProblem): the network, theta, X, Y, dropout and regularization,
+// validated once when it is built; the arrays are kept alive here while the GIL is released. The engine's
+// cached unperturbed pass (GradChecker) is built on first use and shared by every later call on this problem
+// (the Python layer calls the engine in chunks), so the problem's arrays must not change while it lives.
 struct Problem {
     Arch arch;
     Arr theta, X, Y;
@@ -22,55 +27,41 @@ struct Problem {
     Dropout<double> dp;
     int m = 0;
     double l2 = 0.0, l1 = 0.0;
+
+    Problem(const std::vector<int>& dims, const std::string& hidden, const std::string& output,
+            const std::string& loss, double alpha, Arr theta_, Arr X_, Arr Y_, const std::vector<double>& keep,
+            uint64_t seed, uint32_t step, const py::list& masks, double l2_, double l1_)
+        : arch(dnnkit_py::make_arch(dims, hidden, output, loss, alpha)), theta(std::move(theta_)), X(std::move(X_)),
+          Y(std::move(Y_)), l2(l2_), l1(l1_) {
+        dnnkit_py::check_theta(theta, arch);
+        m = dnnkit_py::check_x(X, arch);
+        dnnkit_py::check_y(Y, arch, m);
+        dp = dnnkit_py::make_dropout(arch, keep, seed, step, masks, m, hold);
+    }
+    Problem(const Problem&) = delete;
+
+    // The engine on this problem; call with the GIL released (the first call runs the cached forward pass).
+    const GradChecker& checker() {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!gc_) gc_ = std::make_unique<GradChecker>(arch, theta.data(), X.data(), Y.data(), m, dp, l2, l1);
+        return *gc_;
+    }
+
+   private:
+    std::mutex mu_;
+    std::unique_ptr<GradChecker> gc_;
 };
 
-Problem make_problem(const std::vector<int>& dims, const std::string& hidden, const std::string& output,
-                     const std::string& loss, double alpha, const Arr& theta, const Arr& X, const Arr& Y,
-                     const std::vector<double>& keep, uint64_t seed, uint32_t step, const py::list& masks, double l2,
-                     double l1) {
-    Problem p;
-    p.arch = Arch(dims, parse_act(hidden), parse_act(output), parse_loss(loss), alpha);
-    if (theta.ndim() != 1 || size_t(theta.shape(0)) != p.arch.nparams)
-        throw py::value_error("theta has the wrong size for this architecture");
-    if (X.ndim() != 2 || X.shape(0) != p.arch.n(0) || X.shape(1) < 1) throw py::value_error("X must be (n_x, m)");
-    p.m = dnnkit_py::check_columns(X.shape(1), "X");
-    if (Y.ndim() != 2 || Y.shape(0) != p.arch.n(p.arch.L()) || Y.shape(1) != p.m)
-        throw py::value_error("Y must be (n_y, m)");
-    if (int(keep.size()) > p.arch.L()) throw py::value_error("keep has more entries than layers");
-    dnnkit_py::check_keep(keep);
-    if (masks.size() > size_t(p.arch.L())) throw py::value_error("masks has more entries than layers");
-    p.theta = theta;
-    p.X = X;
-    p.Y = Y;
-    p.dp.keep = keep;
-    p.dp.seed = seed;
-    p.dp.step = step;
-    for (size_t l = 0; l < masks.size(); ++l) {
-        if (masks[l].is_none()) {
-            p.dp.masks.push_back(nullptr);
-            continue;
-        }
-        Arr a = masks[l].cast<Arr>();
-        if (a.ndim() != 2 || a.shape(0) != p.arch.n(int(l)) || a.shape(1) != p.m)
-            throw py::value_error("mask " + std::to_string(l) + " has the wrong shape");
-        p.dp.masks.push_back(a.data());
-        p.hold.push_back(std::move(a));
-    }
-    p.l2 = l2;
-    p.l1 = l1;
-    return p;
+void check_eps(double eps) {
+    if (!(eps > 0.0) || !std::isfinite(eps)) throw py::value_error("eps must be finite and > 0");
 }
 
 // Ctrl-C: the engine calls this from the caller's thread only (OpenMP thread 0); it takes the GIL briefly.
 bool poll_signals() { return dnnkit_py::interrupted(); }
 
-py::tuple coords(const std::vector<int>& dims, const std::string& hidden, const std::string& output,
-                 const std::string& loss, double alpha, const Arr& theta, const Arr& X, const Arr& Y,
-                 const std::vector<double>& keep, uint64_t seed, uint32_t step, const py::list& masks, double l2,
-                 double l1, double eps, const IArr& idx, bool fast_path, bool stats) {
-    Problem p = make_problem(dims, hidden, output, loss, alpha, theta, X, Y, keep, seed, step, masks, l2, l1);
+py::tuple coords(Problem& p, double eps, const IArr& idx, bool fast_path, bool stats) {
     if (idx.ndim() != 1) throw py::value_error("indices must be 1-D");
-    if (!(eps > 0.0) || !std::isfinite(eps)) throw py::value_error("eps must be finite and > 0");
+    check_eps(eps);
     const size_t n = size_t(idx.shape(0));
     Arr approx(std::vector<py::ssize_t>{py::ssize_t(n)});
     py::array_t<uint8_t> flags(std::vector<py::ssize_t>{py::ssize_t(n)});
@@ -83,10 +74,11 @@ py::tuple coords(const std::vector<int>& dims, const std::string& hidden, const 
     double J0 = 0.0;
     GradChecker::Stats st;
     {
-        // Releasing the GIL is safe: every array is owned by this frame (p, approx, flags) and the engine reads and
-        // writes only raw buffers; Python is re-entered only through poll_signals, which re-acquires the GIL.
+        // Releasing the GIL is safe: every array is owned by this frame (approx, flags) or by the problem p, which
+        // the caller's reference keeps alive; the engine reads and writes only raw buffers; Python is re-entered
+        // only through poll_signals, which re-acquires the GIL.
         py::gil_scoped_release nogil;
-        GradChecker gc(p.arch, p.theta.data(), p.X.data(), p.Y.data(), p.m, p.dp, p.l2, p.l1);
+        const GradChecker& gc = p.checker();
         J0 = gc.cost();
         done = gc.coords(ix, n, eps, a, f, poll_signals, fast_path, &st);
     }
@@ -104,8 +96,8 @@ py::tuple coords(const std::vector<int>& dims, const std::string& hidden, const 
 // Runs `check(gc, approx, kinks)` for K directions on a GradChecker of problem p with the GIL released;
 // returns (approx, kinks, J0). Shared by the two direction layouts below.
 template <class F>
-py::tuple run_directions(const Problem& p, double eps, int K, F&& check) {
-    if (!(eps > 0.0) || !std::isfinite(eps)) throw py::value_error("eps must be finite and > 0");
+py::tuple run_directions(Problem& p, double eps, int K, F&& check) {
+    check_eps(eps);
     Arr approx(std::vector<py::ssize_t>{K});
     py::array_t<int64_t> kinks(std::vector<py::ssize_t>{K});
     double* a = approx.mutable_data();
@@ -114,7 +106,7 @@ py::tuple run_directions(const Problem& p, double eps, int K, F&& check) {
     double J0 = 0.0;
     {
         py::gil_scoped_release nogil;  // safe: as in coords
-        GradChecker gc(p.arch, p.theta.data(), p.X.data(), p.Y.data(), p.m, p.dp, p.l2, p.l1);
+        const GradChecker& gc = p.checker();
         J0 = gc.cost();
         done = check(gc, a, kk);
     }
@@ -122,27 +114,19 @@ py::tuple run_directions(const Problem& p, double eps, int K, F&& check) {
     return py::make_tuple(approx, kinks, J0);
 }
 
-py::tuple directions(const std::vector<int>& dims, const std::string& hidden, const std::string& output,
-                     const std::string& loss, double alpha, const Arr& theta, const Arr& X, const Arr& Y,
-                     const std::vector<double>& keep, uint64_t seed, uint32_t step, const py::list& masks, double l2,
-                     double l1, double eps, const Arr& dirs) {
-    Problem p = make_problem(dims, hidden, output, loss, alpha, theta, X, Y, keep, seed, step, masks, l2, l1);
+py::tuple directions(Problem& p, double eps, const Arr& dirs) {
     if (dirs.ndim() != 2 || size_t(dirs.shape(1)) != p.arch.nparams)
         throw py::value_error("directions must be (K, n_params)");
     if (dirs.shape(0) > INT_MAX / 2) throw py::value_error("too many directions");
     const int K = int(dirs.shape(0));
-    return run_directions(p, eps, K, [&](GradChecker& gc, double* a, int64_t* kk) {
+    return run_directions(p, eps, K, [&](const GradChecker& gc, double* a, int64_t* kk) {
         return gc.directions(dirs.data(), K, eps, a, kk, poll_signals);
     });
 }
 
 // One direction per component and row: V is (r, n_params); direction (c, t) is row t of V restricted to component c
 // (W1, b1, W2, b2, ... in theta's order). Results are ordered component-major: index c*r + t.
-py::tuple component_directions(const std::vector<int>& dims, const std::string& hidden, const std::string& output,
-                               const std::string& loss, double alpha, const Arr& theta, const Arr& X, const Arr& Y,
-                               const std::vector<double>& keep, uint64_t seed, uint32_t step, const py::list& masks,
-                               double l2, double l1, double eps, const Arr& V) {
-    Problem p = make_problem(dims, hidden, output, loss, alpha, theta, X, Y, keep, seed, step, masks, l2, l1);
+py::tuple component_directions(Problem& p, double eps, const Arr& V) {
     if (V.ndim() != 2 || size_t(V.shape(1)) != p.arch.nparams) throw py::value_error("V must be (r, n_params)");
     if (V.shape(0) > INT_MAX / (4 * p.arch.L())) throw py::value_error("V has too many rows");
     const int L = p.arch.L(), r = int(V.shape(0)), K = 2 * L * r;
@@ -154,8 +138,42 @@ py::tuple component_directions(const std::vector<int>& dims, const std::string& 
             rows[size_t(k)] = V.data() + size_t(t) * p.arch.nparams;
             (c % 2 == 0 ? wpart : bpart)[size_t(k) * (L + 1) + l] = 1;
         }
-    return run_directions(p, eps, K, [&](GradChecker& gc, double* a, int64_t* kk) {
+    return run_directions(p, eps, K, [&](const GradChecker& gc, double* a, int64_t* kk) {
         return gc.directions(rows.data(), wpart.data(), bpart.data(), K, eps, a, kk, poll_signals);
+    });
+}
+
+// Test-only access to the pure numerics of gradcheck/numerics.hpp (tests/test_gc_numerics.py).
+void bind_numerics(py::module_ sub) {
+    sub.def("act_delta", [](const std::string& act, double z, double d, double alpha) {
+        const Act a = parse_act(act);
+        double gz = 0.0;
+        act_forward(a, &z, &gz, 1, alpha);
+        bool crossed = false;
+        const double v = act_delta(a, z, gz, d, alpha, crossed);
+        return py::make_tuple(v, crossed);
+    });
+    sub.def("expm1_fast", &expm1_fast);
+    sub.def("log1p_fast", &log1p_fast);
+    sub.def("log1p_poly", &log1p_poly);
+    sub.def("abs_diff", &abs_diff);
+    // (unit[i, c], col[c], block): the loss change when only unit i of example c changes by D[i, c]; when
+    // every unit of example c changes by D[:, c]; and the sum of the latter over the examples.
+    sub.def("loss_delta", [](const std::string& loss, const std::string& output, const Arr& Z, const Arr& G,
+                             const Arr& Y, const Arr& D) {
+        if (Z.ndim() != 2 || G.ndim() != 2 || Y.ndim() != 2 || D.ndim() != 2) throw py::value_error("2-D arrays");
+        const int nL = int(Z.shape(0)), mm = int(Z.shape(1));
+        for (const Arr* a : {&G, &Y, &D})
+            if (a->shape(0) != nL || a->shape(1) != mm) throw py::value_error("Z, G, Y, D must have one shape");
+        const OutputLoss ol{parse_loss(loss), parse_act(output), nL, mm, Z.data(), G.data(), Y.data()};
+        Arr unit({nL, mm});
+        Arr col(std::vector<py::ssize_t>{mm});
+        for (int i = 0; i < nL; ++i)
+            for (int c = 0; c < mm; ++c) unit.mutable_data()[size_t(i) * mm + c] = ol.unit(i, c, D.data()[size_t(i) * mm + c]);
+        for (int c = 0; c < mm; ++c) col.mutable_data()[c] = ol.col(c, D.data() + c, size_t(mm));
+        std::vector<double> e, yd;
+        const double block = ol.block(D.data(), size_t(mm), e, yd);
+        return py::make_tuple(unit, col, block);
     });
 }
 
@@ -185,24 +203,26 @@ void bind_gradcheck(py::module_& m) {
         py::arg("name"),
         "Forces a SIMD path ('baseline', 'avx2', 'avx512'; one the CPU lacks falls back to the best below it) or\n"
         "'auto' (the best the CPU has). Every path gives the same bits; this is for tests and benchmarks.");
-    m.def("gradcheck_coords", &coords, py::arg("dims"), py::arg("hidden"), py::arg("output"), py::arg("loss"),
-          py::arg("alpha"), py::arg("theta"), py::arg("X"), py::arg("Y"), py::arg("keep"), py::arg("seed"),
-          py::arg("step"), py::arg("masks"), py::arg("l2"), py::arg("l1"), py::arg("eps"), py::arg("indices"),
+    bind_numerics(m.def_submodule("gc_numerics", "test-only: the gradient checker's pure numerics"));
+    py::class_<Problem>(m, "GradcheckProblem",
+                        "One gradient-check problem, validated once: the network, theta, X, Y, dropout, l2/l1.")
+        .def(py::init<const std::vector<int>&, const std::string&, const std::string&, const std::string&, double, Arr,
+                      Arr, Arr, const std::vector<double>&, uint64_t, uint32_t, const py::list&, double, double>(),
+             py::arg("dims"), py::arg("hidden"), py::arg("output"), py::arg("loss"), py::arg("alpha"), py::arg("theta"),
+             py::arg("X"), py::arg("Y"), py::arg("keep") = std::vector<double>{}, py::arg("seed") = 0,
+             py::arg("step") = 0, py::arg("masks") = py::list(), py::arg("l2") = 0.0, py::arg("l1") = 0.0)
+        .def_property_readonly("n_params", [](const Problem& p) { return p.arch.nparams; })
+        .def_property_readonly("m", [](const Problem& p) { return p.m; });
+    m.def("gradcheck_coords", &coords, py::arg("problem"), py::arg("eps"), py::arg("indices"),
           py::arg("fast_path") = true, py::arg("stats") = false,
           "Centered differences for flat coordinates -> (approx, kink_flags, J0[, stats]). Flags: 1 activation kink,\n"
           "2 L1 kink. fast_path=False forces the general delta-propagation path for every coordinate (the exact\n"
           "linear-region shortcut for relu/leaky_relu/linear hidden layers is otherwise used where no kink is within\n"
           "reach). stats=True also returns {'fast', 'general', 'routed'}: coordinates done by each path, and those\n"
           "the fast path handed to the general one.");
-    m.def("gradcheck_directions", &directions, py::arg("dims"), py::arg("hidden"), py::arg("output"),
-          py::arg("loss"), py::arg("alpha"), py::arg("theta"), py::arg("X"), py::arg("Y"), py::arg("keep"),
-          py::arg("seed"), py::arg("step"), py::arg("masks"), py::arg("l2"), py::arg("l1"), py::arg("eps"),
-          py::arg("directions"),
+    m.def("gradcheck_directions", &directions, py::arg("problem"), py::arg("eps"), py::arg("directions"),
           "Centered directional differences (J(t+e d) - J(t-e d)) / 2e for each row d -> (approx, kinks, J0).");
-    m.def("gradcheck_component_directions", &component_directions, py::arg("dims"), py::arg("hidden"),
-          py::arg("output"), py::arg("loss"), py::arg("alpha"), py::arg("theta"), py::arg("X"), py::arg("Y"),
-          py::arg("keep"), py::arg("seed"), py::arg("step"), py::arg("masks"), py::arg("l2"), py::arg("l1"),
-          py::arg("eps"), py::arg("V"),
+    m.def("gradcheck_component_directions", &component_directions, py::arg("problem"), py::arg("eps"), py::arg("V"),
           "Directional differences along row t of V restricted to each component c (W1, b1, W2, ...): one native\n"
           "call for all 2L*r directions, no dense direction matrix -> (approx, kinks, J0), index c*r + t.");
 }

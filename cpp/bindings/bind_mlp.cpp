@@ -4,14 +4,13 @@
 #include <string>
 
 #include "dnnkit/mlp.hpp"
-#include "pybind11.hpp"
+#include "problem.hpp"
 
 using namespace dnnkit;
 
 namespace {
 
-template <class T>
-using Arr = py::array_t<T, py::array::c_style>;  // no forcecast: the Python layer converts deliberately
+using dnnkit_py::Arr;
 
 // Python-side owner of one MLP workspace. The mutex serialises calls from several Python threads, since
 // the work runs with the GIL released and shares the workspace.
@@ -21,41 +20,14 @@ struct PyMLP {
     std::mutex mu;
     PyMLP(std::vector<int> dims, const std::string& hidden, const std::string& output, const std::string& loss,
           double alpha)
-        : net(Arch(std::move(dims), parse_act(hidden), parse_act(output), parse_loss(loss), alpha)) {}
+        : net(dnnkit_py::make_arch(std::move(dims), hidden, output, loss, alpha)) {}
 
-    void check_theta(const Arr<T>& theta) const {
-        if (theta.ndim() != 1 || size_t(theta.shape(0)) != net.arch.nparams)
-            throw py::value_error("theta has the wrong size for this architecture");
-    }
-    int check_x(const Arr<T>& X) const {
-        if (X.ndim() != 2 || X.shape(0) != net.arch.n(0) || X.shape(1) < 1)
-            throw py::value_error("X must be (n_x, m) with m >= 1");
-        return dnnkit_py::check_columns(X.shape(1), "X");
-    }
-    void check_y(const Arr<T>& Y, int m) const {
-        if (Y.ndim() != 2 || Y.shape(0) != net.arch.n(net.arch.L()) || Y.shape(1) != m)
-            throw py::value_error("Y must be (n_y, m)");
-    }
-    // keep/masks lists -> Dropout, keeping the mask arrays alive in `hold`.
+    void check_theta(const Arr<T>& theta) const { dnnkit_py::check_theta(theta, net.arch); }
+    int check_x(const Arr<T>& X) const { return dnnkit_py::check_x(X, net.arch); }
+    void check_y(const Arr<T>& Y, int m) const { dnnkit_py::check_y(Y, net.arch, m); }
     Dropout<T> dropout(const std::vector<double>& keep, uint64_t seed, uint32_t step, const py::list& masks, int m,
                        std::vector<Arr<T>>& hold) const {
-        Dropout<T> dp;
-        dp.keep = keep;
-        dp.seed = seed;
-        dp.step = step;
-        if (int(keep.size()) > net.arch.L()) throw py::value_error("keep has more entries than layers");
-        dnnkit_py::check_keep(keep);
-        // masks[l] for l = 0 (input) .. L-1 (hidden): a longer list would index past dims below
-        if (masks.size() > size_t(net.arch.L())) throw py::value_error("masks has more entries than layers");
-        for (size_t l = 0; l < masks.size(); ++l) {
-            if (masks[l].is_none()) { dp.masks.push_back(nullptr); continue; }
-            Arr<T> a = masks[l].cast<Arr<T>>();
-            if (a.ndim() != 2 || a.shape(0) != net.arch.n(int(l)) || a.shape(1) != m)
-                throw py::value_error("mask " + std::to_string(l) + " has the wrong shape");
-            dp.masks.push_back(a.data());
-            hold.push_back(std::move(a));
-        }
-        return dp;
+        return dnnkit_py::make_dropout(net.arch, keep, seed, step, masks, m, hold);
     }
 };
 

@@ -5,14 +5,13 @@
 #include <string>
 
 #include "dnnkit/train.hpp"
-#include "pybind11.hpp"
+#include "problem.hpp"
 
 using namespace dnnkit;
 
 namespace {
 
-template <class T>
-using Arr = py::array_t<T, py::array::c_style>;  // no forcecast: dnnkit.training converts deliberately
+using dnnkit_py::Arr;  // no forcecast: dnnkit.training converts deliberately
 
 // Owns the native Trainer and keeps X and Y alive (the Trainer holds raw pointers into them).
 template <class T>
@@ -21,17 +20,9 @@ struct PyTrainer {
     Arr<T> Xd, Yd;  // validation data (optional)
     Trainer<T> tr;
     std::mutex mu;
-    PyTrainer(std::vector<int> dims, const std::string& hidden, const std::string& output, const std::string& loss,
-              double alpha, Arr<T> X_, Arr<T> Y_, TrainOptions o)
-        : X(std::move(X_)), Y(std::move(Y_)),
-          tr(Arch(std::move(dims), parse_act(hidden), parse_act(output), parse_loss(loss), alpha), std::move(o),
-             X.data(), Y.data(), check(X, Y)) {}
-
-    static int check(const Arr<T>& X, const Arr<T>& Y) {
-        if (X.ndim() != 2 || Y.ndim() != 2 || X.shape(1) != Y.shape(1) || X.shape(1) < 1)
-            throw py::value_error("X (n_x, m) and Y (n_y, m) must have the same m >= 1");
-        return dnnkit_py::check_columns(X.shape(1), "X");
-    }
+    // arch and X, Y already checked (see the constructor binding below)
+    PyTrainer(Arch arch, Arr<T> X_, Arr<T> Y_, int m, TrainOptions o)
+        : X(std::move(X_)), Y(std::move(Y_)), tr(std::move(arch), std::move(o), X.data(), Y.data(), m) {}
 };
 
 template <class T>
@@ -42,15 +33,15 @@ void register_trainer(py::module_& m, const char* name) {
                          const std::string& loss, double alpha, Arr<T> X, Arr<T> Y, const std::string& optimizer,
                          double lr, double beta, double beta1, double beta2, double eps, double l2, double l1,
                          std::vector<double> keep, uint64_t seed, int batch_size) {
-                 if (dims.size() < 2) throw py::value_error("need at least an input and an output layer");
-                 if (X.ndim() != 2 || X.shape(0) != dims.front()) throw py::value_error("X must be (n_x, m)");
-                 dnnkit_py::check_keep(keep);
-                 if (Y.ndim() != 2 || Y.shape(0) != dims.back()) throw py::value_error("Y must be (n_y, m)");
+                 Arch arch = dnnkit_py::make_arch(std::move(dims), hidden, output, loss, alpha);
+                 const int mm = dnnkit_py::check_x(X, arch);
+                 dnnkit_py::check_y(Y, arch, mm);
+                 dnnkit_py::check_keep(keep, arch);
                  TrainOptions o;
                  o.optimizer = parse_optimizer(optimizer);
                  o.lr = lr; o.beta = beta; o.beta1 = beta1; o.beta2 = beta2; o.eps = eps;
                  o.l2 = l2; o.l1 = l1; o.keep = std::move(keep); o.seed = seed; o.batch_size = batch_size;
-                 return new P(std::move(dims), hidden, output, loss, alpha, std::move(X), std::move(Y), std::move(o));
+                 return new P(std::move(arch), std::move(X), std::move(Y), mm, std::move(o));
              }),
              py::arg("dims"), py::arg("hidden"), py::arg("output"), py::arg("loss"), py::arg("alpha"), py::arg("X"),
              py::arg("Y"), py::arg("optimizer"), py::arg("lr"), py::arg("beta"), py::arg("beta1"), py::arg("beta2"),

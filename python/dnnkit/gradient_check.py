@@ -838,8 +838,10 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
     else:
         g = _flat_grads(grads, dims, n, m, reshaped)
     layout = _Layout.from_dims(dims, m, l2, l1)
-    args = (dims, net.hidden, net.output, net.loss, float(net.alpha), theta, X, Y, keep, seed, step,
-            [None if D is None else np.ascontiguousarray(D, dtype=np.float64) for D in mlist], l2, l1, eps)
+    # the native problem, validated once and shared by every engine call of this check (its chunks)
+    args = (_core.GradcheckProblem(dims, net.hidden, net.output, net.loss, float(net.alpha), theta, X, Y, keep, seed,
+                                   step, [None if D is None else np.ascontiguousarray(D, dtype=np.float64)
+                                          for D in mlist], l2, l1), eps)
     gdt = "float64" if grads is None else _grads_dtype(grads)
     if mode == "directional":
         report = _directional(args, g, layout, n_directions, rng, eps, gdt)
