@@ -227,6 +227,7 @@ def test_chunked_check_equals_one_call_bit_for_bit(case, monkeypatch):
     Y = np.eye(dims[-1])[:, g.integers(0, dims[-1], 11)] if dims[-1] > 1 else (g.random((1, 11)) > 0.5) * 1.0
     one = dk.gradcheck(net, X, Y, **kw)
     monkeypatch.setattr(gcm, "_CHUNK_FIRST", 7)
+    monkeypatch.setattr(gcm, "_CHUNK_SETUP_FACTOR", 0)
     monkeypatch.setattr(gcm, "_CHUNK_SECONDS", 1e-12)  # every later chunk: the minimum (64)
     calls = []
     real = dk._core.gradcheck_coords
@@ -254,6 +255,7 @@ def test_interrupted_check_returns_the_finished_part_marked_incomplete(monkeypat
     g = {k: v.copy() for k, v in net.backward(X, Y).items()}
     g["db1"] *= 2  # a bug in a block the partial check covers in part (b1 is at offsets 120..139)
     full = dk.gradcheck(net, X, Y, grads=g)
+    monkeypatch.setattr(gcm, "_CHUNK_SETUP_FACTOR", 0)
     monkeypatch.setattr(gcm, "_CHUNK_SECONDS", 1e-12)
     _interrupt_on_call(monkeypatch, 3)
     part = dk.gradcheck(net, X, Y, grads=g)
@@ -308,6 +310,7 @@ def test_ctrl_c_during_gradcheck_with_a_real_signal(monkeypatch):
     from _signals import python_sigint
 
     net, X, Y = small((20, 40, 40, 1), m=50)
+    monkeypatch.setattr(gcm, "_CHUNK_SETUP_FACTOR", 0)
     monkeypatch.setattr(gcm, "_CHUNK_SECONDS", 0.05)
     real = dk._core.gradcheck_coords
     calls = []
@@ -341,7 +344,7 @@ def test_cli_gradcheck_prints_the_partial_report_and_exits_130():
     code = ("import signal, sys\n"
             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "import dnnkit, dnnkit.gradient_check as g\n"
-            "g._CHUNK_SECONDS = 0.05\n"
+            "g._CHUNK_SECONDS = 0.05; g._CHUNK_SETUP_FACTOR = 0\n"
             "real, n = dnnkit._core.gradcheck_coords, [0]\n"
             "def watched(*a, **k):\n"
             "    n[0] += 1\n"

@@ -1015,14 +1015,16 @@ def _check_function(cost_fn, params, grads, eps, mode, k, indices, rng):
 
 
 # Ctrl-C during a check keeps the finished work: the coordinates go to the engine in chunks (each coordinate's
-# result depends on that coordinate alone, so any chunking gives the same numbers bit for bit). A first chunk of
-# _CHUNK_FIRST coordinates measures the rate; later chunks take about _CHUNK_SECONDS each, and a rest that fits in
-# two of them goes in one call — so a short check costs one extra engine set-up (a forward pass: ~1 % of a full
-# check of [784,128,64,10]) and an interrupt loses at most the chunk in flight. The finished chunks' report is
-# returned, marked incomplete (``report.complete`` False, ``report.missing_indices``; resume with
+# result depends on that coordinate alone, so any chunking gives the same numbers bit for bit). The first chunk
+# (_CHUNK_FIRST coordinates) costs about one engine set-up (forward caches, per-unit preparation) and bounds it;
+# later chunks last about max(_CHUNK_SECONDS, _CHUNK_SETUP_FACTOR x that set-up), so the repeated set-ups cost at
+# most ~1/_CHUNK_SETUP_FACTOR of a long check, and a rest that fits in two chunks goes in one call (a short
+# check: 2-3 calls). An interrupt loses at most the chunk in flight; the finished chunks' report is returned,
+# marked incomplete (``report.complete`` False, ``report.missing_indices``; resume with
 # ``indices=report.missing_indices`` and ``report.merge(rest)``).
 _CHUNK_SECONDS = 0.5
 _CHUNK_FIRST = 64
+_CHUNK_SETUP_FACTOR = 20
 
 
 def _run_chunks(run, idx, first=None):
@@ -1031,6 +1033,7 @@ def _run_chunks(run, idx, first=None):
     parts = []
     try:
         pos, size = 0, _CHUNK_FIRST if first is None else first
+        setup = None
         while True:  # at least one call (an empty selection gives an empty report, as before)
             t = time.perf_counter()
             parts.append(run(idx[pos:pos + size]))
@@ -1038,7 +1041,12 @@ def _run_chunks(run, idx, first=None):
             pos += min(size, idx.size - pos)
             if pos >= idx.size:
                 break
-            size = int(min(max(size * _CHUNK_SECONDS / max(dt, 1e-9), 64), 64 * size))
+            if setup is None:  # the first, small call: about one set-up; its per-coordinate rate is pessimistic
+                setup, per = dt, dt / size
+            else:
+                per = max(dt - setup, dt / 16) / size
+            target = max(_CHUNK_SECONDS, _CHUNK_SETUP_FACTOR * setup)
+            size = int(min(max(target / max(per, 1e-12), 64), 64 * size))
             if idx.size - pos <= 2 * size:
                 size = idx.size - pos
     except KeyboardInterrupt:
