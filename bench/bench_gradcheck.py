@@ -176,8 +176,8 @@ def main():
         ratio = np.median(d["np"]) / np.median(d["full"])
         rlo = min(d["np"]) / max(d["full"])
         rhi = max(d["np"]) / min(d["full"])
-        tt = med(d["torch"]) if d["torch"] else "-"
-        tr = f"{np.median(d['torch']) / np.median(d['full']):,.0f}x" if d["torch"] else "-"
+        tt = med(d["torch"]) if len(d["torch"]) else "-"
+        tr = f"{np.median(d['torch']) / np.median(d['full']):,.0f}x" if len(d["torch"]) else "-"
         diff, verdict, st = d["info"]
         print(f"| {name} | {med(d['full'])} | {med(d['np'])} | **{ratio:,.0f}x** [{rlo:,.0f}-{rhi:,.0f}] | {tt} | {tr} "
               f"| {med(d['engine'])} | {med(d['prep'])} | {diff:.1e} {verdict} | {st} |")
