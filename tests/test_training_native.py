@@ -125,3 +125,31 @@ def test_progress_bar_enters_python_at_a_human_rate(monkeypatch):
     assert sum(calls) == 20000 and h.epoch == [5000, 10000, 15000, 20000]
     assert len(calls) <= elapsed / 0.05 + 2
 
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "adam"])
+def test_full_batch_stop_keeps_the_finished_epochs(optimizer):
+    # one step per epoch: the stop is decided before the step (no snapshot, no rollback); the same epochs
+    # finish as with the rollback of the multi-step path: the step that would reach stop_at_step is not kept
+    X, Y = data()
+    net = dk.Network([3, 8, 1]).initialize("he", rng=0)
+    t0 = net.theta.copy()
+    h = net.fit(X, Y, epochs=100, learning_rate=0.1, optimizer=optimizer, seed=3, _stop_at_step=6)
+    assert h.interrupted and h.epoch == [1, 2, 3, 4, 5] and net.training_config["steps"] == 5
+    again = dk.Network([3, 8, 1])
+    again.theta = t0
+    h2 = again.fit(X, Y, epochs=5, learning_rate=0.1, optimizer=optimizer, seed=3)
+    assert net.theta.tobytes() == again.theta.tobytes()
+    assert rows(h)["train_cost"] == rows(h2)["train_cost"]
+
+
+def test_grad_norms_are_the_frobenius_norms_of_the_step():
+    # full batch, one epoch: grad_norms[l] is ||dW[l]||_F of the step's gradient (blocked sums: rel. 1e-14)
+    g = np.random.default_rng(1)
+    X = g.standard_normal((200, 100))
+    Y = (g.random((1, 100)) < 0.5).astype(float)
+    net = dk.Network([200, 150, 1]).initialize("he", rng=0)  # W1 has 30,000 entries: two sum blocks
+    grads = net.backward(X, Y, l2=0.1)
+    want = [float(np.linalg.norm(grads[f"dW{l}"])) for l in (1, 2)]
+    h = net.fit(X, Y, epochs=1, learning_rate=0.1, l2=0.1, seed=0)
+    assert h.grad_norms[0] == pytest.approx(want, rel=1e-13)
