@@ -1,15 +1,19 @@
-"""Training steps per second: dnnkit (native loop) vs the NumPy reference (course code) vs PyTorch CPU eager.
+"""Training speed: dnnkit (native loop) vs the NumPy reference (course code) vs PyTorch CPU eager.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python python bench/bench_train.py [--quick]
 
 One step = forward + backward + gradient-descent update on the full batch (m examples), as the course's
-"iteration". dnnkit runs N steps inside one ``fit`` call (the native loop; Python is touched once);
-the reference runs ``cost_and_gradients`` + ``update_parameters``; PyTorch runs an ``nn.Sequential`` with
+"iteration". dnnkit is called as a user calls it: ``net.fit(X, Y, epochs=n, learning_rate=0.01)`` with the
+default arguments (``log_every=1``: a history row — train cost, error, gradient norms, time — every epoch,
+recorded by the native loop); the column "log_every=n" is the same loop reporting once (the engine alone).
+The reference runs ``cost_and_gradients`` + ``update_parameters``; PyTorch runs an ``nn.Sequential`` with
 ``torch.optim.SGD`` in eager mode, same dtype, ``torch.set_num_threads`` = dnnkit's thread count.
-Dropout: keep_prob 0.8 on every hidden layer (``nn.Dropout(0.2)`` in PyTorch). Each timing is the best of
-``REPS`` repetitions (the machine is shared). Also: GEMM peak of this machine (one big BLAS GEMM), dropout
-mask generation vs NumPy, and dnnkit interleaved with NumPy matmuls (the single-pool design).
-Prints Markdown for bench/RESULTS.md.
+Dropout: keep_prob 0.8 on every hidden layer (``nn.Dropout(0.2)`` in PyTorch). Every figure is the median
+over ``--reps`` rounds in which the alternatives take turns (dnnkit._timing.compare), with the range over
+the rounds (the machine is shared: state the load). Further sections: dev-set monitoring every epoch
+(``validation=``, ``EarlyStopping``), mini-batches of 64, one Python call per step (``net.backward``), the
+GEMM peak of this machine (one big BLAS GEMM), dropout mask generation vs NumPy, and dnnkit interleaved
+with NumPy matmuls (the single-pool design). Prints Markdown for bench/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -45,6 +49,26 @@ def best_time(fn, steps, reps, min_time=0.2):
     return best_times([fn], steps, reps, min_time)[0]
 
 
+def timings(fns, steps, reps, min_time=0.2):
+    """dnnkit._timing.Timing of each fn(n) (n steps per call), interleaved rounds."""
+    ts = compare(fns, rounds=reps, min_time=min_time, inner=True, start=steps)
+    if os.environ.get("BENCH_DEBUG"):
+        for i, t in enumerate(ts):
+            print(f"    fn{i}: {t.number} steps, {t.fmt(1e6, 'us', 1)} per step", file=sys.stderr)
+    return ts
+
+
+def rate(t):
+    """steps/s: median (range over the rounds)."""
+    return f"{1 / t.median:,.0f} ({1 / t.worst:,.0f}-{1 / t.best:,.0f})"
+
+
+def ratio(a, b):
+    """How many times faster a is than b: ratio of medians (range of the per-round ratios)."""
+    r = b.times / a.times
+    return f"{b.median / a.median:.1f}x ({r.min():.1f}-{r.max():.1f})"
+
+
 def data(dims, m, dtype, seed=0):
     g = np.random.default_rng(seed)
     X = g.standard_normal((dims[0], m)).astype(dtype)
@@ -66,15 +90,21 @@ def step_flops(dims, m):
     return fwd + bwd_dw + bwd_da
 
 
-def bench_dnnkit(dims, m, dtype, keep):
+def bench_dnnkit(dims, m, dtype, keep, once=False, validation=None, early_stopping=False, batch_size=None):
+    """net.fit as a user calls it (default arguments: log_every=1); once=True: log_every=n (one report)."""
     out, loss = output_of(dims)
     net = dk.Network(dims, output=out, loss=loss, dtype=dtype).initialize("he", rng=0)
     X, Y = data(dims, m, dtype)
     theta0 = net.theta.copy()
+    kw = dict(learning_rate=LR, keep_prob=keep, seed=1, batch_size=batch_size)
+    if validation is not None:
+        kw["validation"] = data(dims, validation, dtype, seed=1)
+    if early_stopping:  # never stops (the run's length is the benchmark's), restores the best epoch
+        kw["early_stopping"] = dk.EarlyStopping(patience=10**9, restore_best=True)
 
     def run(n):
         net.theta = theta0
-        net.fit(X, Y, epochs=n, learning_rate=LR, keep_prob=keep, seed=1, log_every=n)
+        net.fit(X, Y, epochs=n, log_every=n if once else 1, **kw)
 
     return run
 
@@ -90,6 +120,93 @@ def bench_reference(dims, m, dtype, keep):
         for _ in range(n):
             _, grads = ref.cost_and_gradients(X, Y, p, "relu", out, loss, keep_prob=keep, rng=rng)
             p = ref.update_parameters(p, grads, LR)
+
+    return run
+
+
+def bench_reference_monitored(dims, m, dtype, validation, early_stopping=False):
+    """The course's loop with dev-set monitoring every epoch: the step, then the dev cost (a forward pass);
+    with early stopping also the comparison and a copy of the parameters at each improvement."""
+    out, loss = output_of(dims)
+    params = {k: v.astype(dtype) for k, v in dk.initialize_parameters(dims, "he", rng=0).items()}
+    X, Y = data(dims, m, dtype)
+    Xd, Yd = data(dims, validation, dtype, seed=1)
+
+    def run(n):
+        p, best, best_p = params, np.inf, None
+        for _ in range(n):
+            _, grads = ref.cost_and_gradients(X, Y, p, "relu", out, loss)
+            p = ref.update_parameters(p, grads, LR)
+            AL, _ = ref.forward_propagation(Xd, p, "relu", out)
+            J = ref.compute_cost(AL, Yd, loss=loss)
+            if early_stopping and J < best:
+                best, best_p = J, {k: v.copy() for k, v in p.items()}
+
+    return run
+
+
+def bench_reference_minibatch(dims, m, dtype, batch):
+    """The course's mini-batch loop: a fresh permutation each epoch, the batches sliced from it."""
+    out, loss = output_of(dims)
+    params = {k: v.astype(dtype) for k, v in dk.initialize_parameters(dims, "he", rng=0).items()}
+    X, Y = data(dims, m, dtype)
+    rng = np.random.default_rng(0)
+
+    def run(n):  # n epochs
+        p = params
+        for _ in range(n):
+            perm = rng.permutation(m)
+            Xs, Ys = X[:, perm], Y[:, perm]
+            for j in range(0, m, batch):
+                _, grads = ref.cost_and_gradients(Xs[:, j:j + batch], Ys[:, j:j + batch], p, "relu", out, loss)
+                p = ref.update_parameters(p, grads, LR)
+
+    return run
+
+
+def bench_torch_minibatch(dims, m, dtype, batch, threads):
+    """PyTorch without a DataLoader: randperm each epoch, index the batch, step."""
+    import torch
+
+    torch.set_num_threads(threads)
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    layers = []
+    for l in range(1, len(dims)):
+        layers.append(torch.nn.Linear(dims[l - 1], dims[l]))
+        if l < len(dims) - 1:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers).to(tdt)
+    X, Y = data(dims, m, dtype)
+    xt = torch.from_numpy(np.ascontiguousarray(X.T))
+    yt = torch.from_numpy(np.argmax(Y, axis=0))
+    lossfn = torch.nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    gen = torch.Generator().manual_seed(0)
+
+    def run(n):
+        for _ in range(n):
+            perm = torch.randperm(m, generator=gen)
+            for j in range(0, m, batch):
+                idx = perm[j:j + batch]
+                opt.zero_grad(set_to_none=True)
+                lossfn(model(xt[idx]), yt[idx]).backward()
+                opt.step()
+
+    return run
+
+
+def bench_backward_loop(dims, m, dtype):
+    """A course-style user loop around dnnkit: one net.backward call per step, the update in NumPy."""
+    out, loss = output_of(dims)
+    net = dk.Network(dims, output=out, loss=loss, dtype=dtype).initialize("he", rng=0)
+    X, Y = data(dims, m, dtype)
+    theta, g = net.theta, net.grad_vector
+    lr = dtype(LR)
+
+    def run(n):
+        for _ in range(n):
+            net.backward(X, Y)
+            np.subtract(theta, lr * g, out=theta)
 
     return run
 
@@ -214,9 +331,10 @@ def main():
     print(f"GEMM peak (NumPy OpenBLAS, 2048^3, {threads} threads): float64 {peaks[np.float64]:.1f} GFLOP/s, "
           f"float32 {peaks[np.float32]:.1f} GFLOP/s\n")
 
-    print("## Steps per second (best of reps; higher is better)\n")
-    print("| net | m | dtype | dropout | dnnkit | reference | torch | vs reference | vs torch | dnnkit GFLOP/s (% of GEMM peak) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"## Steps per second, default call (median of {reps} interleaved rounds, range in brackets; higher is better)\n")
+    print("| net | m | dtype | dropout | dnnkit `fit` default | dnnkit log_every=n | reference | torch | "
+          "default vs reference | default vs torch | dnnkit GFLOP/s (% of GEMM peak) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     configs = CONFIGS[:2] if args.quick else CONFIGS
     for name, dims, m in configs:
         for dtype in (np.float32, np.float64):
@@ -224,16 +342,72 @@ def main():
                 big = name == "large"
                 n0 = 1 if big else (20 if name == "medium" else 500)
                 mt = 0.5 if big else 0.25
-                fns = [bench_dnnkit(dims, m, dtype, keep), bench_reference(dims, m, dtype, keep)]
+                fns = [bench_dnnkit(dims, m, dtype, keep), bench_dnnkit(dims, m, dtype, keep, once=True),
+                       bench_reference(dims, m, dtype, keep)]
                 if have_torch:
                     fns.append(bench_torch(dims, m, dtype, keep, threads))
-                ts = best_times(fns, n0, reps, mt)
-                t_dk, t_ref = ts[0], ts[1]
-                t_pt = ts[2] if have_torch else float("nan")
-                gf = step_flops(dims, m) / t_dk / 1e9
+                ts = timings(fns, n0, reps, mt)
+                gf = step_flops(dims, m) / ts[0].median / 1e9
+                pt = ts[3] if have_torch else None
                 print(f"| {name} {dims} | {m} | {np.dtype(dtype).name} | {'keep 0.8' if keep < 1 else 'none'} | "
-                      f"{1 / t_dk:,.0f} | {1 / t_ref:,.0f} | {1 / t_pt:,.0f} | {t_ref / t_dk:.1f}x | {t_pt / t_dk:.2f}x | "
+                      f"{rate(ts[0])} | {rate(ts[1])} | {rate(ts[2])} | {rate(pt) if pt else '-'} | "
+                      f"{ratio(ts[0], ts[2])} | {ratio(ts[0], pt) if pt else '-'} | "
                       f"{gf:.1f} ({100 * gf / peaks[dtype]:.0f}%) |", flush=True)
+    print()
+
+    print(f"## Dev-set monitoring every epoch (full batch, no dropout; median of {reps} rounds)\n")
+    print("dnnkit: `fit(..., validation=(X_dev, Y_dev))`, and with `early_stopping=EarlyStopping(patience=10**9, "
+          "restore_best=True)` (never stops; copies the best parameters at each improvement). Reference: the "
+          "course step, then the dev cost (forward pass) every epoch, and the copy at each improvement.\n")
+    print("| net | m / m_dev | dtype | monitoring | dnnkit steps/s | reference | vs reference |")
+    print("|---|---|---|---|---|---|---|")
+    for name, dims, m in CONFIGS[:2]:
+        md = m // 2
+        for dtype in (np.float32, np.float64):
+            for es in (False, True):
+                n0 = 20 if name == "medium" else 500
+                ts = timings([bench_dnnkit(dims, m, dtype, 1.0, validation=md, early_stopping=es),
+                              bench_reference_monitored(dims, m, dtype, md, early_stopping=es)], n0, reps, 0.25)
+                print(f"| {name} {dims} | {m} / {md} | {np.dtype(dtype).name} | "
+                      f"{'validation + EarlyStopping' if es else 'validation'} | {rate(ts[0])} | {rate(ts[1])} | "
+                      f"{ratio(ts[0], ts[1])} |", flush=True)
+    print()
+
+    mm, batch = 2048, 64
+    print(f"## Mini-batches of {batch}, medium net, m = {mm} ({mm // batch} steps an epoch; epochs/s, median of {reps} "
+          "rounds)\n")
+    print("dnnkit: `fit(X, Y, epochs=n, learning_rate=0.01, batch_size=64)` (default arguments otherwise). Reference: "
+          "a permutation per epoch, batches sliced from it. PyTorch: `torch.randperm` per epoch and indexing, no "
+          "DataLoader.\n")
+    print("| dtype | dnnkit epochs/s | reference | torch | vs reference | vs torch | dnnkit GFLOP/s (% of peak) |")
+    print("|---|---|---|---|---|---|---|")
+    dims = CONFIGS[1][1]
+    for dtype in (np.float32, np.float64):
+        fns = [bench_dnnkit(dims, mm, dtype, 1.0, batch_size=batch), bench_reference_minibatch(dims, mm, dtype, batch)]
+        if have_torch:
+            fns.append(bench_torch_minibatch(dims, mm, dtype, batch, threads))
+        ts = timings(fns, 2, reps, 0.25)
+        pt = ts[2] if have_torch else None
+        gf = step_flops(dims, mm) / ts[0].median / 1e9
+        print(f"| {np.dtype(dtype).name} | {rate(ts[0])} | {rate(ts[1])} | {rate(pt) if pt else '-'} | "
+              f"{ratio(ts[0], ts[1])} | {ratio(ts[0], pt) if pt else '-'} | {gf:.1f} ({100 * gf / peaks[dtype]:.0f}%) |",
+              flush=True)
+    print()
+
+    print(f"## One Python call per step: `net.backward` in a user's loop (medium net, m = 256; median of {reps} rounds)\n")
+    print("dnnkit: `net.backward(X, Y)` then `theta -= lr * net.grad_vector` (NumPy). Reference and torch: their "
+          "steps as above; dnnkit `fit` default for comparison.\n")
+    print("| dtype | net.backward loop steps/s | fit default | reference | torch | loop vs reference | loop vs torch |")
+    print("|---|---|---|---|---|---|---|")
+    name, dims, m = CONFIGS[1]
+    for dtype in (np.float32, np.float64):
+        fns = [bench_backward_loop(dims, m, dtype), bench_dnnkit(dims, m, dtype, 1.0), bench_reference(dims, m, dtype, 1.0)]
+        if have_torch:
+            fns.append(bench_torch(dims, m, dtype, 1.0, threads))
+        ts = timings(fns, 20, reps, 0.25)
+        pt = ts[3] if have_torch else None
+        print(f"| {np.dtype(dtype).name} | {rate(ts[0])} | {rate(ts[1])} | {rate(ts[2])} | {rate(pt) if pt else '-'} | "
+              f"{ratio(ts[0], ts[2])} | {ratio(ts[0], pt) if pt else '-'} |", flush=True)
     print()
 
     print("## Dropout mask generation, 1024 x 1024, keep 0.8 (ns per element; lower is better)\n")

@@ -153,3 +153,16 @@ def test_grad_norms_are_the_frobenius_norms_of_the_step():
     want = [float(np.linalg.norm(grads[f"dW{l}"])) for l in (1, 2)]
     h = net.fit(X, Y, epochs=1, learning_rate=0.1, l2=0.1, seed=0)
     assert h.grad_norms[0] == pytest.approx(want, rel=1e-13)
+
+
+def test_bce_cost_matches_libm_log1p():
+    # the bce cost's log1p (activations.hpp log1p_unit, vectorised) is within 1 ulp of libm's: the cost agrees
+    # with a float64 sum of math.log1p losses to rounding
+    import math
+    g = np.random.default_rng(3)
+    X = g.standard_normal((3, 500)) * 4
+    Y = (g.random((1, 500)) < 0.5).astype(float)
+    net = dk.Network([3, 1], output="sigmoid", loss="bce").initialize("he", rng=0)
+    z = (net.params["W1"] @ X + net.params["b1"]).ravel()
+    want = math.fsum(max(v, 0.0) - v * y + math.log1p(math.exp(-abs(v))) for v, y in zip(z, Y.ravel())) / 500
+    assert net.cost(X, Y) == pytest.approx(want, rel=1e-14)
