@@ -299,6 +299,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, skip the large net")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--nets", default="small,medium,large", help="comma-separated subset of the step table's nets")
     args = ap.parse_args()
     reps = 2 if args.quick else args.reps
     threads = dk.get_num_threads()
@@ -335,7 +336,7 @@ def main():
     print("| net | m | dtype | dropout | dnnkit `fit` default | dnnkit log_every=n | reference | torch | "
           "default vs reference | default vs torch | dnnkit GFLOP/s (% of GEMM peak) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    configs = CONFIGS[:2] if args.quick else CONFIGS
+    configs = [c for c in (CONFIGS[:2] if args.quick else CONFIGS) if c[0] in args.nets.split(",")]
     for name, dims, m in configs:
         for dtype in (np.float32, np.float64):
             for keep in (1.0, KEEP):
