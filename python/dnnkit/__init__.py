@@ -29,7 +29,7 @@ from importlib import import_module as _import_module  # noqa: E402
 from importlib.metadata import PackageNotFoundError as _PNF  # noqa: E402
 from importlib.metadata import version as _version  # noqa: E402
 
-from . import _core  # noqa: E402
+from . import _core as _core  # noqa: E402
 from ._params import params_to_vector, vector_to_params  # noqa: E402
 from ._validation import check_num_threads as _check_num_threads  # noqa: E402
 from .init import initialize_parameters  # noqa: E402

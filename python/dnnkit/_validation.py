@@ -275,7 +275,7 @@ def normalize_masks(masks, keep: Sequence[float], dims: Sequence[int], m: int, d
         seq = [None] + seq
     elif len(seq) != L:
         raise ValueError(f"masks has {len(seq)} entries; give {L - 1} (hidden layers) or {L} (input + hidden)")
-    out = []
+    out: list[np.ndarray | None] = []
     for l, D in enumerate(seq):
         if D is None:
             out.append(None)

@@ -16,6 +16,7 @@ so they cost nothing per mini-batch.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -55,8 +56,10 @@ class EarlyStopping(Callback):
         patience = V.check_positive_int(patience, "patience", minimum=0)
         min_delta = V.check_nonneg(min_delta, "min_delta")
         restore_best = V.check_bool(restore_best, "restore_best")
-        self.monitor, self.patience, self.min_delta, self.restore_best = monitor, int(patience), float(
-            min_delta), bool(restore_best)
+        self.monitor: str = monitor
+        self.patience: int = int(patience)
+        self.min_delta: float = float(min_delta)
+        self.restore_best: bool = bool(restore_best)
         self._reset()
 
     def _reset(self) -> None:
@@ -122,8 +125,14 @@ class GradientCheck(Callback):
         if (X is None) != (Y is None):
             raise ValueError("give both X and Y, or neither (to use the training data)")
         max_examples = V.check_positive_int(max_examples, "max_examples")
-        self.at, self.X, self.Y, self.max_examples = at, X, Y, int(max_examples)
-        self.l2, self.l1, self.raise_on_failure, self.kwargs = l2, l1, bool(raise_on_failure), gradcheck_kwargs
+        self.at: list[int] = at
+        self.X: Any = X
+        self.Y: Any = Y
+        self.max_examples: int = int(max_examples)
+        self.l2: float | None = l2
+        self.l1: float | None = l1
+        self.raise_on_failure: bool = bool(raise_on_failure)
+        self.kwargs: dict = gradcheck_kwargs
         self._pending: list[int] = []
 
     def _run(self, epoch: int, net, history) -> None:

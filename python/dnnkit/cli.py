@@ -241,7 +241,7 @@ def _cmd_train(args, out) -> int:
     if dims[0] != n_x or dims[-1] != n_y or len(dims) < 2:
         raise UsageError(f"--layers {','.join(map(str, dims))}: the data needs {n_x} inputs and {n_y} outputs "
                          f"(e.g. --layers {n_x},20,3,{n_y})")
-    normalizer = None
+    normalizer: data.Standardizer | None = None
     if args.standardize:
         normalizer = data.Standardizer().fit(Xtr)   # train statistics only
         Xtr_n, Xd_n = normalizer.transform(Xtr), normalizer.transform(Xd)

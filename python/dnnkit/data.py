@@ -120,6 +120,8 @@ class Split(NamedTuple):
 
 class _SplitWithIndices(Split):
     # a NamedTuple subclass without __slots__ has a __dict__, so it can carry ``indices``
+    indices: tuple
+
     def __repr__(self) -> str:
         def shape(a):
             return None if a is None else a.shape
@@ -355,7 +357,7 @@ class Standardizer:
 
     def to_dict(self) -> dict:
         """Plain-Python state: {"eps", "mean", "std", "zero_variance"} (lists), for saving with a model."""
-        if self.mean_ is None:
+        if self.mean_ is None or self.std_ is None or self.zero_variance_ is None:
             raise ValueError("this Standardizer is not fitted yet: nothing to save")
         return {
             "eps": self.eps,

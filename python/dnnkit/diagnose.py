@@ -79,6 +79,11 @@ class Diagnosis:
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:  # Jupyter
+        from . import _html
+
+        return _html.diagnosis(self)
+
 
 def _error(v, name: str) -> float:
     f = V.check_real(v, name, lo=0.0)
@@ -264,6 +269,11 @@ class PropagationReport:
         lines.append(f"verdict: {self.verdict} (exploding above x{self.factor:g}, vanishing below "
                      f"x{1 / self.factor:g}, end to end)")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:  # Jupyter
+        from . import _html
+
+        return _html.propagation(self)
 
 
 def _dims_from(layer_dims, depth, width) -> list:

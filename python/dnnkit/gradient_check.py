@@ -418,6 +418,11 @@ class GradcheckReport:
                                  f"from the wrong dZ{e.first_layer}: fix layer {e.layer} first")
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:  # Jupyter: the table with the verdict coloured and the findings
+        from . import _html
+
+        return _html.gradcheck_report(self)
+
     def __repr__(self) -> str:
         return (f"GradcheckReport(difference={self.difference:.3e}, verdict={self.verdict!r}, mode={self.mode!r}, "
                 f"n_checked={self.n_checked}, n_kinks={self.n_kinks}, n_verified={self.n_verified})")
@@ -503,7 +508,7 @@ class _MergeDescriptor:
         return lambda *others: cls.merge_all([obj, *others])
 
 
-GradcheckReport.merge = _MergeDescriptor()
+GradcheckReport.merge = _MergeDescriptor()  # type: ignore[attr-defined]
 
 
 def _index_tuple(local: int, shape, layer):
@@ -612,9 +617,9 @@ def _finding(name, shape, layer, local, a, g, d, w, layout: _Layout, full: bool)
             share = float(e2[top].sum() / e2.sum()) if e2.sum() > 0 else 0.0
             parts.append((share, label, [int(t) for t in top if e2[t] > 0]))
         parts.sort(key=lambda p: -p[0])
-        share, label, top = parts[0]
-        if share > 0.9 and len(top) < shape[1 if label.startswith("col") else 0]:
-            return f"errors concentrated in {label} {_short(top)} ({share:.0%} of the error)"
+        share, label, worst = parts[0]
+        if share > 0.9 and len(worst) < shape[1 if label.startswith("col") else 0]:
+            return f"errors concentrated in {label} {_short(worst)} ({share:.0%} of the error)"
         return f"errors spread; worst rows {_short(parts[0][2] if parts[0][1].startswith('rows') else parts[1][2])}, " \
                f"worst cols {_short(parts[1][2] if parts[0][1].startswith('rows') else parts[0][2])}"
     top = np.argsort(-(err ** 2))[:3]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,9 @@ class Network:
     hidden: relu | leaky_relu | tanh | sigmoid | linear. output: sigmoid | softmax | linear.
     loss: bce (sigmoid), ce (softmax), mse (linear or sigmoid); defaults to the output's natural loss.
     """
+
+    normalizer: Any  # a fitted dnnkit.data.Standardizer or None; saved with the model
+    training_config: dict | None = None  # set by fit (the arguments and outcome) and by load
 
     def __init__(self, layer_dims, hidden: str = "relu", output: str = "sigmoid", loss: str | None = None,
                  dtype="float64", params: dict | None = None, alpha: float = 0.01):
@@ -273,6 +277,11 @@ class Network:
     def copy(self) -> "Network":
         """An independent copy (parameters, normalizer, configuration)."""
         return copy.deepcopy(self)
+
+    def _repr_html_(self) -> str:  # Jupyter: architecture, parameter count, dtype, normalizer
+        from . import _html
+
+        return _html.network(self)
 
     def __repr__(self) -> str:
         return (f"Network({list(self.layer_dims)}, hidden={self.hidden!r}, output={self.output!r}, "

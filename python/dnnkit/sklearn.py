@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - exercised only without scikit-learn
     HAVE_SKLEARN = False
     import inspect
 
-    class BaseEstimator:
+    class BaseEstimator:  # type: ignore[no-redef]
         """Minimal stand-in: get_params / set_params from the __init__ signature."""
 
         @classmethod
@@ -57,13 +57,13 @@ except ImportError:  # pragma: no cover - exercised only without scikit-learn
                 setattr(self, k, v)
             return self
 
-    class ClassifierMixin:
+    class ClassifierMixin:  # type: ignore[no-redef]
         _estimator_type = "classifier"
 
         def score(self, X, y, sample_weight=None):
             return float(np.average(self.predict(X) == np.asarray(y), weights=sample_weight))
 
-    class RegressorMixin:
+    class RegressorMixin:  # type: ignore[no-redef]
         _estimator_type = "regressor"
 
         def score(self, X, y, sample_weight=None):
@@ -118,7 +118,7 @@ def _validate(est, X, y=None, reset=True, classifier=False):
 
 def _seed(random_state) -> int:
     if random_state is None or isinstance(random_state, (numbers.Integral, np.integer)):
-        rs = np.random.RandomState(random_state)
+        rs = np.random.RandomState(None if random_state is None else int(random_state))
     elif isinstance(random_state, np.random.RandomState):
         rs = random_state
     elif isinstance(random_state, np.random.Generator):

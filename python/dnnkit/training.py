@@ -116,12 +116,17 @@ class History:
 
     def to_dict(self) -> dict:
         """Plain lists and numbers (gradcheck reports reduced to their numbers)."""
-        d = {name: list(getattr(self, name)) for name in self._SERIES}
+        d: dict = {name: list(getattr(self, name)) for name in self._SERIES}
         d["grad_norms"] = [list(g) for g in self.grad_norms]
         d.update(best_epoch=self.best_epoch, stopped_early=self.stopped_early, interrupted=self.interrupted,
                  gradchecks=[{k: v for k, v in g.items() if k != "report"} for g in self.gradchecks],
                  config=dict(self.config))
         return d
+
+    def _repr_html_(self) -> str:  # Jupyter: a table and a small cost curve (with matplotlib)
+        from . import _html
+
+        return _html.history(self)
 
     def __repr__(self) -> str:
         last = f", last train_cost={self.train_cost[-1]:.6g}" if self.epoch else ""
@@ -242,6 +247,8 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
     V.check_choice(on_interrupt, ("stop", "raise"), "on_interrupt")
     if n_threads is not None:
         V.check_n_threads(n_threads)
+    Xd: np.ndarray | None
+    Yd: np.ndarray | None
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError("validation must be a tuple (X_dev, Y_dev) or None")
@@ -253,7 +260,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
                         f"{type(early_stopping).__name__}")
     if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
         raise TypeError("callbacks must be a sequence of callback objects")
-    cbs = []
+    cbs: list = []
     for cb in callbacks:  # the same object given twice (or also as early_stopping) runs once
         if not any(cb is c for c in cbs) and cb is not early_stopping:
             cbs.append(cb)
@@ -369,7 +376,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
         raise error_exc
     if history.interrupted and on_interrupt == "raise":
         exc = interrupt_exc if interrupt_exc is not None else KeyboardInterrupt()
-        exc.history = history
+        exc.history = history  # type: ignore[attr-defined]  # the partial history rides on the exception
         raise exc
     return history
 
