@@ -173,3 +173,20 @@ def test_user_strings_are_escaped():
     net = dk.Network([2, 1])
     net.normalizer = type("<b>Evil</b>", (), {})()
     assert "<b>Evil</b>" not in net._repr_html_()
+
+
+def test_taylor_report_html():
+    X, Y = _data(4)
+    net = dk.Network([4, 5, 1], hidden="tanh")
+    net.initialize("he", rng=0)
+    g = {k: v.copy() for k, v in net.backward(X, Y).items()}
+    g["dW1"] *= 2
+    t = dk.taylor_test(net, X, Y, grads=g)
+    html = t._repr_html_()
+    p = parse(html)
+    rows = {r[0]: r for r in p.rows if r and r[0] in ("W1", "b1", "W2", "b2")}
+    assert set(rows) == {"W1", "b1", "W2", "b2"}
+    assert rows["W1"][3] == t.components[0].verdict == "bug"
+    assert rows["W1"][2] == f"{t.components[0].rate:.2f}" and rows["W1"][4] == t.components[0].reason
+    assert rows["b1"][3] == "correct"
+    assert 'color:#cf222e">bug</b>' in html and 'color:#1a7f37">correct</b>' in html

@@ -96,21 +96,18 @@ def gradcheck_report(r: Any) -> str:
 
 
 def taylor_report(t: Any) -> str:
-    """A Taylor (remainder convergence) report: rows with .name and .rate (2 correct, 1 wrong)."""
+    """dk.taylor_test's report: per component the observed remainder order (~2 correct, ~1 wrong)."""
+    from .taylor import RATE_BUG_BELOW, RATE_CORRECT_ABOVE
+
     rows = []
-    header = ["component", "rate"]
-    comps = list(getattr(t, "components", []) or [])
-    extra_cols = [k for k in ("verdict", "finding") if comps and hasattr(comps[0], k)]
-    header += extra_cols
-    for c in comps:
-        row = [escape(str(getattr(c, "name", "?"))), _fmt(getattr(c, "rate", None))]
-        for k in extra_cols:
-            v = getattr(c, k)
-            row.append(verdict_badge(v) if k == "verdict" else escape(str(v)))
-        rows.append(row)
-    tab = table(header, rows, raw_columns=[0] + [2 + i for i in range(len(extra_cols))])
-    verdict = _p(f"verdict: {verdict_badge(getattr(t, 'verdict', '?'))} "
-                 "<span style=\"color:#57606a\">(remainder order ~2: correct gradient, ~1: wrong)</span>")
+    for c in t.components:
+        rate = "nan" if math.isnan(c.rate) else f"{c.rate:.2f}"
+        rows.append([escape(str(c.name)), "x".join(str(s) for s in c.shape), rate, verdict_badge(c.verdict),
+                     escape(str(c.reason))])
+    tab = table(["component", "shape", "rate", "verdict", "why"], rows, raw_columns=(0, 3, 4))
+    verdict = _p(f"verdict: {verdict_badge(t.verdict)} <span style=\"color:#57606a\">(rate &gt; "
+                 f"{RATE_CORRECT_ABOVE:g}: correct, &lt; {RATE_BUG_BELOW:g}: bug; a wrong gradient converges at "
+                 f"rate 1)</span>")
     return _block("Taylor test", verdict, tab, cls="dnnkit-taylor")
 
 

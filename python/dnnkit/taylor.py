@@ -100,6 +100,11 @@ class TaylorReport:
                 "thresholds": {"rate_correct_above": RATE_CORRECT_ABOVE, "rate_bug_below": RATE_BUG_BELOW},
                 "components": [c.to_dict() for c in self.components]}
 
+    def _repr_html_(self) -> str:  # Jupyter: the per-component rates with the verdict coloured
+        from . import _html
+
+        return _html.taylor_report(self)
+
     def __str__(self) -> str:
         head = (f"Taylor test ({self.mode}, {self.n_directions} direction(s) per component, h = {self.h[0]:g} ... "
                 f"{self.h[-1]:g}): remainder |J(theta+hd) - J(theta) - h g.d| should shrink as h^2\n"
