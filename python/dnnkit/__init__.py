@@ -19,7 +19,10 @@ def _preload_blas() -> None:
 
     import scipy_openblas32
 
-    path = _os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True))
+    lib_dir = scipy_openblas32.get_lib_dir()
+    if hasattr(_os, "add_dll_directory"):  # Windows has no RPATH: let the loader search the wheel's folder
+        _os.add_dll_directory(lib_dir)
+    path = _os.path.join(lib_dir, scipy_openblas32.get_library(fullname=True))
     ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
 
 
