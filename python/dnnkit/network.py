@@ -59,7 +59,7 @@ class Network:
     """
 
     normalizer: Any  # a fitted dnnkit.data.Standardizer or None; saved with the model
-    training_config: dict | None = None  # set by fit (the arguments and outcome) and by load
+    training_config: dict | None  # set by fit (the arguments and outcome) and by load; absent before
 
     def __init__(self, layer_dims, hidden: str = "relu", output: str = "sigmoid", loss: str | None = None,
                  dtype="float64", params: dict | None = None, alpha: float = 0.01):
