@@ -2,9 +2,7 @@
 signature pybind11 reports for it (parameter names, annotations, defaults, return type, overloads), and the
 stub names nothing the module lacks. The module is the source of truth; a failure lists every drift.
 
-Regenerate the stub after changing the bindings with
-    PYTHONPATH=python pybind11-stubgen dnnkit._core -o /tmp/stubs && cp /tmp/stubs/dnnkit/_core.pyi python/dnnkit/
-and keep its hand-written header."""
+Regenerate the stub after changing the bindings: dev/build.sh && dev/stub.sh."""
 from __future__ import annotations
 
 import ast

@@ -77,7 +77,7 @@ def compare(fns: Sequence[Callable], rounds: int = 7, number: int | None = None,
         for f in fns:
             _run(f, 1, inner)
     counts = [number if number is not None else _calibrate(f, min_time, inner, start) for f in fns]
-    times = [[] for _ in fns]
+    times: list[list[float]] = [[] for _ in fns]
     results = [None] * len(fns)
     for _ in range(rounds):
         for i, f in enumerate(fns):

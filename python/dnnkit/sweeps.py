@@ -124,7 +124,7 @@ def train_config(common: dict, config: dict, n_threads=None, keep_model: bool = 
     if keep_model:
         row["model"] = {"layer_dims": dims, "hidden": net.hidden, "output": net.output, "loss": net.loss,
                         "dtype": net.dtype.name, "alpha": float(net.alpha), "theta": np.array(net.theta),
-                        "training_config": dict(net.training_config), "history": history.to_dict()}
+                        "training_config": dict(net.training_config or {}), "history": history.to_dict()}
     return row
 
 
