@@ -31,6 +31,14 @@ def _canon_def(sig: str, name: str, method: bool) -> str:
     return _canon_fn(fn, method)
 
 
+def _literal_or_ellipsis(node: ast.expr) -> ast.expr:
+    try:
+        ast.literal_eval(node)
+        return node
+    except ValueError:
+        return ast.Constant(value=...)
+
+
 def _canon_fn(fn: ast.FunctionDef, method: bool) -> str:
     args = fn.args
     if method and (args.posonlyargs or args.args):
@@ -39,6 +47,9 @@ def _canon_fn(fn: ast.FunctionDef, method: bool) -> str:
         first.arg = "self"                                 # pybind11 calls a property getter's self arg0
     for a in args.posonlyargs + args.args + args.kwonlyargs:
         a.type_comment = None
+    # a default that is no Python literal (pybind11 prints float('inf') as inf) is `...` in a stub
+    args.defaults = [_literal_or_ellipsis(d) for d in args.defaults]
+    args.kw_defaults = [None if d is None else _literal_or_ellipsis(d) for d in args.kw_defaults]
     text = f"{fn.name}({ast.unparse(args)})"
     if fn.returns is not None:
         text += " -> " + ast.unparse(fn.returns)

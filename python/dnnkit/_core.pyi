@@ -46,11 +46,31 @@ class MLP32:
 class Trainer64:
     def __init__(self, dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], hidden: str, output: str, loss: str, alpha: typing.SupportsFloat | typing.SupportsIndex, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], optimizer: str, lr: typing.SupportsFloat | typing.SupportsIndex, beta: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, l1: typing.SupportsFloat | typing.SupportsIndex, keep: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], seed: typing.SupportsInt | typing.SupportsIndex, batch_size: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+    def early_stopping_state(self) -> dict:
+        ...
+    def finish_row(self, theta: object, time: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        A row (training statistics NaN) for the last finished epoch if it has none
+        """
+    def history(self, start: typing.SupportsInt | typing.SupportsIndex = 0) -> dict:
+        """
+        Recorded history rows from `start` on: {'epoch': int64, series: float64 arrays}
+        """
     def last_stats(self) -> dict:
         ...
-    def run(self, theta: object, n_epochs: typing.SupportsInt | typing.SupportsIndex, stop_at_step: typing.SupportsInt | typing.SupportsIndex = -1, poll_interval: typing.SupportsFloat | typing.SupportsIndex = 0.05) -> dict:
+    def run(self, theta: object, n_epochs: typing.SupportsInt | typing.SupportsIndex, stop_at_step: typing.SupportsInt | typing.SupportsIndex = -1, poll_interval: typing.SupportsFloat | typing.SupportsIndex = 0.05, log_every: typing.SupportsInt | typing.SupportsIndex = 0, last_epoch: typing.SupportsInt | typing.SupportsIndex = 0, time_budget: typing.SupportsFloat | typing.SupportsIndex = ..., t_offset: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> dict:
         """
-        Run up to n_epochs on theta in place; returns {'epochs', 'interrupted', and the last finished epoch's 'cost', 'error', 'grad_norms', 'steps'}. On an interrupt theta holds the last finished epoch's parameters.
+        Run up to n_epochs on theta in place, recording a history row for every reported epoch (global epoch e with e % log_every == 0 or e == last_epoch; defaults: the call's last epoch); returns after time_budget seconds at an epoch boundary. Returns {'epochs', 'interrupted', 'stopped_early', 'rows'}. On an interrupt theta holds the last finished epoch's parameters.
+        """
+    def set_early_stopping(self, monitor: str, patience: typing.SupportsInt | typing.SupportsIndex, min_delta: typing.SupportsFloat | typing.SupportsIndex, restore_best: bool) -> None:
+        """
+        dnnkit.EarlyStopping's rule evaluated in the native loop on each reported row
+        """
+    def set_train_eval_full(self, full: bool) -> None:
+        ...
+    def set_validation(self, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> None:
+        """
+        Evaluate dev_cost / dev_error on (X, Y) at every reported epoch
         """
     @property
     def batch_size(self) -> int:
@@ -67,11 +87,31 @@ class Trainer64:
 class Trainer32:
     def __init__(self, dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], hidden: str, output: str, loss: str, alpha: typing.SupportsFloat | typing.SupportsIndex, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], optimizer: str, lr: typing.SupportsFloat | typing.SupportsIndex, beta: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, l1: typing.SupportsFloat | typing.SupportsIndex, keep: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], seed: typing.SupportsInt | typing.SupportsIndex, batch_size: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+    def early_stopping_state(self) -> dict:
+        ...
+    def finish_row(self, theta: object, time: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        A row (training statistics NaN) for the last finished epoch if it has none
+        """
+    def history(self, start: typing.SupportsInt | typing.SupportsIndex = 0) -> dict:
+        """
+        Recorded history rows from `start` on: {'epoch': int64, series: float64 arrays}
+        """
     def last_stats(self) -> dict:
         ...
-    def run(self, theta: object, n_epochs: typing.SupportsInt | typing.SupportsIndex, stop_at_step: typing.SupportsInt | typing.SupportsIndex = -1, poll_interval: typing.SupportsFloat | typing.SupportsIndex = 0.05) -> dict:
+    def run(self, theta: object, n_epochs: typing.SupportsInt | typing.SupportsIndex, stop_at_step: typing.SupportsInt | typing.SupportsIndex = -1, poll_interval: typing.SupportsFloat | typing.SupportsIndex = 0.05, log_every: typing.SupportsInt | typing.SupportsIndex = 0, last_epoch: typing.SupportsInt | typing.SupportsIndex = 0, time_budget: typing.SupportsFloat | typing.SupportsIndex = ..., t_offset: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> dict:
         """
-        Run up to n_epochs on theta in place; returns {'epochs', 'interrupted', and the last finished epoch's 'cost', 'error', 'grad_norms', 'steps'}. On an interrupt theta holds the last finished epoch's parameters.
+        Run up to n_epochs on theta in place, recording a history row for every reported epoch (global epoch e with e % log_every == 0 or e == last_epoch; defaults: the call's last epoch); returns after time_budget seconds at an epoch boundary. Returns {'epochs', 'interrupted', 'stopped_early', 'rows'}. On an interrupt theta holds the last finished epoch's parameters.
+        """
+    def set_early_stopping(self, monitor: str, patience: typing.SupportsInt | typing.SupportsIndex, min_delta: typing.SupportsFloat | typing.SupportsIndex, restore_best: bool) -> None:
+        """
+        dnnkit.EarlyStopping's rule evaluated in the native loop on each reported row
+        """
+    def set_train_eval_full(self, full: bool) -> None:
+        ...
+    def set_validation(self, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> None:
+        """
+        Evaluate dev_cost / dev_error on (X, Y) at every reported epoch
         """
     @property
     def batch_size(self) -> int:

@@ -487,7 +487,7 @@ class GradcheckReport:
             merged.engine_stats = {key: sum(r.engine_stats[key] for r in reports) for key in r0.engine_stats}
         # the named mistakes come from the whole gradient (not from a shard's coordinates): equal in every shard
         # that found something wrong
-        named = next((r.mistakes for r in reports if r.mistakes), [])
+        named: list = next((r.mistakes for r in reports if r.mistakes), [])
         if named:
             merged._set_mistakes(named)
         # an interrupted part's unchecked coordinates stay unchecked unless another part checked them

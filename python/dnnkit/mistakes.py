@@ -341,7 +341,7 @@ def explain(prob: dict, net, g: np.ndarray, tol: float = MATCH_TOL, only=None, f
              and (only is None or c[0] in only)]
     if not wrong:
         return []
-    cands = []
+    cands: list = []
     wrong_layers = {c[1] for c in wrong}
     for name, layer, other in _hypotheses(dims, hidden, output, prob["l2"], prob["l1"], kp, m, caches):
         # a mistake must reproduce every component of its own layer: one whose layer the user got right cannot

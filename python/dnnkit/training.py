@@ -287,7 +287,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
                   dtype=net.dtype.name)
     history = History(config=config, train_data=(X, Y))
 
-    if Xd is not None:
+    if Xd is not None and Yd is not None:
         trainer.set_validation(Xd, Yd)
     if train_eval == "full":
         trainer.set_train_eval_full(True)
@@ -296,6 +296,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
     # them run in Python, as before).
     native_es = early_stopping is not None and len(cbs) == 1 and _native_early_stopping(early_stopping)
     if native_es:
+        assert early_stopping is not None  # (for mypy: native_es implies it)
         trainer.set_early_stopping(early_stopping.monitor, early_stopping.patience, early_stopping.min_delta,
                                    early_stopping.restore_best)
     py_cbs = [] if native_es else cbs
@@ -352,6 +353,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
         threads.__exit__(None, None, None)
         bar.close()
     if native_es:  # the native rule's state, as the Python class would hold it (on_train_end restores)
+        assert early_stopping is not None
         st = trainer.early_stopping_state()
         early_stopping.best, early_stopping.best_epoch, early_stopping.wait = st["best"], st["best_epoch"], st["wait"]
         early_stopping.best_theta = st["best_theta"] if early_stopping.restore_best else None
