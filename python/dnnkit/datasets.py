@@ -30,7 +30,7 @@ def _labels_out(labels: np.ndarray, n_classes: int, one_hot: bool) -> np.ndarray
     return labels.astype(np.float64).reshape(1, -1)
 
 
-def circles(m: int = 300, noise: float = 0.05, factor: float = 0.5, seed=None):
+def circles(m: int = 300, noise: float = 0.05, factor: float = 0.5, seed=None) -> tuple[np.ndarray, np.ndarray]:
     """Two concentric circles (like sklearn's ``make_circles``), the seeds' initialization data.
 
     ``m // 2`` points on the outer unit circle (label 0) and the rest on a circle of radius ``factor``
@@ -52,7 +52,7 @@ def circles(m: int = 300, noise: float = 0.05, factor: float = 0.5, seed=None):
     return _shuffle(gen, X, Y)
 
 
-def moons(m: int = 300, noise: float = 0.2, seed=None):
+def moons(m: int = 300, noise: float = 0.2, seed=None) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaving half circles (like sklearn's ``make_moons``). Returns X (2, m), Y (1, m)."""
     m = V.check_positive_int(m, "m", 2)
     noise = V.check_real(noise, "noise", 0.0)
@@ -69,7 +69,7 @@ def moons(m: int = 300, noise: float = 0.2, seed=None):
     return _shuffle(gen, X, Y)
 
 
-def spirals(m: int = 300, n_classes: int = 3, noise: float = 0.2, seed=None, one_hot: bool = True):
+def spirals(m: int = 300, n_classes: int = 3, noise: float = 0.2, seed=None, one_hot: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Interleaved spiral arms, one per class (the classic planar multi-class toy set).
 
     Class k gets about m / n_classes points at radius r in [0, 1] and angle
@@ -95,7 +95,8 @@ def spirals(m: int = 300, n_classes: int = 3, noise: float = 0.2, seed=None, one
     return _shuffle(gen, X, Y)
 
 
-def blobs(m: int = 300, centers=3, n_features: int = 2, std: float = 1.0, seed=None, one_hot: bool = True):
+def blobs(m: int = 300, centers=3, n_features: int = 2, std: float = 1.0, seed=None, one_hot: bool = True
+          ) -> tuple[np.ndarray, np.ndarray]:
     """Isotropic Gaussian blobs (like sklearn's ``make_blobs``).
 
     ``centers``: an int K (centers drawn uniformly in [-10, 10]^n_features) or a (K, n_features) array.
@@ -145,7 +146,8 @@ def _football_set(gen, m: int, flip: float):
     return X, y.reshape(1, -1)
 
 
-def football(m=(211, 200), seed=None, label_noise: float = 0.06):
+def football(m=(211, 200), seed=None, label_noise: float = 0.06
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A noisy 2-D binary set like the course's regularization assignment (the French goalkeeper).
 
     Positions on the field in [-0.75, 0.75]^2 where the ball was hit; label 1 when a French player

@@ -271,7 +271,7 @@ def _network_from_header(h, path):
     return build, need, dims, dtype
 
 
-def load(path):
+def load(path) -> Network:
     """Read a model written by :func:`save` from a path or a binary file object (``io.BytesIO``, an open file);
     raises :class:`ModelFileError` for anything else."""
     if hasattr(path, "read") and hasattr(path, "seek"):

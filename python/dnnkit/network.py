@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,6 +11,9 @@ from . import _core
 from . import _validation as V
 from ._params import layer_slices, n_params, param_views
 from .init import initialize_parameters
+
+if TYPE_CHECKING:  # annotations only (training imports network)
+    from .training import History
 
 __all__ = ["Network", "default_init", "dropout_mask", "error_rate"]
 
@@ -177,7 +180,7 @@ class Network:
         return keep, V.check_seed(seed), step, mlist
 
     # ---------------------------------------------------------------- passes
-    def forward(self, X, keep_prob=1.0, seed=None, masks=None, step=0):
+    def forward(self, X, keep_prob=1.0, seed=None, masks=None, step=0) -> tuple[np.ndarray, dict]:
         """Returns ``(AL, cache)``; cache holds ``A0`` (X), ``Z1``, ``A1``, ..., ``D{l}`` for dropped layers,
         and ``seed``/``step``/``keep_prob`` so the same masks can be regenerated."""
         X = self._x(X)
@@ -241,7 +244,7 @@ class Network:
     # ---------------------------------------------------------------- training and persistence
     # training.py and io.py import this module (they take a Network); these three methods are the one place
     # the cycle is broken, by importing them on first use.
-    def fit(self, X, Y, **kwargs):
+    def fit(self, X, Y, **kwargs) -> History:
         """Train in place; see :func:`dnnkit.training.fit` for the options. Returns a ``History``."""
         from .training import fit
 
