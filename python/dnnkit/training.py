@@ -372,7 +372,7 @@ def fit(net, X, Y, epochs: int = 100, learning_rate: float = 0.01, batch_size: i
     net.training_config = dict(config)
     if error_exc is not None:
         try:
-            error_exc.history = history
+            error_exc.history = history  # type: ignore[attr-defined]  # the partial history rides on it
         except AttributeError:  # an exception type without a __dict__
             pass
         raise error_exc
