@@ -116,8 +116,11 @@ def execute(path: Path, workdir: str, kernel_root: Path):
 def _outputs_text(cell) -> str:
     parts = []
     for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
-            parts.append(out.get("text", ""))
+        if out.get("output_type") == "stream":  # a stream may arrive in several chunks: join them as printed
+            if parts and parts[-1].startswith("\x00stream"):
+                parts[-1] += out.get("text", "")
+            else:
+                parts.append("\x00stream" + out.get("text", ""))
         elif out.get("output_type") == "error":
             parts.append("\n".join(out.get("traceback", [])))
         else:
@@ -126,7 +129,7 @@ def _outputs_text(cell) -> str:
             parts.append(data.get("text/html", ""))
             if "image/png" in data:
                 parts.append("<image/png>")
-    return "\n".join(parts)
+    return "\n".join(p.replace("\x00stream", "", 1) for p in parts)
 
 
 def check_outputs(name: str, nb) -> list:
