@@ -250,7 +250,7 @@ def run(n: int = 10_000, seed: int = 0, slow_s: float = 2.0, memory_every: int =
 
     rng = np.random.default_rng(seed)
     seeds = _seeds()
-    counts = {k: {} for k in KINDS}
+    counts: dict[str, dict] = {k: {} for k in KINDS}
     failures = []
     t_start = time.perf_counter()
     done = 0
