@@ -10,7 +10,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['MAX_EXAMPLES', 'MAX_LAYER_UNITS', 'MAX_THREADS', 'MLP32', 'MLP64', 'Trainer32', 'Trainer64', 'blas_info', 'dropout_mask', 'get_num_threads', 'gradcheck_component_directions', 'gradcheck_coords', 'gradcheck_directions', 'set_num_threads', 'train_keep_mask']
+__all__: list[str] = ['MAX_EXAMPLES', 'MAX_LAYER_UNITS', 'MAX_THREADS', 'MLP32', 'MLP64', 'Trainer32', 'Trainer64', 'blas_info', 'dropout_mask', 'get_num_threads', 'gradcheck_component_directions', 'gradcheck_coords', 'gradcheck_directions', 'set_num_threads', 'set_simd', 'simd_info']
 class MLP64:
     def __init__(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg1: str, arg2: str, arg3: str, arg4: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
@@ -152,9 +152,14 @@ def gradcheck_directions(dims: collections.abc.Sequence[typing.SupportsInt | typ
     """
 def set_num_threads(arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
-def train_keep_mask(n: typing.SupportsInt | typing.SupportsIndex, m: typing.SupportsInt | typing.SupportsIndex, keep_prob: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, layer: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.uint8]:
+def set_simd(name: str) -> None:
     """
-    The passes' mask generator (vectorised Philox), as the training loop draws masks: the same 0/1 bits as dropout_mask
+    Forces a SIMD path ('baseline', 'avx2', 'avx512'; one the CPU lacks falls back to the best below it) or
+    'auto' (the best the CPU has). Every path gives the same bits; this is for tests and benchmarks.
+    """
+def simd_info() -> dict:
+    """
+    The SIMD paths of the native kernels: {'detected', 'active', 'available'} (names baseline, avx2, avx512).
     """
 MAX_EXAMPLES: int = 1073741824
 MAX_LAYER_UNITS: int = 1073741824
