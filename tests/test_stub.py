@@ -75,7 +75,10 @@ def _runtime_api() -> dict[str, object]:
     for name, obj in vars(_core).items():
         if name.startswith("__"):
             continue
-        if inspect.isclass(obj):
+        if inspect.ismodule(obj):  # a submodule of _core: a class of static methods in the one-file stub
+            api[name] = {f: _runtime_sigs(g, f, False) for f, g in vars(obj).items()
+                         if not f.startswith("_") and callable(g)}
+        elif inspect.isclass(obj):
             members: dict[str, object] = {}
             for mname, m in vars(obj).items():
                 if mname.startswith("_") and mname != "__init__":

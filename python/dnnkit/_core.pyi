@@ -10,7 +10,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['MAX_EXAMPLES', 'MAX_LAYER_UNITS', 'MAX_THREADS', 'MLP32', 'MLP64', 'Trainer32', 'Trainer64', 'blas_info', 'dropout_mask', 'get_num_threads', 'gradcheck_component_directions', 'gradcheck_coords', 'gradcheck_directions', 'set_num_threads', 'set_simd', 'simd_info']
+__all__: list[str] = ['GradcheckProblem', 'MAX_EXAMPLES', 'MAX_LAYER_UNITS', 'MAX_THREADS', 'MLP32', 'MLP64', 'Trainer32', 'Trainer64', 'blas_info', 'dropout_mask', 'gc_numerics', 'get_num_threads', 'gradcheck_component_directions', 'gradcheck_coords', 'gradcheck_directions', 'set_num_threads', 'set_simd', 'simd_info']
 class MLP64:
     def __init__(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg1: str, arg2: str, arg3: str, arg4: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
@@ -39,6 +39,18 @@ class MLP32:
     def forward(self, arg0: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], arg1: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], arg2: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], arg3: typing.SupportsInt | typing.SupportsIndex, arg4: typing.SupportsInt | typing.SupportsIndex, arg5: list) -> numpy.typing.NDArray[numpy.float32]:
         ...
     def release(self) -> None:
+        ...
+    @property
+    def n_params(self) -> int:
+        ...
+class GradcheckProblem:
+    """
+    One gradient-check problem, validated once: the network, theta, X, Y, dropout, l2/l1.
+    """
+    def __init__(self, dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], hidden: str, output: str, loss: str, alpha: typing.SupportsFloat | typing.SupportsIndex, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], keep: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], seed: typing.SupportsInt | typing.SupportsIndex = 0, step: typing.SupportsInt | typing.SupportsIndex = 0, masks: list = [], l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+    @property
+    def m(self) -> int:
         ...
     @property
     def n_params(self) -> int:
@@ -133,12 +145,12 @@ def dropout_mask(n: typing.SupportsInt | typing.SupportsIndex, m: typing.Support
     """
 def get_num_threads() -> int:
     ...
-def gradcheck_component_directions(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], hidden: str, output: str, loss: str, alpha: typing.SupportsFloat | typing.SupportsIndex, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], keep: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], seed: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, masks: list, l2: typing.SupportsFloat | typing.SupportsIndex, l1: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, V: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple:
+def gradcheck_component_directions(problem: GradcheckProblem, eps: typing.SupportsFloat | typing.SupportsIndex, V: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple:
     """
     Directional differences along row t of V restricted to each component c (W1, b1, W2, ...): one native
     call for all 2L*r directions, no dense direction matrix -> (approx, kinks, J0), index c*r + t.
     """
-def gradcheck_coords(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], hidden: str, output: str, loss: str, alpha: typing.SupportsFloat | typing.SupportsIndex, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], keep: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], seed: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, masks: list, l2: typing.SupportsFloat | typing.SupportsIndex, l1: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], fast_path: bool = True, stats: bool = False) -> tuple:
+def gradcheck_coords(problem: GradcheckProblem, eps: typing.SupportsFloat | typing.SupportsIndex, indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], fast_path: bool = True, stats: bool = False) -> tuple:
     """
     Centered differences for flat coordinates -> (approx, kink_flags, J0[, stats]). Flags: 1 activation kink,
     2 L1 kink. fast_path=False forces the general delta-propagation path for every coordinate (the exact
@@ -146,7 +158,7 @@ def gradcheck_coords(dims: collections.abc.Sequence[typing.SupportsInt | typing.
     reach). stats=True also returns {'fast', 'general', 'routed'}: coordinates done by each path, and those
     the fast path handed to the general one.
     """
-def gradcheck_directions(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], hidden: str, output: str, loss: str, alpha: typing.SupportsFloat | typing.SupportsIndex, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], keep: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], seed: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, masks: list, l2: typing.SupportsFloat | typing.SupportsIndex, l1: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, directions: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple:
+def gradcheck_directions(problem: GradcheckProblem, eps: typing.SupportsFloat | typing.SupportsIndex, directions: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple:
     """
     Centered directional differences (J(t+e d) - J(t-e d)) / 2e for each row d -> (approx, kinks, J0).
     """
@@ -164,3 +176,22 @@ def simd_info() -> dict:
 MAX_EXAMPLES: int = 1073741824
 MAX_LAYER_UNITS: int = 1073741824
 MAX_THREADS: int = 1024
+class gc_numerics:  # a submodule of _core: test-only: the gradient checker's pure numerics
+    @staticmethod
+    def abs_diff(arg0: typing.SupportsFloat | typing.SupportsIndex, arg1: typing.SupportsFloat | typing.SupportsIndex, arg2: typing.SupportsFloat | typing.SupportsIndex) -> float:
+        ...
+    @staticmethod
+    def act_delta(arg0: str, arg1: typing.SupportsFloat | typing.SupportsIndex, arg2: typing.SupportsFloat | typing.SupportsIndex, arg3: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, bool]:
+        ...
+    @staticmethod
+    def expm1_fast(arg0: typing.SupportsFloat | typing.SupportsIndex) -> float:
+        ...
+    @staticmethod
+    def log1p_fast(arg0: typing.SupportsFloat | typing.SupportsIndex) -> float:
+        ...
+    @staticmethod
+    def log1p_poly(arg0: typing.SupportsFloat | typing.SupportsIndex) -> float:
+        ...
+    @staticmethod
+    def loss_delta(arg0: str, arg1: str, arg2: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], arg3: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], arg4: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], arg5: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], float]:
+        ...
