@@ -1,6 +1,7 @@
 """The README's Python code blocks run, in order, in one namespace: they cannot drift from the API.
 
-The README leaves a few names to the reader (your own gradients, your own cost function, a dev set); the
+Blocks fenced ```py are illustrative (a cluster address, ``...`` for "your arguments"): they are compiled,
+so their syntax cannot rot, but not run. The README leaves a few names to the reader (your own gradients, your own cost function, a dev set); the
 prelude below defines exactly those, after the first block, and nothing else.
 """
 from __future__ import annotations
@@ -24,12 +25,12 @@ X_dev, Y_dev = dk.datasets.circles(m=100, noise=0.05, seed=2)
 '''
 
 
-def python_blocks(text: str) -> list[tuple[int, str]]:
-    """(line number, code) of every ```python fenced block."""
+def python_blocks(text: str, fence: str = "```python") -> list[tuple[int, str]]:
+    """(line number, code) of every block fenced with ``fence``."""
     blocks, lines = [], text.splitlines()
     i = 0
     while i < len(lines):
-        if lines[i].strip() == "```python":
+        if lines[i].strip() == fence:
             start, body = i + 1, []
             i += 1
             while i < len(lines) and lines[i].strip() != "```":
@@ -44,6 +45,11 @@ def test_readme_has_python_blocks():
     blocks = python_blocks(README.read_text(encoding="utf-8"))
     assert len(blocks) >= 3
     assert any("dk.gradcheck" in code for _, code in blocks)
+
+
+def test_readme_illustrative_blocks_compile():
+    for line, code in python_blocks(README.read_text(encoding="utf-8"), fence="```py"):
+        compile(code, f"README.md:{line}", "exec")
 
 
 def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
