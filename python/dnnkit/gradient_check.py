@@ -754,7 +754,8 @@ def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1
     outstanding shards and returns the partial report with ``report.complete == False``. progress: a tqdm bar
     counting finished shards (None: when tqdm is installed). n_threads: native threads for this call (each
     shard's, with an executor), restored afterwards; None: the process setting, or inside a Dask worker the
-    threads Dask gave it. (These four are handled by ``dnnkit.distributed.distributable`` around this function.)
+    threads Dask gave it. timeout: seconds for a sharded check, then TimeoutError. (These five are handled by
+    ``dnnkit.distributed.distributable`` around this function.)
 
     explain (Network checks): when some component is wrong, test the mistake hypotheses of
     :mod:`dnnkit.mistakes` against your gradient and name the one that reproduces it (``report.mistakes``, the
