@@ -1,8 +1,9 @@
 // Gradient checking engine: centered differences (J(theta + eps e_k) - J(theta - eps e_k)) / 2eps for many
 // coordinates k, and along directions d, without running a full forward pass per perturbation.
 //
-// How (ARCHITECTURE.md, "Gradient checking engine"):
-// - The unperturbed pass is cached once: Z[l], A[l] (after dropout), g(Z[l]) and the dropout scales D[l].
+// How:
+// - The unperturbed pass is cached once (checker.hpp): Z[l], A[l] (after dropout), g(Z[l]) and the dropout scales
+//   D[l] from the masks that pass drew (dropout.hpp: the one mask function).
 // - Perturbing W[l][i,j] (b[l][i]) by s*eps changes only row i of Z[l], by s*eps*A[l-1][j,:] (s*eps).
 //   Row i of A[l] changes by dA = g(Z + dz) - g(Z), times the same dropout scale (fixed masks: J is
 //   deterministic). Z[l+1] changes by the rank-1 product W[l+1][:,i] x dA; deeper layers get full products,
