@@ -50,13 +50,13 @@ def main():
             p = subprocess.run([sys.executable, "-c", CHILD], env={"PYTHONPATH": tree, "PATH": "/usr/bin:/bin"},
                                capture_output=True, text=True, check=True)
             res[tree].append(json.loads(p.stdout))
-    print(f"A = {a}\nB = {b}\n{rounds} alternating rounds; seconds (best of each round's repeats)")
+    print(f"A = {a}\nB = {b}\n{rounds} alternating rounds; milliseconds (best of each round's repeats)")
     print(f"{'workload':58s} {'A best':>9s} {'A median':>9s} {'B best':>9s} {'B median':>9s} {'B/A med':>8s}")
     for k in res[a][0]:
         ta = [x[k] for x in res[a]]
         tb = [x[k] for x in res[b]]
         ma, mb = statistics.median(ta), statistics.median(tb)
-        print(f"{k:58s} {min(ta):9.4f} {ma:9.4f} {min(tb):9.4f} {mb:9.4f} {mb / ma:8.2f}")
+        print(f"{k:58s} {min(ta) * 1e3:9.2f} {ma * 1e3:9.2f} {min(tb) * 1e3:9.2f} {mb * 1e3:9.2f} {mb / ma:8.2f}")
 
 
 if __name__ == "__main__":
