@@ -936,9 +936,9 @@ def _directional(args, g, layout, n_directions, rng, eps, grad_dtype="float64"):
     names = []
     for ci, (name, start, stop, _, _) in enumerate(comps):
         for t in range(r):
-            v = gen.standard_normal(stop - start)
+            v = dirs[t, start:stop]  # drawn in place (the same stream and values as standard_normal(size))
+            gen.standard_normal(out=v)
             v /= _norm(v)
-            dirs[t, start:stop] = v
             gd[ci * r + t] = _dot(v, g[start:stop])
             names.append(name)
     approx, kinks, J0 = _core.gradcheck_component_directions(*args, dirs)
