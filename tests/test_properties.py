@@ -85,25 +85,38 @@ def test_gradcheck_of_correct_gradients_says_correct(p):
     net, X, Y, keep, masks = build(p)
     r = dk.gradcheck(net, X, Y, l2=p["l2"], l1=p["l1"], keep_prob=keep, masks=masks[1:])
     assert r.complete and r.n_checked == net.n_params
-    if r.n_one_sided:
-        # known false alarm (test_zero_block_with_a_one_sided_kink_value_is_not_a_bug below): a one-sided value
-        # carries O(eps) truncation, which the relative difference of an all-zero block turns into 1.0
-        return
     # a ReLU kink within +-eps that cannot be verified one-sided makes the verdict "unverified", never "bug"
     assert r.verdict == "correct" or (r.verdict == "unverified" and r.n_unverified > 0), str(r)
 
 
-@pytest.mark.xfail(strict=True, reason="found by the property above: a block whose true gradient is 0 and whose "
-                   "only coordinate crosses a kink gets a one-sided value of ~1e-12 (O(eps) truncation), so its "
-                   "relative difference is 1.0 and the verdict 'bug' for a correct backprop; needs an absolute "
-                   "noise floor in the component verdict (gradient_check / kinks, issue 10)")
+ZERO_BLOCK = {"dims": [1, 1, 1, 1], "hidden": "relu", "output": "sigmoid", "loss": "bce", "dtype": "float64",
+              "m": 2, "seed": 0, "keep_prob": 1.0, "l2": 0.0, "l1": 0.0}
+
+
 def test_zero_block_with_a_one_sided_kink_value_is_not_a_bug():
-    p = {"dims": [1, 1, 1, 1], "hidden": "relu", "output": "sigmoid", "loss": "bce", "dtype": "float64", "m": 2,
-         "seed": 0, "keep_prob": 1.0, "l2": 0.0, "l1": 0.0}
-    net, X, Y, keep, masks = build(p)
+    # found by the property above: the block b2 has true gradient 0 and its only coordinate crosses a kink; its
+    # one-sided value is ~1e-12 (rounding/truncation), which the relative difference of an all-zero block used
+    # to turn into 1.0 ("bug"). The value's error estimate (dnnkit.kinks) is the noise floor.
+    net, X, Y, keep, masks = build(ZERO_BLOCK)
     r = dk.gradcheck(net, X, Y)
     assert r.n_one_sided == 1  # the situation
-    assert r.verdict != "bug", str(r)
+    i = int(np.flatnonzero(r.flags != 0)[0])
+    assert r.grad[i] == 0.0 and 0 < abs(r.kink_approx[i]) <= r.kink_error[i] < 1e-8
+    assert r.verdict == "correct", str(r)
+    assert {c.name: c.verdict for c in r.components}["b2"] == "correct"
+
+
+@pytest.mark.parametrize("wrong", [1e-6, -3e-7, 1e-4, 0.3])
+def test_zero_block_with_a_nonzero_gradient_above_the_error_estimate_is_a_bug(wrong):
+    net, X, Y, keep, masks = build(ZERO_BLOCK)
+    g = {k: v.astype(np.float64) for k, v in net.backward(X, Y).items()}
+    assert g["db2"].item() == 0.0
+    r = dk.gradcheck(net, X, Y, grads=dict(g, db2=np.full_like(g["db2"], wrong)))
+    assert r.n_one_sided == 1
+    i = int(np.flatnonzero(r.flags != 0)[0])
+    assert r.kink_error[i] < abs(wrong)  # the floor is below the planted error, so it must be caught
+    assert r.verdict == "bug", str(r)
+    assert {c.name: c.verdict for c in r.components}["b2"] == "bug"
 
 
 @PROPS

@@ -179,7 +179,7 @@ class GradcheckReport:
 
     def __init__(self, *, mode, eps, layout, indices, approx, grad, flags, theta_vals, directions=None,
                  dir_components=None, cost=None, engine="native", kink_approx=None,
-                 kink_reasons=None, grad_dtype="float64"):
+                 kink_reasons=None, grad_dtype="float64", kink_error=None):
         self.mode = mode
         self.eps = float(eps)
         self.engine = engine
@@ -195,8 +195,12 @@ class GradcheckReport:
         self.kink_approx = np.full(self.approx.size, np.nan) if kink_approx is None else \
             np.asarray(kink_approx, dtype=np.float64)
         self._kink_reasons = [""] * self.approx.size if kink_reasons is None else list(kink_reasons)
+        # each one-sided value's error estimate (dnnkit.kinks; inf: none could be made, NaN: none)
+        self.kink_error = np.full(self.approx.size, np.nan) if kink_error is None else \
+            np.asarray(kink_error, dtype=np.float64)
         self.grad_dtype = grad_dtype
         self.thresholds = _thresholds(grad_dtype)
+        self._judge_kinks()
         self.engine_stats = None  # native full/sample checks: {"fast", "general", "routed"} coordinate counts
         # False when the check stopped before all requested coordinates were checked (Ctrl-C during a sharded
         # check): the numbers then cover ``checked_indices`` only and ``missing_indices`` lists the rest
@@ -220,11 +224,36 @@ class GradcheckReport:
                     row.finding = e.finding(row.name)
                     break
 
-    def _set_kinks(self, values, reasons) -> None:
+    def _set_kinks(self, values, reasons, errors=None) -> None:
         """One-sided values for the kink-crossing entries (dnnkit.kinks.verify), then the rows again."""
         self.kink_approx = np.asarray(values, dtype=np.float64)
         self._kink_reasons = list(reasons)
+        self.kink_error = np.full(self.approx.size, np.nan) if errors is None else \
+            np.asarray(errors, dtype=np.float64)
+        self._judge_kinks()
         self.components = self._build_components()
+
+    def _judge_kinks(self) -> None:
+        """The noise floor of one-sided values (dnnkit.kinks docstring): |a - g| at or below a value's error
+        estimate is agreement (judged as a = g, so an all-zero block's ~1e-12 truncation is not a relative
+        difference of 1); "unverified" when that estimate exceeds correct_below x the check's gradient scale
+        (too large to decide); above the estimate the one-sided value is judged as measured."""
+        ka, err = self.kink_approx, self.kink_error
+        self._undecided = np.zeros(ka.size, dtype=bool)
+        self._judged = np.where(self.flags == 0, self.approx, ka)
+        one = (self.flags != 0) & np.isfinite(ka) & np.isfinite(err)
+        if not one.any():
+            return
+        fin = np.concatenate([np.abs(self.grad[np.isfinite(self.grad)]),
+                              np.abs(self.approx[(self.flags == 0) & np.isfinite(self.approx)]), [0.0]])
+        scale = float(np.max(fin))
+        agree = one & (np.abs(ka - self.grad) <= err)
+        too_big = agree & (err > self.thresholds["correct_below"] * np.maximum(np.abs(self.grad), scale))
+        self._judged = np.where(agree, self.grad, self._judged)
+        self._undecided = too_big
+        for i in np.flatnonzero(too_big):
+            self._kink_reasons[i] = (f"the one-sided value agrees within its error estimate {err[i]:.2g}, too "
+                                     f"large to decide")
 
     # ---- numbers
     @property
@@ -240,12 +269,12 @@ class GradcheckReport:
     @property
     def verified(self) -> np.ndarray:
         """Entries verified: two-sided (no kink) or one-sided on the side that crosses none."""
-        return (self.flags == 0) | np.isfinite(self.kink_approx)
+        return ((self.flags == 0) | np.isfinite(self.kink_approx)) & ~self._undecided
 
     @property
     def verified_approx(self) -> np.ndarray:
         """The numeric derivative each verified entry is judged by (NaN where not verified)."""
-        return np.where(self.flags == 0, self.approx, self.kink_approx)
+        return np.where(self.flags == 0, self.approx, np.where(self._undecided, np.nan, self.kink_approx))
 
     @property
     def n_verified(self) -> int:
@@ -253,7 +282,7 @@ class GradcheckReport:
 
     @property
     def n_one_sided(self) -> int:
-        return int(np.count_nonzero((self.flags != 0) & np.isfinite(self.kink_approx)))
+        return int(np.count_nonzero((self.flags != 0) & np.isfinite(self.kink_approx) & ~self._undecided))
 
     @property
     def n_unverified(self) -> int:
@@ -277,7 +306,7 @@ class GradcheckReport:
     def difference_reliable(self) -> float:
         """The seeds' difference over the verified entries (two-sided and one-sided)."""
         r = self.verified
-        return _rel(self.verified_approx[r], self.grad[r])
+        return _rel(self._judged[r], self.grad[r])
 
     @property
     def n_checked(self) -> int:
@@ -321,7 +350,7 @@ class GradcheckReport:
                 sel = names == name
                 if not sel.any():
                     continue
-                a, g = self.verified_approx[sel], self.grad[sel]
+                a, g = self._judged[sel], self.grad[sel]
                 r = self.verified[sel]
                 kinks = self.flags[sel] != 0
                 d = _rel(a[r], g[r])
@@ -338,7 +367,7 @@ class GradcheckReport:
             sel = np.flatnonzero(comp == ci)
             if sel.size == 0:
                 continue
-            a, g, f = self.verified_approx[sel], self.grad[sel], self.flags[sel]
+            a, g, f = self._judged[sel], self.grad[sel], self.flags[sel]
             local = self.indices[sel] - start
             r = self.verified[sel]
             d = _rel(a[r], g[r])
@@ -452,6 +481,7 @@ class GradcheckReport:
         out = GradcheckReport(mode=mode, eps=self.eps, layout=self._layout, indices=self.indices[pos],
                               approx=self.approx[pos], grad=self.grad[pos], flags=self.flags[pos], theta_vals=tv,
                               cost=cost, engine=self.engine, kink_approx=self.kink_approx[pos],
+                              kink_error=self.kink_error[pos],
                               kink_reasons=[self._kink_reasons[i] for i in pos], grad_dtype=self.grad_dtype)
         out.engine_stats = self.engine_stats
         if self.mistakes:
@@ -482,6 +512,7 @@ class GradcheckReport:
         merged = GradcheckReport(mode=r0.mode, eps=r0.eps, layout=r0._layout, indices=idx[order],
                                  approx=cat("approx"), grad=cat("grad"), flags=cat("flags"), theta_vals=tv,
                                  cost=r0.cost, engine=r0.engine, kink_approx=cat("kink_approx"),
+                                 kink_error=cat("kink_error"),
                                  kink_reasons=[reasons[i] for i in order], grad_dtype=r0.grad_dtype)
         if all(r.engine_stats for r in reports):
             merged.engine_stats = {key: sum(r.engine_stats[key] for r in reports) for key in r0.engine_stats}
@@ -892,13 +923,15 @@ def _verify_kinks(report, prob):
             e = np.zeros(n)
             e[report.indices[q]] = 1.0
             vecs.append(e)
-    vals, _, why = kinks.verify(prob, vecs)
+    vals, _, why, errs = kinks.verify(prob, vecs, errors=True)
     full_vals = np.full(report.approx.size, np.nan)
+    full_errs = np.full(report.approx.size, np.nan)
+    full_errs[bad] = errs
     full_why = [""] * report.approx.size
     full_vals[bad] = vals
     for q, w in zip(bad, why):
         full_why[q] = w
-    report._set_kinks(full_vals, full_why)
+    report._set_kinks(full_vals, full_why, full_errs)
     return report
 
 

@@ -18,6 +18,15 @@ regularization part's derivative is added in closed form ((l2/m) W, (l1/(2m)) si
 from native forward passes of a float64 twin (the same masks: dropout is keyed by (seed, step, layer, unit,
 example), not by theta).
 
+Each verified value also gets an error estimate (``verify(..., errors=True)``): per example, the truncation of
+the one-sided formula measured from the steps it tried, (4/3)|D(h) - D(h/2)| (one more forward pass per side; the
+h^2 term shrinks 4x with h/2), plus its rounding, ROUND_ULPS u (|loss_j| + sum |Z^[L]_j|) times the formula's
+coefficient sum over its step (8/(2h) one-sided, 2/(2h) centered), averaged over the examples like the value. The
+report (gradient_check) treats |a - g| at or below that estimate as agreement (the one-sided value cannot tell
+them apart), "unverified" when the estimate is itself too large to decide (above correct_below x the check's
+gradient scale), and judges every other one-sided value by the seeds' difference as before, so a correct block
+whose true gradient is 0 is "correct" while a wrong value larger than the estimate is still "bug".
+
 The cost is a handful of forward passes per kink coordinate; at most ``MAX_VERIFIED`` coordinates of one check are
 verified this way, the rest stay unverified (the report says so).
 """
@@ -25,10 +34,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["verify", "MAX_VERIFIED", "STEPS"]
+__all__ = ["verify", "MAX_VERIFIED", "STEPS", "ROUND_ULPS"]
 
 MAX_VERIFIED = 2000
 STEPS = (1e-5, 1e-6, 1e-7)
+ROUND_ULPS = 8.0   # a per-example loss's rounding, in units of u (|loss_j| + sum |Z^[L]_j|): a few dozen operations
+_U = float(np.finfo(np.float64).eps)
 
 
 def _per_example_loss(ZL, AL, Y, loss):
@@ -41,10 +52,12 @@ def _per_example_loss(ZL, AL, Y, loss):
     return 0.5 * np.sum((AL - Y) ** 2, axis=0)
 
 
-def verify(prob: dict, vectors, budget: int = MAX_VERIFIED):
+def verify(prob: dict, vectors, budget: int = MAX_VERIFIED, errors: bool = False):
     """Directional derivatives of J along each vector of ``vectors`` (full-length arrays: e_i for a coordinate),
     verified per example as the module docstring says. Returns (values, n_one_sided_examples, reasons): values[q]
-    is NaN where the direction could not be verified; reasons[q] says why ('' when verified)."""
+    is NaN where the direction could not be verified; reasons[q] says why ('' when verified). With
+    ``errors=True`` a fourth array: each value's error estimate (module docstring; inf where none could be made,
+    NaN where not verified)."""
     twin, X, Y, kw = prob["twin"], prob["X"], prob["Y"], prob["kw"]
     L, m, dims = prob["L"], prob["m"], prob["dims"]
     theta = prob["theta"].copy()
@@ -63,42 +76,52 @@ def verify(prob: dict, vectors, budget: int = MAX_VERIFIED):
         twin.theta = th
         AL, cache = twin.forward(X, **fwd)
         loss = _per_example_loss(cache[f"Z{L}"], AL, Y, twin.loss)
+        scale = np.abs(loss) + np.sum(np.abs(cache[f"Z{L}"]), axis=0)   # the size of the terms that cancel
         if kinked:
             pat = np.concatenate([cache[f"Z{l}"] > 0 for l in range(1, L)], axis=0) if L > 1 else \
                 np.zeros((0, m), dtype=bool)
         else:
             pat = np.zeros((0, m), dtype=bool)
-        return loss, pat
+        return loss, pat, scale
 
     n = len(vectors)
     values = np.full(n, np.nan)
+    errs = np.full(n, np.nan)
     one_sided = np.zeros(n, dtype=np.int64)
     reasons = [""] * n
     try:
-        loss0, pat0 = evaluate(theta)
+        loss0, pat0, sc0 = evaluate(theta)
         for q, v in enumerate(vectors):
             if q >= budget:
                 reasons[q] = f"not attempted: more than {budget} kink coordinates in one check"
                 continue
             v = np.asarray(v, dtype=np.float64)
             d = np.full(m, np.nan)
+            e = np.full(m, np.nan)
             for h in STEPS:
                 todo = np.isnan(d)
                 if not todo.any():
                     break
                 side = {}
                 for s in (1, -1):
-                    l1_, p1 = evaluate(theta + s * h * v)
-                    l2_, p2 = evaluate(theta + 2 * s * h * v)
+                    l1_, p1, s1 = evaluate(theta + s * h * v)
+                    l2_, p2, s2 = evaluate(theta + 2 * s * h * v)
                     ok = np.all(p1 == pat0, axis=0) & np.all(p2 == pat0, axis=0)
-                    side[s] = (ok, l1_, l2_)
+                    side[s] = (ok, l1_, l2_, np.maximum(np.maximum(sc0, s1), s2))
                 both = side[1][0] & side[-1][0] & todo
                 d[both] = (side[1][1][both] - side[-1][1][both]) / (2 * h)
+                e[both] = ROUND_ULPS * _U * np.maximum(side[1][3], side[-1][3])[both] / h
                 for s in (1, -1):
-                    ok, la, lb = side[s]
+                    ok, la, lb, sc = side[s]
                     only = ok & ~side[-s][0] & todo
                     d[only] = (-3 * loss0[only] + 4 * la[only] - lb[only]) / (2 * s * h)
                     one_sided[q] += int(only.sum())
+                    if errors and only.any():
+                        # the same formula on h/2 (needs f(s h/2) only): its truncation is 4x smaller
+                        lh, ph, _ = evaluate(theta + 0.5 * s * h * v)
+                        d_half = (-3 * loss0 + 4 * lh - la) / (s * h)
+                        trunc = np.where(np.all(ph == pat0, axis=0), 4.0 / 3.0 * np.abs(d - d_half), np.inf)
+                        e[only] = trunc[only] + ROUND_ULPS * _U * sc[only] * 8.0 / (2 * h)
             if np.isnan(d).any():
                 bad = int(np.isnan(d).sum())
                 reasons[q] = (f"{bad} example(s) cross a kink on both sides within {STEPS[-1]:g}")
@@ -109,6 +132,9 @@ def verify(prob: dict, vectors, budget: int = MAX_VERIFIED):
             if l1:
                 reg += l1 / (2 * m) * float(np.sum(np.sign(theta[is_w]) * v[is_w]))
             values[q] = float(np.mean(d)) + reg
+            errs[q] = float(np.mean(e))
     finally:
         twin.theta = theta
+    if errors:
+        return values, one_sided, reasons, errs
     return values, one_sided, reasons
