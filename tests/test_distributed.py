@@ -18,6 +18,7 @@ import pytest
 
 import dnnkit as dk
 from dnnkit import distributed as D
+from _signals import python_sigint  # noqa: E402
 
 
 def assert_same_report(a, b):
@@ -177,12 +178,9 @@ def _interrupt_after(n_items):
 
 @pytest.fixture
 def sigint_raises():
-    """Our own SIGINT handler (the suite must pass under `trap "" INT`)."""
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    """Our own SIGINT handler (the suite must pass under `trap "" INT`): the suite's one helper."""
+    with python_sigint():
         yield
-    finally:
-        signal.signal(signal.SIGINT, old)
 
 
 def test_ctrl_c_returns_partial_report_marked_incomplete(sigint_raises):

@@ -557,22 +557,29 @@ def _native(net, X, Y, fast, **kw):
     return dk.gradcheck(net, X, Y, engine_options={"fast_path": fast}, **kw)
 
 
-@pytest.mark.parametrize("case", FAST_CASES, ids=lambda c: f"{c[1]}-{c[2]}-{c[3]}-L{len(c[0]) - 1}-kp{c[6]}")
-def test_fast_path_equals_general_path_and_reference(case):
-    """Coordinate by coordinate: the fast path, the general path and the reference loop agree; kink flags equal."""
+def fast_and_general(case, seed, m):
+    """One path-comparison case (dims, hidden, output, loss, l2, l1, keep) checked with the engine's shortcut on
+    and off, on the same random net and data: returns the pieces each comparison test asserts on."""
     dims, hidden, output, loss, l2, l1, keep = case
-    rng = np.random.default_rng(40 + len(dims))
-    m = 13
+    rng = np.random.default_rng(seed + len(dims))
     p = make_params(dims, rng)
     X = rng.standard_normal((dims[0], m))
     Y = make_Y(loss, output, dims[-1], m, rng)
-    L = len(dims) - 1
-    kp = ref.normalize_keep_prob(keep, L)
+    kp = ref.normalize_keep_prob(keep, len(dims) - 1)
     net = dk.Network(dims, hidden=hidden, output=output, loss=loss, params=p)
     kw = dict(l2=l2, l1=l1, keep_prob=kp, seed=5, eps=1e-6)
     fast = _native(net, X, Y, True, **kw)
     gen = _native(net, X, Y, False, **kw)
-    n_hidden_coords = net.n_params - dims[-1] * (dims[-2] + 1)
+    n_hidden = net.n_params - dims[-1] * (dims[-2] + 1)
+    return net, X, Y, kp, fast, gen, n_hidden
+
+
+@pytest.mark.parametrize("case", FAST_CASES, ids=lambda c: f"{c[1]}-{c[2]}-{c[3]}-L{len(c[0]) - 1}-kp{c[6]}")
+def test_fast_path_equals_general_path_and_reference(case):
+    """Coordinate by coordinate: the fast path, the general path and the reference loop agree; kink flags equal."""
+    dims, hidden, output, loss, l2, l1, keep = case
+    m, L = 13, len(dims) - 1
+    net, X, Y, kp, fast, gen, n_hidden_coords = fast_and_general(case, 40, m)
     assert fast.engine_stats["fast"] + fast.engine_stats["routed"] == n_hidden_coords
     assert fast.engine_stats["fast"] > 0.8 * n_hidden_coords
     assert gen.engine_stats == {"fast": 0, "general": net.n_params, "routed": 0}

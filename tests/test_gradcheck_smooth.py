@@ -11,13 +11,9 @@ import dnnkit._core as C
 from dnnkit import reference as ref
 from dnnkit._params import params_to_vector, vector_to_params
 
-from test_gradcheck import make_params, make_Y, ref_loop
+from test_gradcheck import _native, fast_and_general, make_params, make_Y, ref_loop
 
 mpmath = pytest.importorskip("mpmath")
-
-
-def _native(net, X, Y, fast, **kw):
-    return dk.gradcheck(net, X, Y, engine_options={"fast_path": fast}, **kw)
 
 
 def _masks(dims, m, kp, seed):
@@ -99,18 +95,8 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}-{c[2]}-{c[3]}-L{len(c[0]) - 1}-kp{c[6]}")
 def test_smooth_equals_general_reference_loop_and_exact(case):
     dims, hidden, output, loss, l2, l1, keep = case
-    rng = np.random.default_rng(70 + len(dims))
     m = 11
-    p = make_params(dims, rng)
-    X = rng.standard_normal((dims[0], m))
-    Y = make_Y(loss, output, dims[-1], m, rng)
-    L = len(dims) - 1
-    kp = ref.normalize_keep_prob(keep, L)
-    net = dk.Network(dims, hidden=hidden, output=output, loss=loss, params=p)
-    kw = dict(l2=l2, l1=l1, keep_prob=kp, seed=5, eps=1e-6)
-    fast = _native(net, X, Y, True, **kw)
-    gen = _native(net, X, Y, False, **kw)
-    n_hidden = net.n_params - dims[-1] * (dims[-2] + 1)
+    net, X, Y, kp, fast, gen, n_hidden = fast_and_general(case, 70, m)
     assert fast.engine_stats["fast"] + fast.engine_stats["routed"] == n_hidden
     assert fast.engine_stats["fast"] > 0.9 * n_hidden
     scale = np.abs(gen.approx).max()
