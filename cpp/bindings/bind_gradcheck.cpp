@@ -41,9 +41,16 @@ struct Problem {
     Problem(const Problem&) = delete;
 
     // The engine on this problem; call with the GIL released (the first call runs the cached forward pass).
-    const GradChecker& checker() {
+    // grad != nullptr: also the network's analytic gradient (Network.backward's pass and bits) into grad; the
+    // first call gets it from the cached pass itself (forward + backward, one forward), a later one by a backward.
+    const GradChecker& checker(double* grad = nullptr) {
         std::lock_guard<std::mutex> lock(mu_);
-        if (!gc_) gc_ = std::make_unique<GradChecker>(arch, theta.data(), X.data(), Y.data(), m, dp, l2, l1);
+        if (!gc_) {
+            gc_ = std::make_unique<GradChecker>(arch, theta.data(), X.data(), Y.data(), m, dp, l2, l1, grad);
+        } else if (grad) {
+            MLP<double> net(arch);
+            net.backward(theta.data(), X.data(), Y.data(), m, dp, l2, l1, grad);
+        }
         return *gc_;
     }
 
@@ -95,22 +102,25 @@ py::tuple coords(Problem& p, double eps, const IArr& idx, bool fast_path, bool s
 
 // Runs `check(gc, approx, kinks)` for K directions on a GradChecker of problem p with the GIL released;
 // returns (approx, kinks, J0). Shared by the two direction layouts below.
+// with_grad: (approx, kinks, J0, grad) with the network's analytic gradient from the same pass (Problem::checker).
 template <class F>
-py::tuple run_directions(Problem& p, double eps, int K, F&& check) {
+py::tuple run_directions(Problem& p, double eps, int K, F&& check, bool with_grad = false) {
     check_eps(eps);
     Arr approx(std::vector<py::ssize_t>{K});
     py::array_t<int64_t> kinks(std::vector<py::ssize_t>{K});
+    Arr grad(std::vector<py::ssize_t>{with_grad ? py::ssize_t(p.arch.nparams) : 0});
     double* a = approx.mutable_data();
     int64_t* kk = kinks.mutable_data();
     bool done = true;
     double J0 = 0.0;
     {
         py::gil_scoped_release nogil;  // safe: as in coords
-        const GradChecker& gc = p.checker();
+        const GradChecker& gc = p.checker(with_grad ? grad.mutable_data() : nullptr);
         J0 = gc.cost();
         done = check(gc, a, kk);
     }
     if (!done) throw py::error_already_set();
+    if (with_grad) return py::make_tuple(approx, kinks, J0, grad);
     return py::make_tuple(approx, kinks, J0);
 }
 
@@ -126,7 +136,7 @@ py::tuple directions(Problem& p, double eps, const Arr& dirs) {
 
 // One direction per component and row: V is (r, n_params); direction (c, t) is row t of V restricted to component c
 // (W1, b1, W2, b2, ... in theta's order). Results are ordered component-major: index c*r + t.
-py::tuple component_directions(Problem& p, double eps, const Arr& V) {
+py::tuple component_directions(Problem& p, double eps, const Arr& V, bool with_grad) {
     if (V.ndim() != 2 || size_t(V.shape(1)) != p.arch.nparams) throw py::value_error("V must be (r, n_params)");
     if (V.shape(0) > INT_MAX / (4 * p.arch.L())) throw py::value_error("V has too many rows");
     const int L = p.arch.L(), r = int(V.shape(0)), K = 2 * L * r;
@@ -140,7 +150,7 @@ py::tuple component_directions(Problem& p, double eps, const Arr& V) {
         }
     return run_directions(p, eps, K, [&](const GradChecker& gc, double* a, int64_t* kk) {
         return gc.directions(rows.data(), wpart.data(), bpart.data(), K, eps, a, kk, poll_signals);
-    });
+    }, with_grad);
 }
 
 // Test-only access to the pure numerics of gradcheck/numerics.hpp (tests/test_gc_numerics.py).
@@ -223,6 +233,9 @@ void bind_gradcheck(py::module_& m) {
     m.def("gradcheck_directions", &directions, py::arg("problem"), py::arg("eps"), py::arg("directions"),
           "Centered directional differences (J(t+e d) - J(t-e d)) / 2e for each row d -> (approx, kinks, J0).");
     m.def("gradcheck_component_directions", &component_directions, py::arg("problem"), py::arg("eps"), py::arg("V"),
+          py::arg("with_grad") = false,
           "Directional differences along row t of V restricted to each component c (W1, b1, W2, ...): one native\n"
-          "call for all 2L*r directions, no dense direction matrix -> (approx, kinks, J0), index c*r + t.");
+          "call for all 2L*r directions, no dense direction matrix -> (approx, kinks, J0), index c*r + t.\n"
+          "with_grad=True: (approx, kinks, J0, grad), grad the network's analytic gradient (Network.backward's\n"
+          "pass and bits), from the engine's own cached pass when it is the problem's first call (one forward).");
 }

@@ -145,10 +145,12 @@ def dropout_mask(n: typing.SupportsInt | typing.SupportsIndex, m: typing.Support
     """
 def get_num_threads() -> int:
     ...
-def gradcheck_component_directions(problem: GradcheckProblem, eps: typing.SupportsFloat | typing.SupportsIndex, V: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple:
+def gradcheck_component_directions(problem: GradcheckProblem, eps: typing.SupportsFloat | typing.SupportsIndex, V: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], with_grad: bool = False) -> tuple:
     """
     Directional differences along row t of V restricted to each component c (W1, b1, W2, ...): one native
     call for all 2L*r directions, no dense direction matrix -> (approx, kinks, J0), index c*r + t.
+    with_grad=True: (approx, kinks, J0, grad), grad the network's analytic gradient (Network.backward's
+    pass and bits), from the engine's own cached pass when it is the problem's first call (one forward).
     """
 def gradcheck_coords(problem: GradcheckProblem, eps: typing.SupportsFloat | typing.SupportsIndex, indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], fast_path: bool = True, stats: bool = False) -> tuple:
     """

@@ -867,7 +867,9 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
     keep, mlist, seed, step, theta = prob["keep"], prob["mlist"], prob["seed"], prob["step"], prob["theta"]
     n = theta.size
     reshaped = {}  # blocks given in another shape of the same size (named in their findings)
-    if grads is None:
+    if grads is None and mode == "directional":
+        g = None  # the engine's cached pass computes it (Network.backward's pass and bits, one forward)
+    elif grads is None:
         # the network's own backward, in float64, run on the twin
         twin = prob["twin"]
         twin.backward(X, Y, **prob["kw"])
@@ -881,7 +883,7 @@ def _check_network(net, X, Y, grads, l2, l1, keep_prob, seed, masks, step, eps, 
                                           for D in mlist], l2, l1), eps)
     gdt = "float64" if grads is None else _grads_dtype(grads)
     if mode == "directional":
-        report = _directional(args, g, layout, n_directions, rng, eps, gdt)
+        report, g = _directional(args, g, layout, n_directions, rng, eps, gdt)
         return _note_reshaped(_name_mistakes(_verify_kinks(report, prob), prob, net, g, grads, explain), reshaped)
     idx = _select(n, indices, layout, mode, k, rng)
     opts = engine_options or _ENGINE_OPTIONS
@@ -957,24 +959,30 @@ def _name_mistakes(report, prob, net, g, grads, explain):
 
 
 def _directional(args, g, layout, n_directions, rng, eps, grad_dtype="float64"):
+    """(report, g). g None: the network's own gradient, computed by the engine's cached pass itself."""
     n_directions = V.check_positive_int(n_directions, "n_directions")
     gen = V.as_generator(rng)
-    n = g.size
+    n = args[0].n_params
     comps = layout.comps
     r = int(n_directions)
     # row t of dirs holds the t-th unit direction of EVERY component (components are disjoint), so one native call
     # evaluates all len(comps) * r localized directions without a dense (K, n) matrix; result index ci * r + t
     dirs = np.empty((r, n))
-    gd = np.empty(len(comps) * r)
     names = []
     for ci, (name, start, stop, _, _) in enumerate(comps):
         for t in range(r):
             v = dirs[t, start:stop]  # drawn in place (the same stream and values as standard_normal(size))
             gen.standard_normal(out=v)
             v /= _norm(v)
-            gd[ci * r + t] = _dot(v, g[start:stop])
             names.append(name)
-    approx, kinks, J0 = _core.gradcheck_component_directions(*args, dirs)
+    if g is None:
+        approx, kinks, J0, g = _core.gradcheck_component_directions(*args, dirs, with_grad=True)
+    else:
+        approx, kinks, J0 = _core.gradcheck_component_directions(*args, dirs)
+    gd = np.empty(len(comps) * r)
+    for ci, (name, start, stop, _, _) in enumerate(comps):
+        for t in range(r):
+            gd[ci * r + t] = _dot(dirs[t, start:stop], g[start:stop])
     flags = (np.asarray(kinks) > 0).astype(np.uint8) * KINK_ACT
     report = GradcheckReport(mode="directional", eps=eps, layout=layout, indices=np.arange(len(names)),
                              approx=approx, grad=gd, flags=flags, theta_vals=None, dir_components=names,
@@ -988,7 +996,7 @@ def _directional(args, g, layout, n_directions, rng, eps, grad_dtype="float64"):
             v[start:stop] = dirs[t, start:stop]
             return v
     report._dir_vectors = _Dirs()
-    return report
+    return report, g
 
 
 def _prepare_function(cost_fn, params, grads):

@@ -27,12 +27,15 @@ class GradChecker {
    public:
     using Poll = std::function<bool()>;
 
+    // grad != nullptr: the cached pass is the network's forward + backward (MLP::backward, the same pass and
+    // bits as Network.backward on these inputs) and writes the analytic gradient there (nparams values), so a
+    // check of the network's own gradient (directional mode) runs the forward pass once, not twice.
     GradChecker(const Arch& arch, const double* theta, const double* X, const double* Y, int m,
-                const Dropout<double>& dp, double l2, double l1)
+                const Dropout<double>& dp, double l2, double l1, double* grad = nullptr)
         : arch_(arch), theta_(theta), Y_(Y), m_(m), l2_(l2), l1_(l1) {
         const int L = arch.L();
         MLP<double> net(arch);
-        J0_ = net.forward(theta, X, m, dp, Y, l2, l1);
+        J0_ = grad ? net.backward(theta, X, Y, m, dp, l2, l1, grad) : net.forward(theta, X, m, dp, Y, l2, l1);
         Z_.assign(L + 1, {});
         A_.assign(L + 1, {});
         G_.assign(L + 1, {});
@@ -42,10 +45,15 @@ class GradChecker {
         for (int l = 1; l <= L; ++l) {
             Z_[l] = std::move(net.Z[l]);
             A_[l] = std::move(net.A[l]);
-            G_[l].resize(Z_[l].size());
             const Act act = l < L ? arch.hidden : arch.output;
-            if (act != Act::softmax) act_forward(act, Z_[l].data(), G_[l].data(), Z_[l].size(), arch.alpha);
-            else G_[l] = A_[l];
+            // A[l] = g(Z[l]) computed by the same act_forward (bias_activation) unless dropout scaled it: reuse
+            // it for tanh / sigmoid (one transcendental per unit and example saved, same bits) and softmax
+            if (act == Act::softmax || ((act == Act::tanh || act == Act::sigmoid) && (l == L || !dp.on(l)))) {
+                G_[l] = A_[l];
+            } else {
+                G_[l].resize(Z_[l].size());
+                act_forward(act, Z_[l].data(), G_[l].data(), Z_[l].size(), arch.alpha);
+            }
         }
         for (int l = 0; l < L; ++l) {
             if (!dp.on(l)) continue;
