@@ -582,7 +582,7 @@ def test_fast_path_equals_general_path_and_reference(case):
     net, X, Y, kp, fast, gen, n_hidden_coords = fast_and_general(case, 40, m)
     assert fast.engine_stats["fast"] + fast.engine_stats["routed"] == n_hidden_coords
     assert fast.engine_stats["fast"] > 0.8 * n_hidden_coords
-    assert gen.engine_stats == {"fast": 0, "general": net.n_params, "routed": 0}
+    assert gen.engine_stats == {"fast": 0, "general": net.n_params, "routed": 0, "series": 0}
     scale = np.abs(gen.approx).max()
     np.testing.assert_allclose(fast.approx, gen.approx, rtol=1e-9, atol=1e-13 * scale)
     np.testing.assert_array_equal(fast.flags, gen.flags)
@@ -697,7 +697,7 @@ def test_engine_options(small):
     net, X, Y, g = _planted(small)
     r = dk.gradcheck(net, X, Y)
     # tanh hidden layers: the smooth path does their coordinates (the output layer's are the general path's)
-    assert r.engine_stats == {"fast": 64, "general": 15, "routed": 0}
+    assert r.engine_stats == {"fast": 64, "general": 15, "routed": 0, "series": 64}
     with pytest.raises(ValueError, match="unknown engine_options"):
         dk.gradcheck(net, X, Y, engine_options={"fastpath": False})
     with pytest.raises(TypeError):

@@ -95,6 +95,7 @@ py::tuple coords(Problem& p, double eps, const IArr& idx, bool fast_path, bool s
         d["fast"] = st.fast;
         d["general"] = st.general;
         d["routed"] = st.routed;
+        d["series"] = st.series;
         return py::make_tuple(approx, flags, J0, d);
     }
     return py::make_tuple(approx, flags, J0);
@@ -213,6 +214,13 @@ void bind_gradcheck(py::module_& m) {
         py::arg("name"),
         "Forces a SIMD path ('baseline', 'avx2', 'avx512'; one the CPU lacks falls back to the best below it) or\n"
         "'auto' (the best the CPU has). Every path gives the same bits; this is for tests and benchmarks.");
+    m.def(
+        "_set_pwl_series",
+        [](bool on) { return dnnkit::pwl_series_flag().exchange(on); },
+        py::arg("on"),
+        "Test / benchmark switch: False makes the relu / leaky_relu / linear fast path use its exact loss pairs for\n"
+        "every coordinate (as before the series, smooth.hpp); True (the default) the series where its bound holds.\n"
+        "Returns the previous setting. The numbers agree to rounding; the kink flags and routing are the same.");
     bind_numerics(m.def_submodule("gc_numerics", "test-only: the gradient checker's pure numerics"));
     py::class_<Problem>(m, "GradcheckProblem",
                         "One gradient-check problem, validated once: the network, theta, X, Y, dropout, l2/l1.")
@@ -228,8 +236,8 @@ void bind_gradcheck(py::module_& m) {
           "Centered differences for flat coordinates -> (approx, kink_flags, J0[, stats]). Flags: 1 activation kink,\n"
           "2 L1 kink. fast_path=False forces the general delta-propagation path for every coordinate (the exact\n"
           "linear-region shortcut for relu/leaky_relu/linear hidden layers is otherwise used where no kink is within\n"
-          "reach). stats=True also returns {'fast', 'general', 'routed'}: coordinates done by each path, and those\n"
-          "the fast path handed to the general one.");
+          "reach). stats=True also returns {'fast', 'general', 'routed', 'series'}: coordinates done by each path,\n"
+          "those the fast path handed to the general one, and those of 'fast' done by a series (smooth.hpp).");
     m.def("gradcheck_directions", &directions, py::arg("problem"), py::arg("eps"), py::arg("directions"),
           "Centered directional differences (J(t+e d) - J(t-e d)) / 2e for each row d -> (approx, kinks, J0).");
     m.def("gradcheck_component_directions", &component_directions, py::arg("problem"), py::arg("eps"), py::arg("V"),

@@ -137,6 +137,12 @@ class Trainer32:
     @property
     def steps_per_epoch(self) -> int:
         ...
+def _set_pwl_series(on: bool) -> bool:
+    """
+    Test / benchmark switch: False makes the relu / leaky_relu / linear fast path use its exact loss pairs for
+    every coordinate (as before the series, smooth.hpp); True (the default) the series where its bound holds.
+    Returns the previous setting. The numbers agree to rounding; the kink flags and routing are the same.
+    """
 def blas_info() -> dict:
     ...
 def dropout_mask(n: typing.SupportsInt | typing.SupportsIndex, m: typing.SupportsInt | typing.SupportsIndex, keep_prob: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, layer: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.uint8]:
@@ -157,8 +163,8 @@ def gradcheck_coords(problem: GradcheckProblem, eps: typing.SupportsFloat | typi
     Centered differences for flat coordinates -> (approx, kink_flags, J0[, stats]). Flags: 1 activation kink,
     2 L1 kink. fast_path=False forces the general delta-propagation path for every coordinate (the exact
     linear-region shortcut for relu/leaky_relu/linear hidden layers is otherwise used where no kink is within
-    reach). stats=True also returns {'fast', 'general', 'routed'}: coordinates done by each path, and those
-    the fast path handed to the general one.
+    reach). stats=True also returns {'fast', 'general', 'routed', 'series'}: coordinates done by each path,
+    those the fast path handed to the general one, and those of 'fast' done by a series (smooth.hpp).
     """
 def gradcheck_directions(problem: GradcheckProblem, eps: typing.SupportsFloat | typing.SupportsIndex, directions: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple:
     """

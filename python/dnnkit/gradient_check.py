@@ -21,7 +21,8 @@ correct gradients score ~1e-16 .. 1e-15 (the straight loop of the seeds scores ~
 of size ~1 subtracted lose u*J/eps ~ 2e-9). With relu / leaky_relu /
 linear hidden layers most coordinates take an exact shortcut: in a linear region the perturbed forward IS
 linear propagation, so each perturbed output change is a per-example multiple of a precomputed Jacobian row and
-a coordinate costs O(n_L m); coordinates with a kink within reach (checked per example, upstream and downstream)
+a coordinate costs O(m) (the loss's odd Taylor series per (unit, example) with a proven tail bound, as for
+tanh / sigmoid; the exact loss pairs, O(n_L m), where that bound fails); coordinates with a kink within reach (checked per example, upstream and downstream)
 go through the general path and are flagged as before (``engine_options={"fast_path": False}`` turns the
 shortcut off; ``report.engine_stats`` counts both paths).
 
@@ -201,7 +202,7 @@ class GradcheckReport:
         self.grad_dtype = grad_dtype
         self.thresholds = _thresholds(grad_dtype)
         self._judge_kinks()
-        self.engine_stats = None  # native full/sample checks: {"fast", "general", "routed"} coordinate counts
+        self.engine_stats = None  # native full/sample checks: {"fast", "general", "routed", "series"} counts
         # False when the check stopped before all requested coordinates were checked (Ctrl-C during a sharded
         # check): the numbers then cover ``checked_indices`` only and ``missing_indices`` lists the rest
         self.complete = True
@@ -775,8 +776,8 @@ def gradcheck(net_or_fn, X_or_params, Y_or_grads=None, *, grads=None, l2=0.0, l1
     cpp/dnnkit/gradcheck/fast_path.hpp): every coordinate then goes through the general delta-propagation path. Both give
     the same numbers up to rounding and the same kink flags; the option exists to compare them (tests,
     debugging). ``report.engine_stats`` says how many coordinates each path did ({"fast", "general",
-    "routed"}: routed = hidden-layer coordinates the fast path handed to the general one because a kink was
-    within reach).
+    "routed", "series"}: routed = hidden-layer coordinates the fast path handed to the general one because a kink
+    was within reach; series = those of "fast" done by a series, smooth.hpp).
 
     executor (full and sample modes): a ``concurrent.futures.Executor`` (``ProcessPoolExecutor``, a Dask
     ``Client.get_executor()`` or the ``Client`` itself) or a map-like callable (``multiprocessing.Pool().map``):

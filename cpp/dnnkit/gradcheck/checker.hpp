@@ -82,11 +82,11 @@ class GradChecker {
                     const double g = arch.hidden == Act::linear || Z_[l][q] > 0.0 ? 1.0 : lo;
                     S_[l][q] = D_[l].empty() ? g : g * D_[l][q];
                 }
-                if (l >= 3) {
-                    const double* w = theta + arch.woff[l];
-                    absW_[l].resize(size_t(arch.n(l)) * arch.n(l - 1));
-                    for (size_t q = 0; q < absW_[l].size(); ++q) absW_[l][q] = std::fabs(w[q]);
-                }
+            }
+            for (int l = 3; l <= L; ++l) {  // |W[L]| too: the fast path's series bounds its output Jacobian
+                const double* w = theta + arch.woff[l];
+                absW_[l].resize(size_t(arch.n(l)) * arch.n(l - 1));
+                for (size_t q = 0; q < absW_[l].size(); ++q) absW_[l][q] = std::fabs(w[q]);
             }
         }
         out_ = OutputLoss{arch.loss, arch.output, arch.n(L), m, Z_[L].data(), G_[L].data(), Y};
@@ -99,8 +99,10 @@ class GradChecker {
 
     // What the last coords() call did: coordinates done by the piecewise-linear fast path, and by the general
     // (delta-propagation) path, the latter including the fast path's routed ones (kinks within reach).
+    // series: of the fast ones, those done by a series (smooth.hpp: every smooth one, and the piecewise-linear
+    // ones whose tail bound holds; the others by the fast path's exact loss pairs).
     struct Stats {
-        int64_t fast = 0, general = 0, routed = 0;
+        int64_t fast = 0, general = 0, routed = 0, series = 0;
     };
 
 
@@ -272,6 +274,7 @@ class GradChecker {
     // whose tail bound fails and the output layer's by the general path
     bool smooth_dispatch(std::vector<Coord> cs, double eps, double* approx, uint8_t* flags, const Poll& poll,
                          Stats* stats) const;
+    SmoothPath::View smooth_view() const;  // the cached pass as the series see it (dispatch.hpp)
 
     // ---- fast path (fast_path.hpp): linear-region shortcut for piecewise-linear hidden layers
     static constexpr double tau = 1e-9;  // relative safety of the downstream kink margins
@@ -293,7 +296,7 @@ class GradChecker {
     // sum over the active examples of l(z + v) - l(z - v), v_c = Gs[c][q] a[q], for one coordinate
     double fast_loss_sum(FastScratch& f, const double* a, int na, double vmax, double* tmp) const;
     // all coordinates of unit (l, i): cs[0..B) (same l, i). Writes approx / flags of those it handles and
-    // sets routed[b] for the others (kinks within reach: the general path does them).
+    // sets routed[b] = 1 for the others (kinks within reach: the general path does them), 2 where the series did it.
     // Returns false when stopped (poll asked, or another thread saw it).
     bool fast_unit(const Coord* cs, size_t B, double eps, double* approx, uint8_t* flags, uint8_t* routed,
                    FastScratch& f, const Poll* poll, const std::atomic<bool>& stop) const;

@@ -1,8 +1,10 @@
 // The gradient checker's dispatcher: coords() sends each coordinate to the fast path (fast_path.hpp: relu /
-// leaky_relu / linear) or the smooth path (smooth.hpp: tanh / sigmoid) when it can, the others, and those a fast
+// leaky_relu / linear; inside it the series of smooth.hpp where its bound holds) or the smooth path (smooth.hpp: tanh / sigmoid) when it can, the others, and those a fast
 // path routes back, to the general path (general.hpp).
 // Part of the gradient checker (see ../gradcheck.hpp for the overview); GradChecker is declared in checker.hpp.
 #pragma once
+#include <memory>
+
 #include "checker.hpp"
 #include "fast_path.hpp"
 #include "general.hpp"
@@ -36,19 +38,23 @@ inline bool GradChecker::coords(const int64_t* idx, size_t n, double eps, double
     }
     std::vector<uint8_t> routed(fast.size(), 0);
     const int nu = int(units.size());
+    std::unique_ptr<SmoothPath> sp;  // the series for the coordinates the routing test lets through (fast_path.hpp)
+    if (pwl_series_enabled() && !fast.empty()) sp = std::make_unique<SmoothPath>(smooth_view());
     const bool done = parallel_tasks<FastScratch>(
         nu, poll, [&](int u, FastScratch& fs, bool poller, const std::atomic<bool>& stop) {
+            fs.sp = sp.get();
             // a unit with many coordinates (wide inputs) also polls between them, on the polling thread only
             return fast_unit(fast.data() + units[u].first, units[u].second - units[u].first, eps, approx, flags,
                              routed.data() + units[u].first, fs, poller ? &poll : nullptr, stop);
         });
     if (!done) return false;
     for (size_t k = 0; k < fast.size(); ++k) {
-        if (routed[k]) {
+        if (routed[k] == 1) {
             rest.push_back(fast[k]);
             ++st.routed;
         } else {
             ++st.fast;
+            st.series += routed[k] == 2;
         }
     }
     st.general = int64_t(rest.size());
@@ -56,9 +62,8 @@ inline bool GradChecker::coords(const int64_t* idx, size_t n, double eps, double
     return general_coords(std::move(rest), eps, approx, flags, poll);
 }
 
-// Smooth coordinates count as "fast" in the stats.
-inline bool GradChecker::smooth_dispatch(std::vector<Coord> cs, double eps, double* approx, uint8_t* flags,
-                                         const Poll& poll, Stats* stats) const {
+// the cached pass as the series sees it (smooth.hpp)
+inline SmoothPath::View GradChecker::smooth_view() const {
     const int L = arch_.L();
     SmoothPath::View v;
     v.arch = &arch_;
@@ -71,6 +76,14 @@ inline bool GradChecker::smooth_dispatch(std::vector<Coord> cs, double eps, doub
         v.D.push_back(D_[l].empty() ? nullptr : D_[l].data());
         v.A.push_back(l < L ? act(l) : nullptr);
     }
+    return v;
+}
+
+// Smooth coordinates count as "fast" (and "series") in the stats.
+inline bool GradChecker::smooth_dispatch(std::vector<Coord> cs, double eps, double* approx, uint8_t* flags,
+                                         const Poll& poll, Stats* stats) const {
+    const int L = arch_.L();
+    const SmoothPath::View v = smooth_view();
     std::vector<Coord> hid, rest;
     for (const Coord& c : cs) (c.l < L ? hid : rest).push_back(c);
     Stats st;
@@ -88,6 +101,7 @@ inline bool GradChecker::smooth_dispatch(std::vector<Coord> cs, double eps, doub
             approx[hid[q].out] += reg_term(hid[q], eps, fl);
             flags[hid[q].out] = fl;
             ++st.fast;
+            ++st.series;
         }
     }
     st.general = int64_t(rest.size());

@@ -23,9 +23,26 @@ namespace dnnkit {
 // Coordinates failing either test (for any example with a_jk != 0) are routed to the general path, which
 // computes and flags them exactly as before. Dropped units (mask 0) pass nothing on and are never flagged.
 
+// The series (smooth.hpp, SmoothPath::pwl_unit): for the coordinates that pass the routing test above, the same
+// centered difference from the loss's odd Taylor coefficients per (unit, example), (1/m) sum_k (c1_k a_k +
+// eps^2 c3_k a_k^3), with a proven tail bound (a few fused sums over the examples per coordinate instead of the
+// loss pair over n_L m terms). Where that bound fails (large eps, huge gains) the loss-pair form below does it.
+// The routing test and so the kink flags are exactly the same with and without the series.
+
+// Switch for tests and A/B timing (_core._set_pwl_series): false makes every fast coordinate take the loss-pair
+// form (the fast path as it was before the series). Read once per coords() call.
+inline std::atomic<bool>& pwl_series_flag() {
+    static std::atomic<bool> on{true};
+    return on;
+}
+inline bool pwl_series_enabled() { return pwl_series_flag().load(); }
+
 struct GradChecker::FastScratch {
-    std::vector<double> G, dZ, dA, dZa, dAa, Mg, T, Gs, P, Yq, YG, gmax, a, f, So, Se;
-    std::vector<int> act;
+    std::vector<double> G, Ga, dZ, dA, dZa, dAa, Mg, T, Gs, P, Yq, YG, gmax, a, f, So, Se, X, GX, so;
+    std::vector<int> act, js;
+    std::vector<uint8_t> st;
+    const SmoothPath* sp = nullptr;  // the series (nullptr: the loss-pair form for every coordinate)
+    SmoothPath::Scratch ss;
 };
 
 // the loss pair l(z + v) - l(z - v) of example k for the output change v[c] (stride 1); exact, any |v|
@@ -43,10 +60,14 @@ inline void GradChecker::fast_prepare(int l, int i, double eps, FastScratch& f) 
     const double inf = std::numeric_limits<double>::infinity();
     const double* s = S_[l].data() + size_t(i) * mm;
     f.G.resize(size_t(nL) * mm);
+    f.Ga.resize(size_t(nL) * mm);  // |.| bound on G (for the series' radius)
     f.Mg.assign(size_t(mm), inf);
     if (l + 1 == L) {
         const double* WL = W(L);
-        for (int c = 0; c < nL; ++c) std::fill_n(f.G.data() + size_t(c) * mm, mm, WL[size_t(c) * nl + i]);
+        for (int c = 0; c < nL; ++c) {
+            std::fill_n(f.G.data() + size_t(c) * mm, mm, WL[size_t(c) * nl + i]);
+            std::fill_n(f.Ga.data() + size_t(c) * mm, mm, std::fabs(WL[size_t(c) * nl + i]));
+        }
     } else {
         // layer l+1: dZ[l+1][u,k] = W[l+1][u,i] for every example
         const int n1 = arch_.n(l + 1);
@@ -69,7 +90,10 @@ inline void GradChecker::fast_prepare(int l, int i, double eps, FastScratch& f) 
             const int n = arch_.n(lp), np = arch_.n(lp - 1);
             double* out = lp == L ? f.G.data() : (f.dZ.resize(size_t(n) * mm), f.dZ.data());
             gemm(false, false, n, mm, np, 1.0, W(lp), np, f.dA.data(), mm, 0.0, out, mm);
-            if (lp == L) break;
+            if (lp == L) {
+                if (f.sp) gemm(false, false, n, mm, np, 1.0, absW_[lp].data(), np, f.dAa.data(), mm, 0.0, f.Ga.data(), mm);
+                break;
+            }
             f.dZa.resize(size_t(n) * mm);
             gemm(false, false, n, mm, np, 1.0, absW_[lp].data(), np, f.dAa.data(), mm, 0.0, f.dZa.data(), mm);
             if (kinks) margin_block(lp, f.dZ.data(), f.dZa.data(), M);
@@ -221,7 +245,7 @@ inline double GradChecker::fast_loss_sum(FastScratch& f, const double* a, int na
 }
 
 // all coordinates of unit (l, i): cs[0..B) (same l, i). Writes approx / flags of those it handles and
-// sets routed[b] for the others (kinks within reach: the general path does them).
+// sets routed[b] = 1 for the others (kinks within reach: the general path does them), 2 where the series did it.
 // Returns false when stopped (poll asked, or another thread saw it).
 inline bool GradChecker::fast_unit(const Coord* cs, size_t B, double eps, double* approx, uint8_t* flags, uint8_t* routed,
                FastScratch& f, const Poll* poll, const std::atomic<bool>& stop) const {
@@ -234,6 +258,28 @@ inline bool GradChecker::fast_unit(const Coord* cs, size_t B, double eps, double
     const double* gmax = f.gmax.data();
     const int* actk = f.act.data();
     double* a = f.a.data();
+    const uint8_t* st = nullptr;  // the series' verdicts: 0 done, 1 kink within reach, 2 the loss-pair form
+    if (f.sp) {
+        // the output Jacobian column per example, x = S[l][i,k] G[:,k], and its |.| bound
+        const int nL = arch_.n(arch_.L());
+        const double* s = S_[l].data() + size_t(i) * mm;
+        f.X.resize(size_t(nL) * mm);
+        f.GX.resize(size_t(nL) * mm);
+        for (int c = 0; c < nL; ++c)
+            for (int k = 0; k < mm; ++k) {
+                const size_t o = size_t(c) * mm + k;
+                f.X[o] = s[k] * f.G[o];
+                f.GX[o] = std::fabs(s[k]) * f.Ga[o];
+            }
+        f.js.resize(B);
+        f.so.resize(B);
+        f.st.resize(B);
+        for (size_t b = 0; b < B; ++b) f.js[b] = cs[b].j;
+        if (stop.load(std::memory_order_relaxed)) return false;
+        if (!f.sp->pwl_unit(l, eps, f.X.data(), f.GX.data(), T, f.js.data(), B, f.so.data(), f.st.data(), f.ss, poll))
+            return false;
+        st = f.st.data();
+    }
     for (size_t b = 0; b < B; ++b) {
         if (b % 2048 == 2047) {
             if (stop.load(std::memory_order_relaxed)) return false;
@@ -241,7 +287,18 @@ inline bool GradChecker::fast_unit(const Coord* cs, size_t B, double eps, double
         }
         const Coord& c = cs[b];
         const double* ar = c.j < 0 ? nullptr : act(l - 1) + size_t(c.j) * mm;
-        if (kinks) {
+        if (st && st[b] != 2) {
+            if (st[b] == 1) {
+                routed[b] = 1;
+            } else {
+                uint8_t fl = 0;
+                approx[c.out] = f.so[b] + reg_term(c, eps, fl);
+                flags[c.out] = fl;
+                routed[b] = 2;  // done, by the series (counted in the stats)
+            }
+            continue;
+        }
+        if (kinks && !st) {
             int bad = 0;
             if (ar) {
 #pragma omp simd reduction(| : bad)

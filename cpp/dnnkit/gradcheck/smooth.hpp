@@ -81,8 +81,9 @@ class SmoothPath {
         lam_.assign(L + 1, {});
         absW_.assign(L + 1, {});
         const bool th = a.hidden == Act::tanh;
+        const int Lh = applies(a) ? L : 0;  // piecewise-linear hidden layers (pwl_unit): the loss part only
         const double c0 = th ? std::cos(rho0) : std::cos(rho0 / 2), cc = c0 * c0;
-        for (int l = 1; l < L; ++l) {
+        for (int l = 1; l < Lh; ++l) {
             const size_t n = size_t(a.n(l)) * M;
             g1_[l].resize(n);
             g2_[l].resize(n);
@@ -117,7 +118,7 @@ class SmoothPath {
                 lam_[l][q] = dd * lam;
             }
         }
-        for (int l = 3; l <= L; ++l) {
+        for (int l = 3; l <= Lh; ++l) {
             const double* w = W(l);
             absW_[l].resize(size_t(a.n(l)) * a.n(l - 1));
             for (size_t q = 0; q < absW_[l].size(); ++q) absW_[l][q] = std::fabs(w[q]);
@@ -206,6 +207,30 @@ class SmoothPath {
         return unit_base(l, i, eps, js, B, out, ok, s, poll);
     }
 
+    // Piecewise-linear hidden layers (relu / leaky_relu / linear; called by the fast path, fast_path.hpp).
+    // Inside the linear region around the unperturbed point, f_k(t) equals F_k(t) = loss_k(Z[L][:,k] + t x_k),
+    // x_k = dZ[L][:,k] / dZ[l][i,k] the region's exact Jacobian column (the fast path's G times S[l][i,k]). F_k is
+    // analytic, and the linear hidden layers add no singularity, so the series and the Cauchy tail bound above hold
+    // as they are, with g^(n) = 0 for n >= 2 and the radius set by the outputs alone: R_k = min(rho0, 1/4 / max_c
+    // gx_c,k) with gx >= |x| (|W| products of |S|). f_k = F_k on the real interval |t| <= eps |a_k| when no unit
+    // crosses its kink there, i.e. when eps |a_k| < T_k for every example with a_k != 0: exactly the fast path's
+    // routing test (T: its thresholds, the unit's own kink and the downstream margins).
+    // x, gx: (nL, m) rows; T: (m). For the coordinates js[b] of unit (l, .): st[b] = 0: out[b] = the series'
+    // centered difference of the data part of the cost; 1: a kink may be within reach (the caller routes it to the
+    // general path, as before); 2: no kink within reach, but the tail bound failed (the caller uses its exact
+    // loss-pair form). Polls `poll` (when given) every 4096 coordinates; returns false when it asked to stop.
+    bool pwl_unit(int l, double eps, const double* x, const double* gx, const double* T, const int* js, size_t B,
+                  double* out, uint8_t* st, Scratch& s, const std::function<bool()>* poll) const {
+#if DNNKIT_HAS_SIMD_CLONES
+        switch (simd::level()) {
+            case simd::avx512: return pwl_avx512(l, eps, x, gx, T, js, B, out, st, s, poll);
+            case simd::avx2: return pwl_avx2(l, eps, x, gx, T, js, B, out, st, s, poll);
+            default: break;
+        }
+#endif
+        return pwl_base(l, eps, x, gx, T, js, B, out, st, s, poll);
+    }
+
    private:
     View v_;
     std::vector<std::vector<double>> g1_, g2_, g3_, lam_, absW_;  // D g', D g''/2, D g'''/6, D Lam; |W|
@@ -228,6 +253,24 @@ class SmoothPath {
     }
 #endif
 
+    __attribute__((noinline)) bool pwl_base(int l, double eps, const double* x, const double* gx, const double* T,
+                                            const int* js, size_t B, double* out, uint8_t* st, Scratch& s,
+                                            const std::function<bool()>* poll) const {
+        return pwl_body(l, eps, x, gx, T, js, B, out, st, s, poll);
+    }
+#if DNNKIT_HAS_SIMD_CLONES
+    DNNKIT_TARGET_AVX2 bool pwl_avx2(int l, double eps, const double* x, const double* gx, const double* T,
+                                     const int* js, size_t B, double* out, uint8_t* st, Scratch& s,
+                                     const std::function<bool()>* poll) const {
+        return pwl_body(l, eps, x, gx, T, js, B, out, st, s, poll);
+    }
+    DNNKIT_TARGET_AVX512 bool pwl_avx512(int l, double eps, const double* x, const double* gx, const double* T,
+                                         const int* js, size_t B, double* out, uint8_t* st, Scratch& s,
+                                         const std::function<bool()>* poll) const {
+        return pwl_body(l, eps, x, gx, T, js, B, out, st, s, poll);
+    }
+#endif
+
     // 8 fixed lanes, combined in a fixed tree: the same sum whatever the vector width
     static inline __attribute__((always_inline)) double tree8(const double* p) {
         return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
@@ -237,7 +280,7 @@ class SmoothPath {
                                                          double* out, uint8_t* ok, Scratch& s,
                                                          const std::function<bool()>* poll) const {
         const Arch& a = *v_.arch;
-        const int L = a.L(), m = v_.m, nL = a.n(L), nl = a.n(l);
+        const int L = a.L(), m = v_.m, nl = a.n(l);
         const size_t M = size_t(m), M3 = 3 * M;
         const double* __restrict e1 = g1_[l].data() + size_t(i) * M;
         const double* __restrict e2 = g2_[l].data() + size_t(i) * M;
@@ -294,6 +337,127 @@ class SmoothPath {
             std::swap(s.P, s.P2);
             std::swap(s.Gm, s.Gm2);
         }
+        loss_coefs(s);
+        // the coordinates: a few fused sums over the examples each
+        if (s.ones.size() != M) s.ones.assign(M, 1.0);
+        const double* Aprev = v_.A[l - 1];
+        const double eps2 = eps * eps, eps4 = eps2 * eps2, invm = 1.0 / m;
+        const double* __restrict c1 = s.c1.data();
+        const double* __restrict c3 = s.c3.data();
+        const double* __restrict ac1 = s.ac1.data();
+        const double* __restrict ac2 = s.ac2.data();
+        const double* __restrict beta = s.beta.data();
+        const double* __restrict invR = s.invR.data();
+        for (size_t b = 0; b < B; ++b) {
+            if (poll && b % 4096 == 4095 && (*poll)()) return false;
+            const double* __restrict x = js[b] < 0 ? s.ones.data() : Aprev + size_t(js[b]) * M;
+            double s1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s3[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            double sa[8] = {0, 0, 0, 0, 0, 0, 0, 0}, se[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            double sx[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            size_t k = 0;
+            for (; k + 8 <= M; k += 8)
+                for (int t = 0; t < 8; ++t) {
+                    const double v = x[k + t], av = std::fabs(v), v2 = v * v, r = av * invR[k + t];
+                    s1[t] += c1[k + t] * v;
+                    s3[t] += c3[k + t] * (v2 * v);
+                    sa[t] += ac1[k + t] * av;
+                    sb[t] += ac2[k + t] * v2;
+                    se[t] += beta[k + t] * ((v2 * v2) * av);
+                    sx[t] = sx[t] < r ? r : sx[t];
+                }
+            for (; k < M; ++k) {
+                const int t = int(k & 7);
+                const double v = x[k], av = std::fabs(v), v2 = v * v, r = av * invR[k];
+                s1[t] += c1[k] * v;
+                s3[t] += c3[k] * (v2 * v);
+                sa[t] += ac1[k] * av;
+                sb[t] += ac2[k] * v2;
+                se[t] += beta[k] * ((v2 * v2) * av);
+                sx[t] = sx[t] < r ? r : sx[t];
+            }
+            double X = 0.0;
+            for (int t = 0; t < 8; ++t) X = X < sx[t] ? sx[t] : X;
+            const double V1 = tree8(s1), V3 = tree8(s3), S = tree8(sa) + eps * tree8(sb), E = tree8(se);
+            out[b] = (V1 + eps2 * V3) * invm;
+            ok[b] = uint8_t(eps * X <= 0.5 && eps4 * E <= tol * S);
+        }
+        return true;
+    }
+
+    inline __attribute__((always_inline)) bool pwl_body(int l, double eps, const double* __restrict xs,
+                                                        const double* __restrict gx, const double* __restrict T,
+                                                        const int* js, size_t B, double* out, uint8_t* st,
+                                                        Scratch& s, const std::function<bool()>* poll) const {
+        const int nL = v_.arch->n(v_.arch->L());
+        const size_t M = size_t(v_.m), M3 = 3 * M;
+        // the output series: order 1 only (the hidden layers are linear in the region); no hidden gains
+        s.gmax.assign(M, 0.0);
+        s.P.assign(size_t(nL) * M3, 0.0);
+        s.Gm.resize(size_t(nL) * M);
+        for (int c = 0; c < nL; ++c) {
+            std::copy_n(xs + size_t(c) * M, M, s.P.data() + size_t(c) * M3);
+            std::copy_n(gx + size_t(c) * M, M, s.Gm.data() + size_t(c) * M);
+        }
+        loss_coefs(s);
+        if (s.ones.size() != M) s.ones.assign(M, 1.0);
+        const double* Aprev = v_.A[l - 1];
+        const double eps2 = eps * eps, eps4 = eps2 * eps2, invm = 1.0 / double(v_.m);
+        const double* __restrict c1 = s.c1.data();
+        const double* __restrict c3 = s.c3.data();
+        const double* __restrict ac1 = s.ac1.data();
+        const double* __restrict ac2 = s.ac2.data();
+        const double* __restrict beta = s.beta.data();
+        const double* __restrict invR = s.invR.data();
+        for (size_t b = 0; b < B; ++b) {
+            if (poll && b % 4096 == 4095 && (*poll)()) return false;
+            const double* __restrict x = js[b] < 0 ? s.ones.data() : Aprev + size_t(js[b]) * M;
+            double s1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s3[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            double sa[8] = {0, 0, 0, 0, 0, 0, 0, 0}, se[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            double sx[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            int kb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            size_t k = 0;
+            for (; k + 8 <= M; k += 8)
+                for (int t = 0; t < 8; ++t) {
+                    const double v = x[k + t], av = std::fabs(v), v2 = v * v, r = av * invR[k + t];
+                    kb[t] |= int(eps * av >= T[k + t]) & int(v != 0.0);  // fast_path.hpp's routing test
+                    s1[t] += c1[k + t] * v;
+                    s3[t] += c3[k + t] * (v2 * v);
+                    sa[t] += ac1[k + t] * av;
+                    sb[t] += ac2[k + t] * v2;
+                    se[t] += beta[k + t] * ((v2 * v2) * av);
+                    sx[t] = sx[t] < r ? r : sx[t];
+                }
+            for (; k < M; ++k) {
+                const int t = int(k & 7);
+                const double v = x[k], av = std::fabs(v), v2 = v * v, r = av * invR[k];
+                kb[t] |= int(eps * av >= T[k]) & int(v != 0.0);
+                s1[t] += c1[k] * v;
+                s3[t] += c3[k] * (v2 * v);
+                sa[t] += ac1[k] * av;
+                sb[t] += ac2[k] * v2;
+                se[t] += beta[k] * ((v2 * v2) * av);
+                sx[t] = sx[t] < r ? r : sx[t];
+            }
+            double X = 0.0;
+            int bad = 0;
+            for (int t = 0; t < 8; ++t) {
+                X = X < sx[t] ? sx[t] : X;
+                bad |= kb[t];
+            }
+            const double V1 = tree8(s1), V3 = tree8(s3), S = tree8(sa) + eps * tree8(sb), E = tree8(se);
+            out[b] = (V1 + eps2 * V3) * invm;
+            st[b] = bad ? uint8_t(1) : uint8_t(eps * X <= 0.5 && eps4 * E <= tol * S ? 0 : 2);
+        }
+        return true;
+    }
+
+    // The loss part of a unit (shared by the smooth and the piecewise-linear series): from the output series
+    // (nL, 3m) in s.P (orders 1..3 per example), its gains s.Gm (nL, m) and the hidden gains s.gmax (m), the
+    // coefficients c1, c3 (s.c1, s.c3), |c1|, |c2| (s.ac1, s.ac2), the tail coefficient beta and 1 / R per example.
+    inline __attribute__((always_inline)) void loss_coefs(Scratch& s) const {
+        const Arch& a = *v_.arch;
+        const int nL = a.n(a.L());
+        const size_t M = size_t(v_.m), M3 = 3 * M;
         // the loss: c1, c3 and the bound coefficient mu per example, from the output series (nL, 3m) in s.P
         s.c1.assign(M, 0.0);
         s.c2.assign(M, 0.0);
@@ -407,50 +571,6 @@ class SmoothPath {
                 ac2[k] = std::fabs(c2[k]);
             }
         }
-        // the coordinates: a few fused sums over the examples each
-        if (s.ones.size() != M) s.ones.assign(M, 1.0);
-        const double* Aprev = v_.A[l - 1];
-        const double eps2 = eps * eps, eps4 = eps2 * eps2, invm = 1.0 / m;
-        const double* __restrict c1 = s.c1.data();
-        const double* __restrict c3 = s.c3.data();
-        const double* __restrict ac1 = s.ac1.data();
-        const double* __restrict ac2 = s.ac2.data();
-        const double* __restrict beta = s.beta.data();
-        const double* __restrict invR = s.invR.data();
-        for (size_t b = 0; b < B; ++b) {
-            if (poll && b % 4096 == 4095 && (*poll)()) return false;
-            const double* __restrict x = js[b] < 0 ? s.ones.data() : Aprev + size_t(js[b]) * M;
-            double s1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s3[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            double sa[8] = {0, 0, 0, 0, 0, 0, 0, 0}, se[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            double sx[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            size_t k = 0;
-            for (; k + 8 <= M; k += 8)
-                for (int t = 0; t < 8; ++t) {
-                    const double v = x[k + t], av = std::fabs(v), v2 = v * v, r = av * invR[k + t];
-                    s1[t] += c1[k + t] * v;
-                    s3[t] += c3[k + t] * (v2 * v);
-                    sa[t] += ac1[k + t] * av;
-                    sb[t] += ac2[k + t] * v2;
-                    se[t] += beta[k + t] * ((v2 * v2) * av);
-                    sx[t] = sx[t] < r ? r : sx[t];
-                }
-            for (; k < M; ++k) {
-                const int t = int(k & 7);
-                const double v = x[k], av = std::fabs(v), v2 = v * v, r = av * invR[k];
-                s1[t] += c1[k] * v;
-                s3[t] += c3[k] * (v2 * v);
-                sa[t] += ac1[k] * av;
-                sb[t] += ac2[k] * v2;
-                se[t] += beta[k] * ((v2 * v2) * av);
-                sx[t] = sx[t] < r ? r : sx[t];
-            }
-            double X = 0.0;
-            for (int t = 0; t < 8; ++t) X = X < sx[t] ? sx[t] : X;
-            const double V1 = tree8(s1), V3 = tree8(s3), S = tree8(sa) + eps * tree8(sb), E = tree8(se);
-            out[b] = (V1 + eps2 * V3) * invm;
-            ok[b] = uint8_t(eps * X <= 0.5 && eps4 * E <= tol * S);
-        }
-        return true;
     }
 };
 
