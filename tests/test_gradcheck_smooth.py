@@ -34,7 +34,9 @@ def exact_cd(net, X, Y, eps, l2=0.0, l1=0.0, kp=None, masks=None, indices=None, 
     kp = kp or [1.0] * L
     scale = [None if masks is None or masks[l] is None else
              [[mp.mpf(float(v)) / mp.mpf(kp[l]) for v in row] for row in masks[l]] for l in range(L)]
-    act = {"tanh": mp.tanh, "sigmoid": lambda z: 1 / (1 + mp.exp(-z)), "linear": lambda z: z}
+    alpha = mp.mpf(float(net.alpha))
+    act = {"tanh": mp.tanh, "sigmoid": lambda z: 1 / (1 + mp.exp(-z)), "linear": lambda z: z,
+           "relu": lambda z: z if z > 0 else mp.mpf(0), "leaky_relu": lambda z: z if z > 0 else alpha * z}
 
     def J(th):
         off, A = 0, [row[:] for row in Xm]
