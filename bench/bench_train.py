@@ -49,9 +49,15 @@ def best_time(fn, steps, reps, min_time=0.2):
     return best_times([fn], steps, reps, min_time)[0]
 
 
-def timings(fns, steps, reps, min_time=0.2):
-    """dnnkit._timing.Timing of each fn(n) (n steps per call), interleaved rounds."""
-    ts = compare(fns, rounds=reps, min_time=min_time, inner=True, start=steps)
+PAUSE = 0.2  # seconds before each turn (--pause): see timings
+
+
+def timings(fns, steps, reps, min_time=0.2, pause=None):
+    """dnnkit._timing.Timing of each fn(n) (n steps per call), interleaved rounds. Each turn starts after a
+    `pause` (default PAUSE, not timed): NumPy's threaded OpenBLAS keeps its pthreads spinning for ~0.1 s after
+    a call, and the next alternative would otherwise start on cores still busy with that spin (last session's
+    reference rows collapsed to 12-539 steps/s that way)."""
+    ts = compare(fns, rounds=reps, min_time=min_time, inner=True, start=steps, pause=PAUSE if pause is None else pause)
     if os.environ.get("BENCH_DEBUG"):
         for i, t in enumerate(ts):
             print(f"    fn{i}: {t.number} steps, {t.fmt(1e6, 'us', 1)} per step", file=sys.stderr)
@@ -109,7 +115,25 @@ def bench_dnnkit(dims, m, dtype, keep, once=False, validation=None, early_stoppi
     return run
 
 
-def bench_reference(dims, m, dtype, keep):
+def blas_threads(fn, n_threads):
+    """fn(n) run with NumPy's OpenBLAS limited to n_threads (threadpoolctl; None: as it is)."""
+    if n_threads is None:
+        return fn
+    from threadpoolctl import threadpool_limits
+
+    def run(n):
+        with threadpool_limits(n_threads, user_api="blas"):
+            fn(n)
+
+    return run
+
+
+def bench_reference(dims, m, dtype, keep, blas=None):
+    """The course step; blas = NumPy's BLAS thread count (None: its default, all cores)."""
+    return blas_threads(_bench_reference(dims, m, dtype, keep), blas)
+
+
+def _bench_reference(dims, m, dtype, keep):
     out, loss = output_of(dims)
     params = {k: v.astype(dtype) for k, v in dk.initialize_parameters(dims, "he", rng=0).items()}
     X, Y = data(dims, m, dtype)
@@ -211,6 +235,19 @@ def bench_backward_loop(dims, m, dtype):
     return run
 
 
+def bench_fit_per_step(dims, m, dtype):
+    """One `net.fit(X, Y, epochs=1)` call per step: the one-call path with a native update."""
+    out, loss = output_of(dims)
+    net = dk.Network(dims, output=out, loss=loss, dtype=dtype).initialize("he", rng=0)
+    X, Y = data(dims, m, dtype)
+
+    def run(n):
+        for _ in range(n):
+            net.fit(X, Y, epochs=1, learning_rate=LR)
+
+    return run
+
+
 def bench_torch(dims, m, dtype, keep, threads):
     import torch
 
@@ -243,12 +280,56 @@ def bench_torch(dims, m, dtype, keep, threads):
     return run
 
 
-def gemm_peak(dtype, n=2048, reps=3):
-    """GFLOP/s of one n x n x n GEMM in NumPy's OpenBLAS (all its threads): this machine's practical peak."""
+PEAK_N = 2048
+
+
+def peak_gemm(dtype, n=PEAK_N, blas=None):
+    """fn(k): k n x n x n GEMMs in NumPy's OpenBLAS (blas threads; None: all cores): 2 n^3 flops each. Run
+    as one more alternative in a table's rounds, so each round's "% of peak" compares with the peak measured
+    under the same load (the peak itself varied 53-111 GFLOP/s float64 between a loaded and a quiet hour)."""
     a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
     b = a.copy()
-    best = _best(lambda: a @ b, reps)
-    return 2.0 * n ** 3 / best / 1e9
+    c = np.empty_like(a)
+
+    def run(k):
+        for _ in range(k):
+            np.matmul(a, b, out=c)
+
+    return blas_threads(run, blas)
+
+
+def gemm_peak(dtype, n=PEAK_N, reps=5, blas=None):
+    """GFLOP/s of one n x n x n GEMM in NumPy's OpenBLAS: median and best over `reps` paused rounds."""
+    t = timings([peak_gemm(dtype, n, blas)], 1, reps, 0.3)[0]
+    return 2.0 * n ** 3 / t.median / 1e9, 2.0 * n ** 3 / t.best / 1e9
+
+
+def torch_peak(dtype, threads, n=PEAK_N, reps=5):
+    """The same GEMM in PyTorch (MKL), GFLOP/s median and best: what torch's own GEMM reaches here."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.from_numpy(np.random.default_rng(0).standard_normal((n, n)).astype(dtype))
+    c = torch.empty_like(a)
+
+    def run(k):
+        for _ in range(k):
+            torch.mm(a, a, out=c)
+
+    t = timings([run], 1, reps, 0.3)[0]
+    return 2.0 * n ** 3 / t.median / 1e9, 2.0 * n ** 3 / t.best / 1e9
+
+
+def pct_of_peak(t_step, t_peak, flops, n=PEAK_N):
+    """dnnkit's GFLOP/s as % of the GEMM peak, per round (both timed in the same round): median (range)."""
+    r = 100.0 * (flops / t_step.times) / (2.0 * n ** 3 / t_peak.times)
+    return f"{np.median(r):.0f}% ({r.min():.0f}-{r.max():.0f})"
+
+
+def ref_best(ts_ref):
+    """The reference at its best BLAS thread count: (Timing, label) of the lower median."""
+    k = int(np.argmin([t.median for t in ts_ref]))
+    return ts_ref[k], ("2 thr", "1 thr")[k]
 
 
 def _best(f, reps):
@@ -300,7 +381,9 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--nets", default="small,medium,large", help="comma-separated subset of the step table's nets")
+    ap.add_argument("--pause", type=float, default=PAUSE, help="seconds of sleep before each timed turn")
     args = ap.parse_args()
+    globals()["PAUSE"] = args.pause
     reps = 2 if args.quick else args.reps
     threads = dk.get_num_threads()
     try:
@@ -328,32 +411,70 @@ def main():
     print(f"- load before: {os.getloadavg()}")
     print()
 
-    peaks = {np.float64: gemm_peak(np.float64), np.float32: gemm_peak(np.float32)}
-    print(f"GEMM peak (NumPy OpenBLAS, 2048^3, {threads} threads): float64 {peaks[np.float64]:.1f} GFLOP/s, "
-          f"float32 {peaks[np.float32]:.1f} GFLOP/s\n")
+    peaks = {dt: gemm_peak(dt) for dt in (np.float64, np.float32)}
+    peaks1 = {dt: gemm_peak(dt, blas=1) for dt in (np.float64, np.float32)}
+    tpeaks = {dt: torch_peak(dt, threads) for dt in (np.float64, np.float32)} if have_torch else {}
+    print(f"GEMM peak (NumPy's OpenBLAS, {PEAK_N}^3, median (best) of {max(reps, 5)} rounds, {PAUSE} s pause "
+          "before each):")
+    for dt in (np.float64, np.float32):
+        tp = tpeaks.get(dt)
+        print(f"- {np.dtype(dt).name}: {threads} threads {peaks[dt][0]:.1f} ({peaks[dt][1]:.1f}) GFLOP/s; 1 thread "
+              f"{peaks1[dt][0]:.1f} ({peaks1[dt][1]:.1f})"
+              + (f"; PyTorch (MKL) {threads} threads {tp[0]:.1f} ({tp[1]:.1f})" if tp else ""))
+    print("\nThe tables' \"% of GEMM peak\" is per round: dnnkit's GFLOP/s over the peak GEMM's, timed as one more "
+          "alternative in the same round (the same load), median (range) over the rounds.\n")
+    nets = args.nets.split(",")
+    configs = [c for c in (CONFIGS[:2] if args.quick else CONFIGS) if c[0] in nets]
 
-    print(f"## Steps per second, default call (median of {reps} interleaved rounds, range in brackets; higher is better)\n")
-    print("| net | m | dtype | dropout | dnnkit `fit` default | dnnkit log_every=n | reference | torch | "
-          "default vs reference | default vs torch | dnnkit GFLOP/s (% of GEMM peak) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    configs = [c for c in (CONFIGS[:2] if args.quick else CONFIGS) if c[0] in args.nets.split(",")]
+    if any(c[0] == "small" for c in configs):
+        print(f"## Steps per second, default call (median of {reps} interleaved rounds, range in brackets; higher is better)\n")
+        print("| net | m | dtype | dropout | dnnkit `fit` default | dnnkit log_every=n | reference | torch | "
+              "default vs reference | default vs torch |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
     for name, dims, m in configs:
+        if name != "small":
+            continue
         for dtype in (np.float32, np.float64):
             for keep in (1.0, KEEP):
-                big = name == "large"
-                n0 = 1 if big else (20 if name == "medium" else 500)
-                mt = 0.5 if big else 0.25
                 fns = [bench_dnnkit(dims, m, dtype, keep), bench_dnnkit(dims, m, dtype, keep, once=True),
                        bench_reference(dims, m, dtype, keep)]
                 if have_torch:
                     fns.append(bench_torch(dims, m, dtype, keep, threads))
-                ts = timings(fns, n0, reps, mt)
-                gf = step_flops(dims, m) / ts[0].median / 1e9
+                ts = timings(fns, 500, reps, 0.25)
                 pt = ts[3] if have_torch else None
                 print(f"| {name} {dims} | {m} | {np.dtype(dtype).name} | {'keep 0.8' if keep < 1 else 'none'} | "
                       f"{rate(ts[0])} | {rate(ts[1])} | {rate(ts[2])} | {rate(pt) if pt else '-'} | "
-                      f"{ratio(ts[0], ts[2])} | {ratio(ts[0], pt) if pt else '-'} | "
-                      f"{gf:.1f} ({100 * gf / peaks[dtype]:.0f}%) |", flush=True)
+                      f"{ratio(ts[0], ts[2])} | {ratio(ts[0], pt) if pt else '-'} |", flush=True)
+    print()
+
+    if any(c[0] != "small" for c in configs):
+        print(f"## Medium and large nets: steps per second, default call (median of {reps} interleaved rounds, "
+              "range in brackets)\n")
+        print("The reference runs with NumPy's OpenBLAS at 2 threads (its default) and at 1 thread (threadpoolctl); "
+              "\"vs reference\" is against the faster of the two (named). Every turn starts after a "
+              f"{PAUSE} s pause.\n")
+        print("| net | m | dtype | dropout | dnnkit `fit` default | dnnkit log_every=n | reference 2 thr | "
+              "reference 1 thr | torch | default vs reference | default vs torch | dnnkit % of GEMM peak |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, dims, m in configs:
+        if name == "small":
+            continue
+        big = name == "large"
+        for dtype in (np.float32, np.float64):
+            for keep in (1.0, KEEP):
+                n0, mt = (1, 0.5) if big else (20, 0.25)
+                fns = [bench_dnnkit(dims, m, dtype, keep), bench_dnnkit(dims, m, dtype, keep, once=True),
+                       bench_reference(dims, m, dtype, keep), bench_reference(dims, m, dtype, keep, blas=1),
+                       peak_gemm(dtype)]
+                if have_torch:
+                    fns.append(bench_torch(dims, m, dtype, keep, threads))
+                ts = timings(fns, n0, reps, mt)
+                pt = ts[5] if have_torch else None
+                rb, rl = ref_best(ts[2:4])
+                print(f"| {name} {dims} | {m} | {np.dtype(dtype).name} | {'keep 0.8' if keep < 1 else 'none'} | "
+                      f"{rate(ts[0])} | {rate(ts[1])} | {rate(ts[2])} | {rate(ts[3])} | {rate(pt) if pt else '-'} | "
+                      f"{ratio(ts[0], rb)} ({rl}) | {ratio(ts[0], pt) if pt else '-'} | "
+                      f"{pct_of_peak(ts[0], ts[4], step_flops(dims, m))} |", flush=True)
     print()
 
     print(f"## Dev-set monitoring every epoch (full batch, no dropout; median of {reps} rounds)\n")
@@ -380,35 +501,43 @@ def main():
     print("dnnkit: `fit(X, Y, epochs=n, learning_rate=0.01, batch_size=64)` (default arguments otherwise). Reference: "
           "a permutation per epoch, batches sliced from it. PyTorch: `torch.randperm` per epoch and indexing, no "
           "DataLoader.\n")
-    print("| dtype | dnnkit epochs/s | reference | torch | vs reference | vs torch | dnnkit GFLOP/s (% of peak) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| dtype | dnnkit epochs/s | reference 2 thr | reference 1 thr | torch | vs reference | vs torch | "
+          "dnnkit % of GEMM peak |")
+    print("|---|---|---|---|---|---|---|---|")
     dims = CONFIGS[1][1]
     for dtype in (np.float32, np.float64):
-        fns = [bench_dnnkit(dims, mm, dtype, 1.0, batch_size=batch), bench_reference_minibatch(dims, mm, dtype, batch)]
+        fns = [bench_dnnkit(dims, mm, dtype, 1.0, batch_size=batch), bench_reference_minibatch(dims, mm, dtype, batch),
+               blas_threads(bench_reference_minibatch(dims, mm, dtype, batch), 1), peak_gemm(dtype)]
         if have_torch:
             fns.append(bench_torch_minibatch(dims, mm, dtype, batch, threads))
         ts = timings(fns, 2, reps, 0.25)
-        pt = ts[2] if have_torch else None
-        gf = step_flops(dims, mm) / ts[0].median / 1e9
-        print(f"| {np.dtype(dtype).name} | {rate(ts[0])} | {rate(ts[1])} | {rate(pt) if pt else '-'} | "
-              f"{ratio(ts[0], ts[1])} | {ratio(ts[0], pt) if pt else '-'} | {gf:.1f} ({100 * gf / peaks[dtype]:.0f}%) |",
-              flush=True)
+        pt = ts[4] if have_torch else None
+        rb, rl = ref_best(ts[1:3])
+        print(f"| {np.dtype(dtype).name} | {rate(ts[0])} | {rate(ts[1])} | {rate(ts[2])} | {rate(pt) if pt else '-'} | "
+              f"{ratio(ts[0], rb)} ({rl}) | {ratio(ts[0], pt) if pt else '-'} | "
+              f"{pct_of_peak(ts[0], ts[3], step_flops(dims, mm))} |", flush=True)
     print()
 
     print(f"## One Python call per step: `net.backward` in a user's loop (medium net, m = 256; median of {reps} rounds)\n")
-    print("dnnkit: `net.backward(X, Y)` then `theta -= lr * net.grad_vector` (NumPy). Reference and torch: their "
-          "steps as above; dnnkit `fit` default for comparison.\n")
-    print("| dtype | net.backward loop steps/s | fit default | reference | torch | loop vs reference | loop vs torch |")
-    print("|---|---|---|---|---|---|---|")
+    print("dnnkit: `net.backward(X, Y)` then `theta -= lr * net.grad_vector` (NumPy), as a course-style loop; "
+          "`fit(epochs=1)` called once per step (the update native, but a trainer built per call); `fit` default "
+          "(all steps in one call) for comparison. Reference (faster of 2 / 1 BLAS threads) and torch: their steps "
+          "as above.\n")
+    print("| dtype | net.backward loop steps/s | fit(epochs=1) per step | fit default | reference 2 thr | "
+          "reference 1 thr | torch | loop vs reference | loop vs torch |")
+    print("|---|---|---|---|---|---|---|---|---|")
     name, dims, m = CONFIGS[1]
     for dtype in (np.float32, np.float64):
-        fns = [bench_backward_loop(dims, m, dtype), bench_dnnkit(dims, m, dtype, 1.0), bench_reference(dims, m, dtype, 1.0)]
+        fns = [bench_backward_loop(dims, m, dtype), bench_fit_per_step(dims, m, dtype), bench_dnnkit(dims, m, dtype, 1.0),
+               bench_reference(dims, m, dtype, 1.0), bench_reference(dims, m, dtype, 1.0, blas=1)]
         if have_torch:
             fns.append(bench_torch(dims, m, dtype, 1.0, threads))
         ts = timings(fns, 20, reps, 0.25)
-        pt = ts[3] if have_torch else None
-        print(f"| {np.dtype(dtype).name} | {rate(ts[0])} | {rate(ts[1])} | {rate(ts[2])} | {rate(pt) if pt else '-'} | "
-              f"{ratio(ts[0], ts[2])} | {ratio(ts[0], pt) if pt else '-'} |", flush=True)
+        pt = ts[5] if have_torch else None
+        rb, rl = ref_best(ts[3:5])
+        print(f"| {np.dtype(dtype).name} | {rate(ts[0])} | {rate(ts[1])} | {rate(ts[2])} | {rate(ts[3])} | "
+              f"{rate(ts[4])} | {rate(pt) if pt else '-'} | {ratio(ts[0], rb)} ({rl}) | "
+              f"{ratio(ts[0], pt) if pt else '-'} |", flush=True)
     print()
 
     print("## Dropout mask generation, 1024 x 1024, keep 0.8 (ns per element; lower is better)\n")

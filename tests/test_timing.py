@@ -22,3 +22,14 @@ def test_calibration_grows_until_a_round_lasts_min_time():
     assert t.number >= 2  # one call takes microseconds
     assert t.best <= t.median <= t.worst
     assert "median" in t.fmt() and "range" in t.fmt() and "2 rounds" in t.fmt()
+
+
+def test_pause_is_slept_before_each_turn_and_not_timed(monkeypatch):
+    import dnnkit._timing as timing
+
+    events = []
+    monkeypatch.setattr(timing.time, "sleep", lambda s: events.append(("sleep", s)))
+    ta, tb = compare([lambda: events.append("a"), lambda: events.append("b")], rounds=2, number=1, pause=0.3)
+    assert events == ["a", "b"] + [("sleep", 0.3), "a", ("sleep", 0.3), "b"] * 2  # none around the warm-up
+    ta, = compare([lambda: events.append("c")], rounds=2, number=1)  # default: no pause
+    assert ("sleep", 0.3) not in events[10:] and events[10:] == ["c"] * 3

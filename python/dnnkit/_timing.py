@@ -65,12 +65,14 @@ def _calibrate(fn: Callable, min_time: float, inner: bool, start: int) -> int:
 
 
 def compare(fns: Sequence[Callable], rounds: int = 7, number: int | None = None, min_time: float = 0.05,
-            inner: bool = False, start: int = 1, warmup: bool = True) -> list[Timing]:
+            inner: bool = False, start: int = 1, warmup: bool = True, pause: float = 0.0) -> list[Timing]:
     """Time the alternatives ``fns`` interleaved: in each of ``rounds`` rounds every function runs once, in turn.
 
     number: repetitions per round (all functions); None calibrates each function so that a round lasts about
     ``min_time`` seconds (from ``start`` repetitions up). inner: ``fn(n)`` performs the n repetitions itself
     (a native loop that runs n steps); otherwise ``fn()`` is one repetition and is called n times here.
+    pause: seconds of sleep before each turn (not timed), so that a thread pool the previous alternative left
+    spinning (OpenBLAS's pthreads spin ~0.1 s after a threaded call) has gone idle before the next one starts.
     """
     fns = list(fns)
     if warmup:
@@ -81,6 +83,8 @@ def compare(fns: Sequence[Callable], rounds: int = 7, number: int | None = None,
     results = [None] * len(fns)
     for _ in range(rounds):
         for i, f in enumerate(fns):
+            if pause > 0:
+                time.sleep(pause)
             dt, results[i] = _run(f, counts[i], inner)
             times[i].append(dt / counts[i])
     return [Timing(np.asarray(t), n, r) for t, n, r in zip(times, counts, results)]
