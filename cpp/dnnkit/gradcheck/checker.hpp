@@ -289,6 +289,7 @@ class GradChecker {
     // Prepares unit (l, i): G, margins, thresholds T (per example), the active examples (S[l][i,k] != 0) and the
     // loss coefficients gathered on them (Gs = eps S G, output probabilities / sigmoids P, labels).
     void fast_prepare(int l, int i, double eps, FastScratch& f) const;
+    void fast_gather(int l, int i, double eps, FastScratch& f) const;  // the loss pairs' inputs (fast_path.hpp)
     // margin of hidden layer lp, unit u, with a Jacobian constant over the examples (layer l+1): aw = |J| (1 + tau)
     void margin_row(int lp, int u, double aw, double* M) const;
     // margin of hidden layer lp from per-example Jacobians J (n_lp, m) and their |.| bounds Ja

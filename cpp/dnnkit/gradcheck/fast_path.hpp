@@ -43,6 +43,7 @@ struct GradChecker::FastScratch {
     std::vector<uint8_t> st;
     const SmoothPath* sp = nullptr;  // the series (nullptr: the loss-pair form for every coordinate)
     SmoothPath::Scratch ss;
+    bool gathered = false;  // act, Gs, P, Yq, YG, gmax, a, So, Se, f are for this unit (fast_gather)
 };
 
 // the loss pair l(z + v) - l(z - v) of example k for the output change v[c] (stride 1); exact, any |v|
@@ -118,7 +119,17 @@ inline void GradChecker::fast_prepare(int l, int i, double eps, FastScratch& f) 
         }
         f.T[k] = t;
     }
-    // active examples (delta_k != 0 possible) and the loss coefficients gathered on them
+    // the loss pairs' inputs: now, or (with the series) only if a coordinate needs them
+    f.gathered = false;
+    if (!f.sp) fast_gather(l, i, eps, f);
+}
+
+// The loss pairs' inputs for unit (l, i): the active examples (delta_k != 0 possible) and the loss coefficients
+// gathered on them.
+inline void GradChecker::fast_gather(int l, int i, double eps, FastScratch& f) const {
+    const int L = arch_.L(), mm = m_, nL = arch_.n(L);
+    const double* s = S_[l].data() + size_t(i) * mm;
+    f.gathered = true;
     f.act.clear();
     for (int k = 0; k < mm; ++k)
         if (s[k] != 0.0) f.act.push_back(k);
@@ -252,12 +263,8 @@ inline bool GradChecker::fast_unit(const Coord* cs, size_t B, double eps, double
     const int l = cs[0].l, i = cs[0].i, mm = m_;
     fast_prepare(l, i, eps, f);
     const bool kinks = has_kinks(arch_.hidden);
-    const int na = int(f.act.size());
     const double inv = 1.0 / (2.0 * eps * mm);
     const double* T = f.T.data();
-    const double* gmax = f.gmax.data();
-    const int* actk = f.act.data();
-    double* a = f.a.data();
     const uint8_t* st = nullptr;  // the series' verdicts: 0 done, 1 kink within reach, 2 the loss-pair form
     if (f.sp) {
         // the output Jacobian column per example, x = S[l][i,k] G[:,k], and its |.| bound
@@ -312,6 +319,11 @@ inline bool GradChecker::fast_unit(const Coord* cs, size_t B, double eps, double
                 continue;
             }
         }
+        if (!f.gathered) fast_gather(l, i, eps, f);
+        const int na = int(f.act.size());
+        const double* gmax = f.gmax.data();
+        const int* actk = f.act.data();
+        double* a = f.a.data();
         double vmax = 0.0;
         if (ar) {
             for (int q = 0; q < na; ++q) a[q] = ar[actk[q]];

@@ -451,6 +451,55 @@ class SmoothPath {
         return true;
     }
 
+    // loss_coefs' first pass over the outputs, K: 0 ce, 1 bce, 2 mse, 3 mse through a sigmoid
+    template <int K>
+    inline __attribute__((always_inline)) void loss_pass1(const Scratch& s, double* __restrict c1,
+                                                          double* __restrict c2, double* __restrict c3,
+                                                          double* __restrict A1, double* __restrict A2,
+                                                          double* __restrict pg, double* __restrict go,
+                                                          double* __restrict ex, double* __restrict ey) const {
+        const int nL = v_.arch->n(v_.arch->L());
+        const size_t M = size_t(v_.m), M3 = 3 * M;
+        for (int c = 0; c < nL; ++c) {
+            const double* __restrict p = s.P.data() + size_t(c) * M3;
+            const double* __restrict gm = s.Gm.data() + size_t(c) * M;
+            const double* __restrict f0 = o0_.data() + size_t(c) * M;
+            const double* __restrict f1 = o1_.data() + size_t(c) * M;
+            const double* __restrict f2 = o2_.data() + size_t(c) * M;
+            const double* __restrict f3 = o3_.data() + size_t(c) * M;
+            const double* __restrict u1 = w1_.data() + size_t(c) * M;
+            const double* __restrict u2 = w2_.data() + size_t(c) * M;
+            for (size_t k = 0; k < M; ++k) {
+                const double x = p[k], y = p[M + k], w = p[2 * M + k], g = gm[k];
+                A1[k] += u1[k] * g;
+                A2[k] += u2[k] * (g * g);
+                go[k] = std::max(go[k], g);
+                if constexpr (K == 0) {  // f0 = p, f1 = p - y; first pass: means, linear parts
+                    c1[k] += f1[k] * x;
+                    c2[k] += f1[k] * y;
+                    c3[k] += f1[k] * w;
+                    ex[k] += f0[k] * x;
+                    ey[k] += f0[k] * y;
+                    pg[k] += f0[k] * g;
+                } else if constexpr (K == 1) {  // f0 = s - y, f1 = s q, f2 = s q (q - s) / 6
+                    c1[k] += f0[k] * x;
+                    c2[k] += f0[k] * y + (0.5 * f1[k]) * (x * x);
+                    c3[k] += (f0[k] * w + f1[k] * (x * y)) + f2[k] * (x * (x * x));
+                } else if constexpr (K == 2) {  // mse: f0 = a - y
+                    c1[k] += f0[k] * x;
+                    c2[k] += f0[k] * y + 0.5 * (x * x);
+                    c3[k] += f0[k] * w + x * y;
+                } else {  // mse through a sigmoid: f0 = a - y, f1..f3 = sigma', sigma''/2, sigma'''/6
+                    const double b1 = f1[k] * x, b2 = f1[k] * y + f2[k] * (x * x);
+                    const double b3 = (f1[k] * w + (2.0 * f2[k]) * (x * y)) + f3[k] * (x * (x * x));
+                    c1[k] += f0[k] * b1;
+                    c2[k] += f0[k] * b2 + 0.5 * (b1 * b1);
+                    c3[k] += f0[k] * b3 + b1 * b2;
+                }
+            }
+        }
+    }
+
     // The loss part of a unit (shared by the smooth and the piecewise-linear series): from the output series
     // (nL, 3m) in s.P (orders 1..3 per example), its gains s.Gm (nL, m) and the hidden gains s.gmax (m), the
     // coefficients c1, c3 (s.c1, s.c3), |c1|, |c2| (s.ac1, s.ac2), the tail coefficient beta and 1 / R per example.
@@ -481,44 +530,11 @@ class SmoothPath {
             }
             double* __restrict ex = s.ex.data();
             double* __restrict ey = s.ey.data();
-            for (int c = 0; c < nL; ++c) {
-                const double* __restrict p = s.P.data() + size_t(c) * M3;
-                const double* __restrict gm = s.Gm.data() + size_t(c) * M;
-                const double* __restrict f0 = o0_.data() + size_t(c) * M;
-                const double* __restrict f1 = o1_.data() + size_t(c) * M;
-                const double* __restrict f2 = o2_.data() + size_t(c) * M;
-                const double* __restrict f3 = o3_.data() + size_t(c) * M;
-                const double* __restrict u1 = w1_.data() + size_t(c) * M;
-                const double* __restrict u2 = w2_.data() + size_t(c) * M;
-                for (size_t k = 0; k < M; ++k) {
-                    const double x = p[k], y = p[M + k], w = p[2 * M + k], g = gm[k];
-                    A1[k] += u1[k] * g;
-                    A2[k] += u2[k] * (g * g);
-                    go[k] = std::max(go[k], g);
-                    if (ce) {  // f0 = p, f1 = p - y; first pass: means, linear parts
-                        c1[k] += f1[k] * x;
-                        c2[k] += f1[k] * y;
-                        c3[k] += f1[k] * w;
-                        ex[k] += f0[k] * x;
-                        ey[k] += f0[k] * y;
-                        pg[k] += f0[k] * g;
-                    } else if (bce) {  // f0 = s - y, f1 = s q, f2 = s q (q - s) / 6
-                        c1[k] += f0[k] * x;
-                        c2[k] += f0[k] * y + (0.5 * f1[k]) * (x * x);
-                        c3[k] += (f0[k] * w + f1[k] * (x * y)) + f2[k] * (x * (x * x));
-                    } else if (lin) {  // mse: f0 = a - y
-                        c1[k] += f0[k] * x;
-                        c2[k] += f0[k] * y + 0.5 * (x * x);
-                        c3[k] += f0[k] * w + x * y;
-                    } else {  // mse through a sigmoid: f0 = a - y, f1..f3 = sigma', sigma''/2, sigma'''/6
-                        const double b1 = f1[k] * x, b2 = f1[k] * y + f2[k] * (x * x);
-                        const double b3 = (f1[k] * w + (2.0 * f2[k]) * (x * y)) + f3[k] * (x * (x * x));
-                        c1[k] += f0[k] * b1;
-                        c2[k] += f0[k] * b2 + 0.5 * (b1 * b1);
-                        c3[k] += f0[k] * b3 + b1 * b2;
-                    }
-                }
-            }
+            // the loss kind as a template parameter: each kind's loop is branch-free (vectorizes; same bits)
+            if (ce) loss_pass1<0>(s, c1, c2, c3, A1, A2, pg, go, ex, ey);
+            else if (bce) loss_pass1<1>(s, c1, c2, c3, A1, A2, pg, go, ex, ey);
+            else if (lin) loss_pass1<2>(s, c1, c2, c3, A1, A2, pg, go, ex, ey);
+            else loss_pass1<3>(s, c1, c2, c3, A1, A2, pg, go, ex, ey);
             if (ce) {  // log sum p e^v: + Var_p(q1) / 2 (t^2), + Cov_p(q1, q2) + kappa3_p(q1) / 6 (t^3)
                 s.S.assign(2 * M, 0.0);  // reused: Var | Cov, then kappa3 in SG
                 s.SG.assign(M, 0.0);
