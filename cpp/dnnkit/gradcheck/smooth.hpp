@@ -123,6 +123,19 @@ class SmoothPath {
             absW_[l].resize(size_t(a.n(l)) * a.n(l - 1));
             for (size_t q = 0; q < absW_[l].size(); ++q) absW_[l][q] = std::fabs(w[q]);
         }
+        if (!applies(a)) {  // piecewise-linear (pwl_unit): the rows' max |a|, for the cheap routing test
+            amax_.assign(L, {});
+            for (int l = 0; l + 1 < L; ++l) {
+                const int n = a.n(l);
+                amax_[l].assign(size_t(n), 0.0);
+                for (int j = 0; j < n; ++j) {
+                    const double* x = v.A[l] + size_t(j) * M;
+                    double mx = 0.0;
+                    for (size_t k = 0; k < M; ++k) mx = std::max(mx, std::fabs(x[k]));
+                    amax_[l][j] = mx;
+                }
+            }
+        }
         // the loss at the output, per (c, k)
         const int nL = a.n(L);
         const size_t no = size_t(nL) * M;
@@ -235,6 +248,7 @@ class SmoothPath {
     View v_;
     std::vector<std::vector<double>> g1_, g2_, g3_, lam_, absW_;  // D g', D g''/2, D g'''/6, D Lam; |W|
     std::vector<double> o0_, o1_, o2_, o3_, w1_, w2_;               // loss coefficients per (c, k), see ctor
+    std::vector<std::vector<double>> amax_;  // piecewise-linear: max_k |A[l][j,k]| per row (l < L - 1), see ctor
 
     const double* W(int l) const { return v_.theta + v_.arch->woff[l]; }
 
@@ -384,6 +398,56 @@ class SmoothPath {
         return true;
     }
 
+    // one coordinate's sums (8 fixed lanes, fixed tree): r = sum c1 a, sum c3 a^3, sum |c1 a|, sum |c2| a^2,
+    // sum beta |a|^5, max |a| / R; returns the routing test (Kink: per example; else known to pass: 0)
+    template <bool Kink>
+    static inline __attribute__((always_inline)) int pwl_sums(const double* __restrict x, const double* __restrict T,
+                                                              double eps, const double* __restrict c1,
+                                                              const double* __restrict c3, const double* __restrict ac1,
+                                                              const double* __restrict ac2, const double* __restrict beta,
+                                                              const double* __restrict invR, size_t M, double* r) {
+        double s1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s3[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        double sa[8] = {0, 0, 0, 0, 0, 0, 0, 0}, se[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        double sx[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int kb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        size_t k = 0;
+        for (; k + 8 <= M; k += 8)
+            for (int t = 0; t < 8; ++t) {
+                const double v = x[k + t], av = std::fabs(v), v2 = v * v, rr = av * invR[k + t];
+                if constexpr (Kink) kb[t] |= int(eps * av >= T[k + t]) & int(v != 0.0);  // fast_path.hpp's test
+                s1[t] += c1[k + t] * v;
+                s3[t] += c3[k + t] * (v2 * v);
+                sa[t] += ac1[k + t] * av;
+                sb[t] += ac2[k + t] * v2;
+                se[t] += beta[k + t] * ((v2 * v2) * av);
+                sx[t] = sx[t] < rr ? rr : sx[t];
+            }
+        for (; k < M; ++k) {
+            const int t = int(k & 7);
+            const double v = x[k], av = std::fabs(v), v2 = v * v, rr = av * invR[k];
+            if constexpr (Kink) kb[t] |= int(eps * av >= T[k]) & int(v != 0.0);
+            s1[t] += c1[k] * v;
+            s3[t] += c3[k] * (v2 * v);
+            sa[t] += ac1[k] * av;
+            sb[t] += ac2[k] * v2;
+            se[t] += beta[k] * ((v2 * v2) * av);
+            sx[t] = sx[t] < rr ? rr : sx[t];
+        }
+        double X = 0.0;
+        int bad = 0;
+        for (int t = 0; t < 8; ++t) {
+            X = X < sx[t] ? sx[t] : X;
+            bad |= kb[t];
+        }
+        r[0] = tree8(s1);
+        r[1] = tree8(s3);
+        r[2] = tree8(sa);
+        r[3] = tree8(sb);
+        r[4] = tree8(se);
+        r[5] = X;
+        return bad;
+    }
+
     inline __attribute__((always_inline)) bool pwl_body(int l, double eps, const double* __restrict xs,
                                                         const double* __restrict gx, const double* __restrict T,
                                                         const int* js, size_t B, double* out, uint8_t* st,
@@ -408,45 +472,21 @@ class SmoothPath {
         const double* __restrict ac2 = s.ac2.data();
         const double* __restrict beta = s.beta.data();
         const double* __restrict invR = s.invR.data();
+        // the routing test, cheaply where it clearly passes: eps max_k |a_k| < min_k T_k implies eps |a_k| < T_k for
+        // every k (rounding is monotone): the same verdict as the per-example test, which runs otherwise
+        double Tmin = std::numeric_limits<double>::infinity();
+        for (size_t k = 0; k < M; ++k) Tmin = T[k] < Tmin ? T[k] : Tmin;
+        const double* amax = amax_[l - 1].data();
         for (size_t b = 0; b < B; ++b) {
             if (poll && b % 4096 == 4095 && (*poll)()) return false;
             const double* __restrict x = js[b] < 0 ? s.ones.data() : Aprev + size_t(js[b]) * M;
-            double s1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s3[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            double sa[8] = {0, 0, 0, 0, 0, 0, 0, 0}, se[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            double sx[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            int kb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            size_t k = 0;
-            for (; k + 8 <= M; k += 8)
-                for (int t = 0; t < 8; ++t) {
-                    const double v = x[k + t], av = std::fabs(v), v2 = v * v, r = av * invR[k + t];
-                    kb[t] |= int(eps * av >= T[k + t]) & int(v != 0.0);  // fast_path.hpp's routing test
-                    s1[t] += c1[k + t] * v;
-                    s3[t] += c3[k + t] * (v2 * v);
-                    sa[t] += ac1[k + t] * av;
-                    sb[t] += ac2[k + t] * v2;
-                    se[t] += beta[k + t] * ((v2 * v2) * av);
-                    sx[t] = sx[t] < r ? r : sx[t];
-                }
-            for (; k < M; ++k) {
-                const int t = int(k & 7);
-                const double v = x[k], av = std::fabs(v), v2 = v * v, r = av * invR[k];
-                kb[t] |= int(eps * av >= T[k]) & int(v != 0.0);
-                s1[t] += c1[k] * v;
-                s3[t] += c3[k] * (v2 * v);
-                sa[t] += ac1[k] * av;
-                sb[t] += ac2[k] * v2;
-                se[t] += beta[k] * ((v2 * v2) * av);
-                sx[t] = sx[t] < r ? r : sx[t];
-            }
-            double X = 0.0;
-            int bad = 0;
-            for (int t = 0; t < 8; ++t) {
-                X = X < sx[t] ? sx[t] : X;
-                bad |= kb[t];
-            }
-            const double V1 = tree8(s1), V3 = tree8(s3), S = tree8(sa) + eps * tree8(sb), E = tree8(se);
-            out[b] = (V1 + eps2 * V3) * invm;
-            st[b] = bad ? uint8_t(1) : uint8_t(eps * X <= 0.5 && eps4 * E <= tol * S ? 0 : 2);
+            const double am = js[b] < 0 ? 1.0 : amax[js[b]];
+            double r[6];
+            const int bad = eps * am < Tmin ? pwl_sums<false>(x, T, eps, c1, c3, ac1, ac2, beta, invR, M, r)
+                                            : pwl_sums<true>(x, T, eps, c1, c3, ac1, ac2, beta, invR, M, r);
+            const double S = r[2] + eps * r[3];
+            out[b] = (r[0] + eps2 * r[1]) * invm;
+            st[b] = bad ? uint8_t(1) : uint8_t(eps * r[5] <= 0.5 && eps4 * r[4] <= tol * S ? 0 : 2);
         }
         return true;
     }
