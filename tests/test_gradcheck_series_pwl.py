@@ -235,3 +235,43 @@ def test_the_switch_restores_and_reports():
     finally:
         C._set_pwl_series(prev)
     assert C._set_pwl_series(prev) is prev
+
+
+@pytest.mark.parametrize("hidden", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_large_weights_and_outputs_near_0_and_1(hidden, loss):
+    """Weights x30: huge output gains, outputs at p ~ 1 - 1e-12 and s ~ 1e-15. The series (where its bound
+    holds) still equals the exact centered difference per component (60 digits) and the reference loop; the
+    coordinates whose bound fails use the loss pairs, routing and flags as the old fast path's."""
+    rng = np.random.default_rng(3 if loss == "ce" else 4)
+    dims = [4, 6, 5, 3 if loss == "ce" else 2]
+    m = 7
+    p = make_params(dims, rng)
+    for l in (1, 2, 3):
+        p[f"W{l}"] *= 30.0
+    X = rng.standard_normal((4, m))
+    output = "softmax" if loss == "ce" else "sigmoid"
+    Y = make_Y(loss, output, dims[-1], m, rng)
+    net = dk.Network(dims, hidden=hidden, output=output, loss=loss, params=p)
+    AL, _ = ref.forward_propagation(X, net.get_params(), hidden, output, alpha=net.alpha)
+    assert AL.max() > 1 - 1e-9 and AL.min() < 1e-9  # outputs near 0 and 1
+    fast = _native(net, X, Y, True, l2=0.1, eps=1e-7)
+    old = old_fast(net, X, Y, l2=0.1, eps=1e-7)
+    assert fast.engine_stats["series"] > 0
+    assert {k: v for k, v in fast.engine_stats.items() if k != "series"} == \
+        {k: v for k, v in old.engine_stats.items() if k != "series"}
+    np.testing.assert_array_equal(fast.flags, old.flags)
+    ok = np.flatnonzero(fast.flags == 0)
+    exact = np.full(net.n_params, np.nan)
+    exact[ok] = exact_cd(net, X, Y, 1e-7, l2=0.1, dps=60, indices=ok)
+    off = 0
+    for l in range(1, len(dims)):
+        for n in (dims[l] * dims[l - 1], dims[l]):
+            sl = np.arange(off, off + n)
+            off += n
+            sl = sl[fast.flags[sl] == 0]
+            if sl.size:
+                np.testing.assert_allclose(fast.approx[sl], exact[sl], rtol=1e-10,
+                                           atol=1e-13 * np.abs(exact[sl]).max() + 1e-300)
+    g, approx_ref = ref_loop(net, X, Y, 0.1, 0.0, eps=1e-7)
+    np.testing.assert_allclose(fast.approx, approx_ref, rtol=1e-5, atol=1e-7 * max(1.0, np.abs(g).max()))
