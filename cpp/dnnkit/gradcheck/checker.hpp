@@ -82,11 +82,11 @@ class GradChecker {
                     const double g = arch.hidden == Act::linear || Z_[l][q] > 0.0 ? 1.0 : lo;
                     S_[l][q] = D_[l].empty() ? g : g * D_[l][q];
                 }
-            }
-            for (int l = 3; l <= L; ++l) {  // |W[L]| too: the fast path's series bounds its output Jacobian
-                const double* w = theta + arch.woff[l];
-                absW_[l].resize(size_t(arch.n(l)) * arch.n(l - 1));
-                for (size_t q = 0; q < absW_[l].size(); ++q) absW_[l][q] = std::fabs(w[q]);
+                if (l >= 3) {
+                    const double* w = theta + arch.woff[l];
+                    absW_[l].resize(size_t(arch.n(l)) * arch.n(l - 1));
+                    for (size_t q = 0; q < absW_[l].size(); ++q) absW_[l][q] = std::fabs(w[q]);
+                }
             }
         }
         out_ = OutputLoss{arch.loss, arch.output, arch.n(L), m, Z_[L].data(), G_[L].data(), Y};

@@ -38,7 +38,7 @@ inline std::atomic<bool>& pwl_series_flag() {
 inline bool pwl_series_enabled() { return pwl_series_flag().load(); }
 
 struct GradChecker::FastScratch {
-    std::vector<double> G, Ga, dZ, dA, dZa, dAa, Mg, T, Gs, P, Yq, YG, gmax, a, f, So, Se, X, GX, so;
+    std::vector<double> G, dZ, dA, dZa, dAa, Mg, T, Gs, P, Yq, YG, gmax, a, f, So, Se, X, GX, so;
     std::vector<int> act, js;
     std::vector<uint8_t> st;
     const SmoothPath* sp = nullptr;  // the series (nullptr: the loss-pair form for every coordinate)
@@ -61,14 +61,10 @@ inline void GradChecker::fast_prepare(int l, int i, double eps, FastScratch& f) 
     const double inf = std::numeric_limits<double>::infinity();
     const double* s = S_[l].data() + size_t(i) * mm;
     f.G.resize(size_t(nL) * mm);
-    f.Ga.resize(size_t(nL) * mm);  // |.| bound on G (for the series' radius)
     f.Mg.assign(size_t(mm), inf);
     if (l + 1 == L) {
         const double* WL = W(L);
-        for (int c = 0; c < nL; ++c) {
-            std::fill_n(f.G.data() + size_t(c) * mm, mm, WL[size_t(c) * nl + i]);
-            std::fill_n(f.Ga.data() + size_t(c) * mm, mm, std::fabs(WL[size_t(c) * nl + i]));
-        }
+        for (int c = 0; c < nL; ++c) std::fill_n(f.G.data() + size_t(c) * mm, mm, WL[size_t(c) * nl + i]);
     } else {
         // layer l+1: dZ[l+1][u,k] = W[l+1][u,i] for every example
         const int n1 = arch_.n(l + 1);
@@ -91,10 +87,7 @@ inline void GradChecker::fast_prepare(int l, int i, double eps, FastScratch& f) 
             const int n = arch_.n(lp), np = arch_.n(lp - 1);
             double* out = lp == L ? f.G.data() : (f.dZ.resize(size_t(n) * mm), f.dZ.data());
             gemm(false, false, n, mm, np, 1.0, W(lp), np, f.dA.data(), mm, 0.0, out, mm);
-            if (lp == L) {
-                if (f.sp) gemm(false, false, n, mm, np, 1.0, absW_[lp].data(), np, f.dAa.data(), mm, 0.0, f.Ga.data(), mm);
-                break;
-            }
+            if (lp == L) break;
             f.dZa.resize(size_t(n) * mm);
             gemm(false, false, n, mm, np, 1.0, absW_[lp].data(), np, f.dAa.data(), mm, 0.0, f.dZa.data(), mm);
             if (kinks) margin_block(lp, f.dZ.data(), f.dZa.data(), M);
@@ -267,7 +260,9 @@ inline bool GradChecker::fast_unit(const Coord* cs, size_t B, double eps, double
     const double* T = f.T.data();
     const uint8_t* st = nullptr;  // the series' verdicts: 0 done, 1 kink within reach, 2 the loss-pair form
     if (f.sp) {
-        // the output Jacobian column per example, x = S[l][i,k] G[:,k], and its |.| bound
+        // the output Jacobian column per example, x = S[l][i,k] G[:,k] (as computed: the series expands the loss
+        // along exactly this x, so |x| itself is the gain its tail bound needs; its rounding against the exact
+        // Jacobian is the loss pairs' too)
         const int nL = arch_.n(arch_.L());
         const double* s = S_[l].data() + size_t(i) * mm;
         f.X.resize(size_t(nL) * mm);
@@ -276,7 +271,7 @@ inline bool GradChecker::fast_unit(const Coord* cs, size_t B, double eps, double
             for (int k = 0; k < mm; ++k) {
                 const size_t o = size_t(c) * mm + k;
                 f.X[o] = s[k] * f.G[o];
-                f.GX[o] = std::fabs(s[k]) * f.Ga[o];
+                f.GX[o] = std::fabs(f.X[o]);
             }
         f.js.resize(B);
         f.so.resize(B);

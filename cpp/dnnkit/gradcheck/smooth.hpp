@@ -225,7 +225,7 @@ class SmoothPath {
     // x_k = dZ[L][:,k] / dZ[l][i,k] the region's exact Jacobian column (the fast path's G times S[l][i,k]). F_k is
     // analytic, and the linear hidden layers add no singularity, so the series and the Cauchy tail bound above hold
     // as they are, with g^(n) = 0 for n >= 2 and the radius set by the outputs alone: R_k = min(rho0, 1/4 / max_c
-    // gx_c,k) with gx >= |x| (|W| products of |S|). f_k = F_k on the real interval |t| <= eps |a_k| when no unit
+    // gx_c,k) with gx = |x| (the Jacobian is constant on the disk: no sup over it is needed). f_k = F_k on the real interval |t| <= eps |a_k| when no unit
     // crosses its kink there, i.e. when eps |a_k| < T_k for every example with a_k != 0: exactly the fast path's
     // routing test (T: its thresholds, the unit's own kink and the downstream margins).
     // x, gx: (nL, m) rows; T: (m). For the coordinates js[b] of unit (l, .): st[b] = 0: out[b] = the series'
