@@ -110,3 +110,129 @@ def test_check_leaves_the_users_network_unchanged():
     dk.gradcheck(net, X, Y, mode="directional")
     np.testing.assert_array_equal(net.theta, theta)
     np.testing.assert_array_equal(net.grad_vector, grad)
+
+
+# ----------------------------------------------------------------------------- the native direction draws
+
+def _big_case():
+    dims, m = [600, 200, 3, 1], 5  # W1 has 120,000 entries: 15 blocks of the draw
+    rng = np.random.default_rng(11)
+    net = dk.Network(dims, hidden="tanh", output="sigmoid").initialize("xavier", rng=1)
+    X = rng.standard_normal((dims[0], m))
+    Y = (rng.random((1, m)) < 0.5).astype(float)
+    return net, X, Y
+
+
+def _normal_cdf(z):
+    from math import erf, sqrt
+    return 0.5 * (1.0 + np.vectorize(erf)(z / sqrt(2.0)))
+
+
+def test_directions_are_unit_gaussian_directions_per_component():
+    """Each component's direction is a normalized vector of independent standard normals: scaled by sqrt(n) its
+    entries pass a Kolmogorov-Smirnov test against N(0, 1) (1 % level), their tail beyond the ziggurat's base
+    r = 3.44 and the fraction beyond 1 match the normal's; norm 1 per component; the report's g . d is the
+    dot product with the gradient (computed here with NumPy)."""
+    net, X, Y = _big_case()
+    prob = _problem(net, X, Y, {})
+    r = 2
+    a, k, J0, gd, V, g = _core.gradcheck_directional(prob, 1e-7, r, 2024, None)
+    from dnnkit._params import layer_slices
+    comps = list(layer_slices(list(net.layer_dims)).values())
+    assert V.shape == (r, net.n_params)
+    for c, (sl, _) in enumerate(comps):
+        for t in range(r):
+            v = V[t, sl]
+            assert abs(np.linalg.norm(v) - 1.0) < 1e-14
+            assert abs(gd[c * r + t] - float(np.dot(v, g[sl]))) <= 1e-13 * np.linalg.norm(g[sl]) + 1e-300
+    w = V[0, comps[0][0]]
+    n = w.size
+    z = np.sort(w * np.sqrt(n))
+    # Kolmogorov-Smirnov distance to N(0, 1), averaged over 8 seeds: under the null its mean is ~0.87 / sqrt(n)
+    # (less with the scale estimated by the normalization) with a standard deviation ~0.26 / sqrt(n) per seed;
+    # 1.24 / sqrt(n) is 4 standard deviations of the mean above
+    dists = []
+    for seed in range(8):
+        v = np.sort(_core.gradcheck_directional(prob, 1e-7, 1, seed, None)[4][0, comps[0][0]] * np.sqrt(n))
+        cdf = _normal_cdf(v)
+        dists.append(np.max(np.maximum(np.arange(1, n + 1) / n - cdf, cdf - np.arange(n) / n)))
+    assert np.mean(dists) < 1.24 / np.sqrt(n), dists
+    for c_, p in ((1.0, 0.31731050786291415), (3.442619855899, 5.761085123916405e-4)):
+        frac = np.mean(np.abs(z) > c_)
+        assert abs(frac - p) < 5 * np.sqrt(p * (1 - p) / n), (c_, frac, p)
+    # the two rows (directions t = 0, 1) and two blocks of one row are uncorrelated
+    assert abs(np.corrcoef(V[0, comps[0][0]], V[1, comps[0][0]])[0, 1]) < 5 / np.sqrt(n)
+    assert abs(np.corrcoef(w[:8192], w[8192:16384])[0, 1]) < 5 / np.sqrt(8192)
+
+
+def test_directions_reproducible_by_rng_and_independent_of_threads():
+    net, X, Y = _big_case()
+    old = dk.get_num_threads()
+    runs = []
+    try:
+        for nt in (1, 2, 7):
+            dk.set_num_threads(nt)
+            runs.append(_core.gradcheck_directional(_problem(net, X, Y, {}), 1e-7, 3, 99, None))
+    finally:
+        dk.set_num_threads(old)
+    for other in runs[1:]:
+        for x, y in zip(runs[0], other):
+            np.testing.assert_array_equal(x, y)
+    other_seed = _core.gradcheck_directional(_problem(net, X, Y, {}), 1e-7, 3, 100, None)
+    assert not np.array_equal(other_seed[4], runs[0][4])
+    # the public call: the same rng, the same report; a Generator is consumed like any other draw
+    r1 = dk.gradcheck(net, X, Y, mode="directional", n_directions=2, rng=5)
+    r2 = dk.gradcheck(net, X, Y, mode="directional", n_directions=2, rng=np.random.default_rng(5))
+    np.testing.assert_array_equal(r1.approx, r2.approx)
+    np.testing.assert_array_equal(r1.grad, r2.grad)
+    r3 = dk.gradcheck(net, X, Y, mode="directional", n_directions=2, rng=6)
+    assert not np.array_equal(r1.grad, r3.grad)
+
+
+def test_one_call_equals_the_dense_directions_and_the_reference_loop():
+    """The differences of the one-call path equal those of the same directions passed densely to the engine
+    (gradcheck_directions, tested against the reference loop in test_gradcheck.py) bit for bit, and the NumPy
+    reference loop along one of them."""
+    from dnnkit import reference as ref
+    from dnnkit._params import layer_slices, vector_to_params
+    dims, m = [6, 8, 7, 3], 12
+    rng = np.random.default_rng(31)
+    net = dk.Network(dims, hidden="sigmoid", output="softmax").initialize("xavier", rng=3)
+    X = rng.standard_normal((6, m))
+    Y = np.eye(3)[:, rng.integers(0, 3, m)]
+    kw = {"l2": 0.3, "keep_prob": 0.8, "seed": 7}
+    prob = _problem(net, X, Y, kw)
+    r = 2
+    a, k, J0, gd, V, g = _core.gradcheck_directional(prob, 1e-6, r, 17, None)
+    dense = []
+    for sl, _ in layer_slices(dims).values():
+        for t in range(r):
+            d = np.zeros(net.n_params)
+            d[sl] = V[t, sl]
+            dense.append(d)
+    b, kb, _ = _core.gradcheck_directions(_problem(net, X, Y, kw), 1e-6, np.array(dense))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(k, kb)
+    masks = [None] + [dk.dropout_mask((dims[l], m), 0.8, 7, 0, l) for l in (1, 2)]
+    theta = net.theta.copy()
+    d = dense[0]
+
+    def J(t):
+        q = vector_to_params(theta + t[0] * d, dims)
+        AL, c = ref.forward_propagation(X, q, "sigmoid", "softmax", keep_prob=[1.0, 0.8, 0.8], masks=masks)
+        return ref.compute_cost(AL, Y, q, "ce", 0.3, 0.0, ZL=c["Z3"])
+    _, a_ref = ref.gradient_check(J, np.zeros(1), np.zeros(1), 1e-6)
+    np.testing.assert_allclose(a[0], a_ref[0], rtol=1e-6, atol=1e-10)
+
+
+def test_directional_bad_arguments():
+    net, X, Y = _case([5, 6, 4, 3], "relu", "softmax", "ce", 9, 0)
+    prob = _problem(net, X, Y, {})
+    with pytest.raises(ValueError, match="n_directions"):
+        _core.gradcheck_directional(prob, 1e-7, 0, 1, None)
+    with pytest.raises(ValueError, match="grads"):
+        _core.gradcheck_directional(prob, 1e-7, 1, 1, np.zeros(3))
+    with pytest.raises(ValueError, match="eps"):
+        _core.gradcheck_directional(prob, -1.0, 1, 1, None)
+    with pytest.raises(ValueError, match="n_directions"):
+        dk.gradcheck(net, X, Y, mode="directional", n_directions=0)

@@ -154,6 +154,53 @@ py::tuple component_directions(Problem& p, double eps, const Arr& V, bool with_g
     }, with_grad);
 }
 
+// dk.gradcheck(mode="directional") in one call: r random unit directions per component drawn natively from `seed`
+// (GradChecker::draw_directions), g . d with the given gradient (grads: (n_params,) float64) or, grads None, with
+// the network's own gradient from the engine's cached pass (one forward), and the directional differences.
+// -> (approx, kinks, J0, gd, V, g), index c*r + t as in component_directions; V (r, n_params) the directions.
+py::tuple directional(Problem& p, double eps, int r, uint64_t seed, const py::object& grads) {
+    check_eps(eps);
+    const int L = p.arch.L();
+    if (r < 1 || r > INT_MAX / (4 * L)) throw py::value_error("n_directions out of range");
+    const size_t N = p.arch.nparams;
+    Arr gin;
+    const bool given = !grads.is_none();
+    if (given) {
+        gin = grads.cast<Arr>();
+        if (gin.ndim() != 1 || size_t(gin.shape(0)) != N) throw py::value_error("grads must be (n_params,)");
+    }
+    const int K = 2 * L * r;
+    Arr approx(std::vector<py::ssize_t>{K}), gd(std::vector<py::ssize_t>{K});
+    py::array_t<int64_t> kinks(std::vector<py::ssize_t>{K});
+    Arr V({py::ssize_t(r), py::ssize_t(N)});
+    Arr gout(std::vector<py::ssize_t>{given ? 0 : py::ssize_t(N)});
+    double* a = approx.mutable_data();
+    int64_t* kk = kinks.mutable_data();
+    double* v = V.mutable_data();
+    double* gdp = gd.mutable_data();
+    double* go = given ? nullptr : gout.mutable_data();
+    const double* g = given ? gin.data() : go;
+    std::vector<const double*> rows(static_cast<size_t>(K));
+    std::vector<uint8_t> wpart(size_t(K) * (L + 1), 0), bpart(size_t(K) * (L + 1), 0);
+    for (int c = 0; c < 2 * L; ++c)
+        for (int t = 0; t < r; ++t) {
+            const int k = c * r + t, l = c / 2 + 1;
+            rows[size_t(k)] = v + size_t(t) * N;
+            (c % 2 == 0 ? wpart : bpart)[size_t(k) * (L + 1) + l] = 1;
+        }
+    bool done = true;
+    double J0 = 0.0;
+    {
+        py::gil_scoped_release nogil;  // safe: as in coords (every array is owned by this frame or by p)
+        const GradChecker& gc = p.checker(go);
+        J0 = gc.cost();
+        done = gc.draw_directions(seed, r, g, v, gdp, poll_signals) &&
+               gc.directions(rows.data(), wpart.data(), bpart.data(), K, eps, a, kk, poll_signals);
+    }
+    if (!done) throw py::error_already_set();
+    return py::make_tuple(approx, kinks, J0, gd, V, given ? py::object(gin) : py::object(gout));
+}
+
 // Test-only access to the pure numerics of gradcheck/numerics.hpp (tests/test_gc_numerics.py).
 void bind_numerics(py::module_ sub) {
     sub.def("act_delta", [](const std::string& act, double z, double d, double alpha) {
@@ -240,6 +287,12 @@ void bind_gradcheck(py::module_& m) {
           "those the fast path handed to the general one, and those of 'fast' done by a series (smooth.hpp).");
     m.def("gradcheck_directions", &directions, py::arg("problem"), py::arg("eps"), py::arg("directions"),
           "Centered directional differences (J(t+e d) - J(t-e d)) / 2e for each row d -> (approx, kinks, J0).");
+    m.def("gradcheck_directional", &directional, py::arg("problem"), py::arg("eps"), py::arg("n_directions"),
+          py::arg("seed"), py::arg("grads") = py::none(),
+          "dk.gradcheck(mode='directional') in one native call: n_directions random unit directions per component\n"
+          "(W1, b1, W2, ...) drawn from seed (Philox4x32-10 + ziggurat), g . d with grads (None: the network's own\n"
+          "gradient from the engine's cached pass) and the directional differences -> (approx, kinks, J0, gd, V, g);\n"
+          "index c*r + t; V (r, n_params): row t holds the t-th direction of every component.");
     m.def("gradcheck_component_directions", &component_directions, py::arg("problem"), py::arg("eps"), py::arg("V"),
           py::arg("with_grad") = false,
           "Directional differences along row t of V restricted to each component c (W1, b1, W2, ...): one native\n"

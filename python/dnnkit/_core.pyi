@@ -10,7 +10,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['GradcheckProblem', 'MAX_EXAMPLES', 'MAX_LAYER_UNITS', 'MAX_THREADS', 'MLP32', 'MLP64', 'Trainer32', 'Trainer64', 'blas_info', 'dropout_mask', 'gc_numerics', 'get_num_threads', 'gradcheck_component_directions', 'gradcheck_coords', 'gradcheck_directions', 'set_num_threads', 'set_simd', 'simd_info']
+__all__: list[str] = ['GradcheckProblem', 'MAX_EXAMPLES', 'MAX_LAYER_UNITS', 'MAX_THREADS', 'MLP32', 'MLP64', 'Trainer32', 'Trainer64', 'blas_info', 'dropout_mask', 'gc_numerics', 'get_num_threads', 'gradcheck_component_directions', 'gradcheck_coords', 'gradcheck_directional', 'gradcheck_directions', 'set_num_threads', 'set_simd', 'simd_info']
 class MLP64:
     def __init__(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg1: str, arg2: str, arg3: str, arg4: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
@@ -165,6 +165,13 @@ def gradcheck_coords(problem: GradcheckProblem, eps: typing.SupportsFloat | typi
     linear-region shortcut for relu/leaky_relu/linear hidden layers is otherwise used where no kink is within
     reach). stats=True also returns {'fast', 'general', 'routed', 'series'}: coordinates done by each path,
     those the fast path handed to the general one, and those of 'fast' done by a series (smooth.hpp).
+    """
+def gradcheck_directional(problem: GradcheckProblem, eps: typing.SupportsFloat | typing.SupportsIndex, n_directions: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, grads: object = None) -> tuple:
+    """
+    dk.gradcheck(mode='directional') in one native call: n_directions random unit directions per component
+    (W1, b1, W2, ...) drawn from seed (Philox4x32-10 + ziggurat), g . d with grads (None: the network's own
+    gradient from the engine's cached pass) and the directional differences -> (approx, kinks, J0, gd, V, g);
+    index c*r + t; V (r, n_params): row t holds the t-th direction of every component.
     """
 def gradcheck_directions(problem: GradcheckProblem, eps: typing.SupportsFloat | typing.SupportsIndex, directions: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple:
     """

@@ -960,30 +960,20 @@ def _name_mistakes(report, prob, net, g, grads, explain):
 
 
 def _directional(args, g, layout, n_directions, rng, eps, grad_dtype="float64"):
-    """(report, g). g None: the network's own gradient, computed by the engine's cached pass itself."""
+    """(report, g). g None: the network's own gradient, computed by the engine's cached pass itself (one forward).
+    One native call draws the directions from a 64-bit seed taken from ``rng`` (Philox4x32-10 + ziggurat, threads
+    on blocks: the same directions for the same rng, any thread count), forms g . d and the differences."""
     n_directions = V.check_positive_int(n_directions, "n_directions")
     gen = V.as_generator(rng)
-    n = args[0].n_params
     comps = layout.comps
     r = int(n_directions)
+    seed = int(gen.integers(0, 2 ** 63))
     # row t of dirs holds the t-th unit direction of EVERY component (components are disjoint), so one native call
     # evaluates all len(comps) * r localized directions without a dense (K, n) matrix; result index ci * r + t
-    dirs = np.empty((r, n))
-    names = []
-    for ci, (name, start, stop, _, _) in enumerate(comps):
-        for t in range(r):
-            v = dirs[t, start:stop]  # drawn in place (the same stream and values as standard_normal(size))
-            gen.standard_normal(out=v)
-            v /= _norm(v)
-            names.append(name)
-    if g is None:
-        approx, kinks, J0, g = _core.gradcheck_component_directions(*args, dirs, with_grad=True)
-    else:
-        approx, kinks, J0 = _core.gradcheck_component_directions(*args, dirs)
-    gd = np.empty(len(comps) * r)
-    for ci, (name, start, stop, _, _) in enumerate(comps):
-        for t in range(r):
-            gd[ci * r + t] = _dot(dirs[t, start:stop], g[start:stop])
+    approx, kinks, J0, gd, dirs, g = _core.gradcheck_directional(
+        *args, r, seed, None if g is None else np.ascontiguousarray(g, dtype=np.float64))
+    n = dirs.shape[1]
+    names = [name for name, *_ in comps for _ in range(r)]
     flags = (np.asarray(kinks) > 0).astype(np.uint8) * KINK_ACT
     report = GradcheckReport(mode="directional", eps=eps, layout=layout, indices=np.arange(len(names)),
                              approx=approx, grad=gd, flags=flags, theta_vals=None, dir_components=names,

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <stdexcept>
 #include <vector>
@@ -129,9 +130,22 @@ class GradChecker {
     bool directions(const double* const* rows, const uint8_t* wnz, const uint8_t* bnz, int K, double eps,
                     double* approx, int64_t* nkinks, const Poll& poll) const;
 
+    // The directional mode's random directions (dk.gradcheck(mode="directional")): r unit directions per component
+    // (W1, b1, W2, b2, ... in theta's order); row t of V (r, nparams) holds the t-th direction of every component
+    // (components are disjoint). Component c's t-th direction: the standard normals of the streams
+    // (seed; t, c, block) of normals.hpp, blocks of dir_draw_block entries, divided by their norm; gd[c*r + t] =
+    // g . that direction. Blocks are the tasks and their partial sums are added in block order: the same bits for
+    // any thread count. Returns false when `poll` asked to stop. (directional.hpp)
+    bool draw_directions(uint64_t seed, int r, const double* g, double* V, double* gd, const Poll& poll) const;
+
    private:
+    static constexpr int dir_draw_block = 8192;
     static constexpr int target_cols = 4096;       // columns of one batched suffix GEMM (2P*m)
     static constexpr int target_dir_cols = 16384;  // columns of one batched directional block (2g*m)
+    // directional phase 1 (directional.hpp): l0 products cut into column pieces of about this many flops, when all
+    // of them fit in this many doubles (128 MB)
+    static constexpr double dir_piece_flops = 8e6;
+    static constexpr size_t dir_pre_doubles = size_t(1) << 24;
 
     struct Coord {
         int l = 1, i = 0, j = -1;  // j < 0: bias

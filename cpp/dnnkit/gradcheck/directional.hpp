@@ -3,8 +3,64 @@
 // recomputed. Part of the gradient checker (see ../gradcheck.hpp for the overview); GradChecker is declared in checker.hpp.
 #pragma once
 #include "checker.hpp"
+#include "normals.hpp"
 
 namespace dnnkit {
+
+inline bool GradChecker::draw_directions(uint64_t seed, int r, const double* g, double* V, double* gd,
+                                         const Poll& poll) const {
+    const int L = arch_.L();
+    const size_t N = arch_.nparams;
+    struct Block {
+        int c, t;
+        size_t start, b0, b1;  // component start in theta; the block's entries [b0, b1)
+        uint32_t index;        // block number within the component
+    };
+    std::vector<Block> blocks;
+    for (int c = 0; c < 2 * L; ++c) {
+        const int l = c / 2 + 1;
+        const size_t start = c % 2 == 0 ? arch_.woff[l] : arch_.boff[l];
+        const size_t size = c % 2 == 0 ? size_t(arch_.n(l)) * arch_.n(l - 1) : size_t(arch_.n(l));
+        for (int t = 0; t < r; ++t)
+            for (size_t b0 = 0, q = 0; b0 < size; b0 += dir_draw_block, ++q)
+                blocks.push_back({c, t, start, start + b0, start + std::min(size, b0 + dir_draw_block), uint32_t(q)});
+    }
+    const int nb = int(blocks.size());
+    std::vector<double> part(size_t(nb), 0.0);
+    const Ziggurat& zig = Ziggurat::get();
+    if (!parallel_tasks<int>(nb, poll, [&](int q, int&, bool, const std::atomic<bool>&) {
+            const Block& b = blocks[size_t(q)];
+            double* v = V + size_t(b.t) * N + b.b0;
+            const int n = int(b.b1 - b.b0);
+            zig.fill(seed, (uint64_t(uint32_t(b.t)) << 40) ^ (uint64_t(uint32_t(b.c)) << 24) ^ b.index, n, v);
+            double ss = 0.0;
+            for (int k = 0; k < n; ++k) ss += v[k] * v[k];
+            part[size_t(q)] = ss;
+            return true;
+        }))
+        return false;
+    std::vector<double> norm(size_t(2 * L) * r, 0.0);
+    for (int q = 0; q < nb; ++q) norm[size_t(blocks[q].c) * r + blocks[q].t] += part[size_t(q)];  // block order
+    for (double& x : norm) x = std::sqrt(x);
+    if (!parallel_tasks<int>(nb, poll, [&](int q, int&, bool, const std::atomic<bool>&) {
+            const Block& b = blocks[size_t(q)];
+            double* v = V + size_t(b.t) * N + b.b0;
+            const double* gg = g + b.b0;
+            const int n = int(b.b1 - b.b0);
+            const double nr = norm[size_t(b.c) * r + b.t];
+            double dot = 0.0;
+            for (int k = 0; k < n; ++k) {
+                v[k] /= nr;
+                dot += v[k] * gg[k];
+            }
+            part[size_t(q)] = dot;
+            return true;
+        }))
+        return false;
+    std::fill(gd, gd + size_t(2 * L) * r, 0.0);
+    for (int q = 0; q < nb; ++q) gd[size_t(blocks[q].c) * r + blocks[q].t] += part[size_t(q)];
+    return true;
+}
 
 inline bool GradChecker::directions(const double* dirs, int K, double eps, double* approx, int64_t* nkinks, const Poll& poll) const {
     const int L = arch_.L();
@@ -42,6 +98,41 @@ inline bool GradChecker::directions(const double* const* rows, const uint8_t* wn
     }
     std::vector<double> part(size_t(2) * K, 0.0);
     std::vector<int64_t> kk(size_t(2) * K, 0);
+    // Phase 1: the l0 products D_W[l0] A[l0-1] (nl x m) of the directions, each cut into column pieces of about
+    // dir_piece_flops, so that one large product (W1 of a wide input: most of the flops of a directional check) is
+    // shared by the threads instead of leaving them idle; cut by sizes only. Skipped (the products are then formed
+    // inside phase 2) when they would take more than dir_pre_doubles of memory.
+    std::vector<size_t> boff(size_t(K), SIZE_MAX);
+    size_t total = 0;
+    for (int k = 0; k < K; ++k)
+        if (l0[k] <= L && wnz[size_t(k) * (L + 1) + l0[k]]) {
+            boff[k] = total;
+            total += size_t(arch_.n(l0[k])) * mm;
+        }
+    const bool pre = total > 0 && total <= dir_pre_doubles;
+    std::unique_ptr<double[]> preb(pre ? new double[total] : nullptr);  // every element written by a piece
+    struct Piece {
+        int k, c0, c1;
+    };
+    std::vector<Piece> pieces;
+    if (pre)
+        for (int k = 0; k < K; ++k) {
+            if (boff[k] == SIZE_MAX) continue;
+            const double flops = 2.0 * arch_.n(l0[k]) * arch_.n(l0[k] - 1) * mm;
+            int parts = 1;
+            while (parts * 2 <= mm / 32 && flops / (parts * 2) >= dir_piece_flops) parts *= 2;
+            const int w = ((mm + parts - 1) / parts + 7) / 8 * 8;
+            for (int c0 = 0; c0 < mm; c0 += w) pieces.push_back({k, c0, std::min(mm, c0 + w)});
+        }
+    if (!pieces.empty() &&
+        !parallel_tasks<int>(int(pieces.size()), poll, [&](int pi, int&, bool, const std::atomic<bool>&) {
+            const Piece& pc = pieces[size_t(pi)];
+            const int lz = l0[pc.k], nl = arch_.n(lz), np = arch_.n(lz - 1);
+            gemm(false, false, nl, pc.c1 - pc.c0, np, 1.0, rows[pc.k] + arch_.woff[lz], np, act(lz - 1) + pc.c0, mm,
+                 0.0, preb.get() + boff[pc.k] + pc.c0, mm);
+            return true;
+        }))
+        return false;
     const int nc = int(chunks.size());
     const bool done = parallel_tasks<DirScratch>(nc, poll, [&](int ci, DirScratch& ds, bool, const std::atomic<bool>&) {
             Scratch& sc = ds.sc;
@@ -62,7 +153,10 @@ inline bool GradChecker::directions(const double* const* rows, const uint8_t* wn
                 for (int t = 0; t < g; ++t) {
                     const double* d = rows[ks[t]];
                     const size_t f = size_t(ks[t]) * (L + 1) + lz;
-                    if (wnz[f])
+                    const double* bp = base.data();
+                    if (wnz[f] && pre)
+                        bp = preb.get() + boff[ks[t]];
+                    else if (wnz[f])
                         gemm(false, false, nl, mm, np, 1.0, d + arch_.woff[lz], np, act(lz - 1), mm, 0.0,
                              base.data(), mm);
                     else
@@ -70,7 +164,7 @@ inline bool GradChecker::directions(const double* const* rows, const uint8_t* wn
                     const double* db = d + arch_.boff[lz];
                     for (int r = 0; r < nl; ++r) {
                         const double bb = bnz[f] ? db[r] : 0.0;
-                        const double* br = base.data() + size_t(r) * mm;
+                        const double* br = bp + size_t(r) * mm;
                         double* zp = bufZ.data() + size_t(r) * ld + size_t(2 * t) * mm;
                         double* zn = zp + mm;
                         for (int c = 0; c < mm; ++c) {
