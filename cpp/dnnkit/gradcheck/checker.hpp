@@ -13,6 +13,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <stdexcept>
 #include <vector>
@@ -65,14 +66,9 @@ class GradChecker {
             D_[l].resize(size_t(arch.n(l)) * m);
             for (size_t q = 0; q < D_[l].size(); ++q) D_[l][q] = bits[q] ? inv : 0.0;
         }
-        if (ActPoly::applies(arch.hidden) && L > 1) {  // tanh / sigmoid: polynomial deltas (smooth.hpp)
-            std::vector<const double*> zs(L + 1, nullptr), gs(L + 1, nullptr);
-            for (int l = 1; l <= L; ++l) {
-                zs[l] = Z_[l].data();
-                gs[l] = G_[l].data();
-            }
-            poly_.init(arch.hidden, L, zs, gs, arch.dims, m);
-        }
+        // tanh / sigmoid: polynomial deltas (smooth.hpp), prepared on first use (init_poly): the directional mode
+        // prepares them in parallel with its first products
+        poly_wanted_ = ActPoly::applies(arch.hidden) && L > 1;
         if (piecewise_linear()) {
             S_.assign(L + 1, {});
             absW_.assign(L + 1, {});
@@ -155,9 +151,21 @@ class GradChecker {
         std::vector<double> row, bufA, bufB, e, yd;
         std::vector<uint8_t> kink;
     };
+    struct RawBuf {  // an uninitialized buffer that grows (no zero-fill of a fresh std::vector)
+        std::unique_ptr<double[]> p;
+        size_t n = 0;
+        double* get(size_t k) {
+            if (k > n) {
+                p.reset(new double[k]);
+                n = k;
+            }
+            return p.get();
+        }
+    };
     struct DirScratch {  // per-thread buffers of the directional mode
         Scratch sc;
-        std::vector<double> bufZ, bufA, base, tmp;
+        RawBuf bufZ, bufA;
+        std::vector<double> base, tmp;
         std::vector<int64_t> cnt;
     };
 
@@ -170,7 +178,23 @@ class GradChecker {
     std::vector<std::vector<double>> Z_, A_, G_, D_;
     // piecewise-linear hidden layers (fast path): S[l] = g'(Z[l]) * dropout scale; |W[l]| for the margin bounds
     std::vector<std::vector<double>> S_, absW_;
-    ActPoly poly_;  // tanh / sigmoid hidden layers: the general path's polynomial activation deltas (smooth.hpp)
+    // tanh / sigmoid hidden layers: the general path's polynomial activation deltas (smooth.hpp), prepared once on
+    // first use by init_poly (hidden_delta calls it; thread-safe)
+    mutable ActPoly poly_;
+    mutable std::once_flag poly_once_;
+    bool poly_wanted_ = false;
+    void init_poly() const {
+        if (!poly_wanted_) return;
+        std::call_once(poly_once_, [this] {
+            const int L = arch_.L();
+            std::vector<const double*> zs(L + 1, nullptr), gs(L + 1, nullptr);
+            for (int l = 1; l <= L; ++l) {
+                zs[l] = Z_[l].data();
+                gs[l] = G_[l].data();
+            }
+            poly_.init(arch_.hidden, L, zs, gs, arch_.dims, m_);
+        });
+    }
     OutputLoss out_;  // loss deltas of the cached output layer (views into Z_[L], G_[L], Y)
 
     const double* W(int l) const { return theta_ + arch_.woff[l]; }
@@ -214,6 +238,7 @@ class GradChecker {
         const double* G = G_[l].data();
         const double* D = D_[l].empty() ? nullptr : D_[l].data();
         const double alpha = arch_.alpha;
+        init_poly();
         for (int h = 0; h < nl; ++h) {
             const double* z = Z + size_t(h) * mm;
             const double* g = G + size_t(h) * mm;

@@ -124,9 +124,15 @@ inline bool GradChecker::directions(const double* const* rows, const uint8_t* wn
             const int w = ((mm + parts - 1) / parts + 7) / 8 * 8;
             for (int c0 = 0; c0 < mm; c0 += w) pieces.push_back({k, c0, std::min(mm, c0 + w)});
         }
+    // and, as task 0, the tanh / sigmoid polynomial deltas' preparation (one thread's work, ~an l0 product)
+    const int t0 = poly_wanted_ ? 1 : 0;
     if (!pieces.empty() &&
-        !parallel_tasks<int>(int(pieces.size()), poll, [&](int pi, int&, bool, const std::atomic<bool>&) {
-            const Piece& pc = pieces[size_t(pi)];
+        !parallel_tasks<int>(int(pieces.size()) + t0, poll, [&](int pi, int&, bool, const std::atomic<bool>&) {
+            if (pi < t0) {
+                init_poly();
+                return true;
+            }
+            const Piece& pc = pieces[size_t(pi - t0)];
             const int lz = l0[pc.k], nl = arch_.n(lz), np = arch_.n(lz - 1);
             gemm(false, false, nl, pc.c1 - pc.c0, np, 1.0, rows[pc.k] + arch_.woff[lz], np, act(lz - 1) + pc.c0, mm,
                  0.0, preb.get() + boff[pc.k] + pc.c0, mm);
@@ -136,15 +142,15 @@ inline bool GradChecker::directions(const double* const* rows, const uint8_t* wn
     const int nc = int(chunks.size());
     const bool done = parallel_tasks<DirScratch>(nc, poll, [&](int ci, DirScratch& ds, bool, const std::atomic<bool>&) {
             Scratch& sc = ds.sc;
-            std::vector<double>&bufZ = ds.bufZ, &bufA = ds.bufA, &base = ds.base, &tmp = ds.tmp;
+            std::vector<double>&base = ds.base, &tmp = ds.tmp;
             std::vector<int64_t>& cnt = ds.cnt;
             const int* ks = order.data() + chunks[ci].first;
             const int g = chunks[ci].second - chunks[ci].first, lz = l0[ks[0]];
             const int NP = 2 * g, ld = NP * mm;
             size_t big = 0;
             for (int l = lz; l <= L; ++l) big = std::max(big, size_t(arch_.n(l)) * ld);
-            bufZ.resize(big);  // layer l0 writes every block
-            bufA.resize(big);
+            double* const Zb = ds.bufZ.get(big);  // layer l0 writes every block (uninitialized: no memset)
+            double* const Ab = ds.bufA.get(big);  // hidden_delta writes every block before a GEMM reads it
             cnt.assign(size_t(NP), 0);
             // layer l0: dZ = +-eps (D_W A[l0-1] + D_b), one product for both signs
             {
@@ -165,7 +171,7 @@ inline bool GradChecker::directions(const double* const* rows, const uint8_t* wn
                     for (int r = 0; r < nl; ++r) {
                         const double bb = bnz[f] ? db[r] : 0.0;
                         const double* br = bp + size_t(r) * mm;
-                        double* zp = bufZ.data() + size_t(r) * ld + size_t(2 * t) * mm;
+                        double* zp = Zb + size_t(r) * ld + size_t(2 * t) * mm;
                         double* zn = zp + mm;
                         for (int c = 0; c < mm; ++c) {
                             const double v = eps * (br[c] + bb);
@@ -175,8 +181,8 @@ inline bool GradChecker::directions(const double* const* rows, const uint8_t* wn
                     }
                 }
             }
-            double* dZ = bufZ.data();
-            double* dA = bufA.data();
+            double* dZ = Zb;
+            double* dA = Ab;
             for (int l = lz + 1; l <= L; ++l) {
                 const int nl = arch_.n(l), np = arch_.n(l - 1);
                 hidden_delta(l - 1, dZ, ld, NP, dA, cnt.data());
