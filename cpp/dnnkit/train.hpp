@@ -362,11 +362,8 @@ class Trainer {
                     if (stats) {
                         cost_sum += J * mb;
                         err_sum += errors(net, Yp, mb);
-                        for (int l = 1; l <= L; ++l)
-                            st.grad_norms[l - 1] += std::sqrt(
-                                sum_squares(grad_.data() + arch_.woff[l], size_t(arch_.n(l)) * arch_.n(l - 1)));
                     }
-                    update(theta);
+                    update(theta, stats ? st.grad_norms.data() : nullptr);
                     ++step_;
                     ++st.steps;
                     if (!one_step && (poll() || step_ >= stop_at_step)) {
@@ -483,36 +480,106 @@ class Trainer {
         return 0.0;
     }
 
-    // theta -= update(grad); elementwise, so any split over threads gives the same bits.
-    void update(T* theta) {
-        const long long P = (long long)arch_.nparams;
+    // The optimizer's coefficients of this step (adam's bias corrections: two pow per step, not per range).
+    struct UpdateCoefs {
+        T lr, b, b1m, b1, b2, b2m, eps, c1, c2;
+    };
+    UpdateCoefs coefs() const {
+        UpdateCoefs c{};
+        c.lr = T(o_.lr);
+        if (o_.optimizer == Optimizer::momentum) {
+            c.b = T(o_.beta);
+            c.b1m = T(1.0 - o_.beta);
+        } else if (o_.optimizer == Optimizer::adam) {
+            const double t = double(step_ + 1);
+            c.c1 = T(1.0 / (1.0 - std::pow(o_.beta1, t)));
+            c.c2 = T(1.0 / (1.0 - std::pow(o_.beta2, t)));
+            c.b1 = T(o_.beta1);
+            c.b2 = T(o_.beta2);
+            c.b1m = T(1.0 - o_.beta1);
+            c.b2m = T(1.0 - o_.beta2);
+            c.eps = T(o_.eps);
+        }
+        return c;
+    }
+    // theta -= update(grad) on [k0, k1); elementwise, so any split of [0, P) gives the same bits.
+    void update_range(T* theta, size_t k0, size_t k1, const UpdateCoefs& c) {
         const T* g = grad_.data();
-        const bool par = P > 32768 && num_threads() > 1;  // a medium net's 109k: ~3% of a step on one thread
+        const T lr = c.lr;
         if (o_.optimizer == Optimizer::gd) {
-            const T lr = T(o_.lr);
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (par)
-            for (long long k = 0; k < P; ++k) theta[k] -= lr * g[k];
+            for (size_t k = k0; k < k1; ++k) theta[k] -= lr * g[k];
         } else if (o_.optimizer == Optimizer::momentum) {
-            const T lr = T(o_.lr), b = T(o_.beta), b1m = T(1.0 - o_.beta);
+            const T b = c.b, b1m = c.b1m;
             T* v = v_.data();
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (par)
-            for (long long k = 0; k < P; ++k) {
+            for (size_t k = k0; k < k1; ++k) {
                 v[k] = b * v[k] + b1m * g[k];
                 theta[k] -= lr * v[k];
             }
         } else {
-            const double t = double(step_ + 1);
-            const T c1 = T(1.0 / (1.0 - std::pow(o_.beta1, t))), c2 = T(1.0 / (1.0 - std::pow(o_.beta2, t)));
-            const T lr = T(o_.lr), b1 = T(o_.beta1), b2 = T(o_.beta2), b1m = T(1.0 - o_.beta1),
-                    b2m = T(1.0 - o_.beta2), eps = T(o_.eps);
+            const T c1 = c.c1, c2 = c.c2, b1 = c.b1, b2 = c.b2, b1m = c.b1m, b2m = c.b2m, eps = c.eps;
             T* v = v_.data();
             T* s = s_.data();
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (par)
-            for (long long k = 0; k < P; ++k) {
+            for (size_t k = k0; k < k1; ++k) {
                 v[k] = b1 * v[k] + b1m * g[k];
                 s[k] = b2 * s[k] + b2m * g[k] * g[k];
                 theta[k] -= lr * (v[k] * c1) / (std::sqrt(s[k] * c2) + eps);
             }
+        }
+    }
+
+    // The pieces of one update pass: per layer the W blocks of sum_squares (SUMSQ_BLOCK values each, so a
+    // block's squares are summed exactly as sum_squares sums them), then b. Built once (sizes only).
+    struct UpdatePiece {
+        size_t k0, k1;
+        int layer;  // > 0: a W block whose squares go to part[part]; 0: a bias (update only)
+        int part;
+    };
+    std::vector<UpdatePiece> pieces_;
+    std::vector<double> piece_sums_;
+    const std::vector<UpdatePiece>& pieces() {
+        if (!pieces_.empty()) return pieces_;
+        int np = 0;
+        for (int l = 1; l <= arch_.L(); ++l) {
+            const size_t w0 = arch_.woff[l], nw = size_t(arch_.n(l)) * arch_.n(l - 1);
+            for (size_t q = 0; q < nw; q += SUMSQ_BLOCK) pieces_.push_back({w0 + q, w0 + std::min(nw, q + SUMSQ_BLOCK), l, np++});
+            pieces_.push_back({size_t(arch_.boff[l]), size_t(arch_.boff[l]) + size_t(arch_.n(l)), 0, -1});
+        }
+        piece_sums_.assign(size_t(np), 0.0);
+        return pieces_;
+    }
+
+    // theta -= update(grad). With norms (a reported epoch): also norms[l-1] += ||dW[l]||_F, from the same pass
+    // over grad (one read of it, one parallel region instead of two): the per-block sums are sum_squares'
+    // blocks and are added in block order, so the norms have sum_squares' bits.
+    void update(T* theta, double* norms = nullptr) {
+        const size_t P = arch_.nparams;
+        const bool par = P > 32768 && num_threads() > 1;  // a medium net's 109k: ~3% of a step on one thread
+        const UpdateCoefs c = coefs();
+        if (!norms) {
+            if (!par) return update_range(theta, 0, P, c);
+#pragma omp parallel num_threads(num_threads())
+            {
+                const size_t t = size_t(omp_get_thread_num()), nt = size_t(omp_get_num_threads());
+                update_range(theta, P * t / nt, P * (t + 1) / nt, c);
+            }
+            return;
+        }
+        const std::vector<UpdatePiece>& pc = pieces();
+        const T* g = grad_.data();
+        double* part = piece_sums_.data();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads()) if (par)
+        for (long long i = 0; i < (long long)pc.size(); ++i) {
+            const UpdatePiece& u = pc[size_t(i)];
+            if (u.layer > 0) part[u.part] = sum_squares_block(g + u.k0, u.k1 - u.k0);
+            update_range(theta, u.k0, u.k1, c);
+        }
+        size_t i = 0;
+        for (int l = 1; l <= arch_.L(); ++l) {
+            double s = 0.0;
+            int nb = 0;
+            for (; i < pc.size() && pc[i].layer == l; ++i, ++nb) s = nb == 0 ? part[pc[i].part] : s + part[pc[i].part];
+            for (; i < pc.size() && pc[i].layer == 0; ++i) {}
+            norms[l - 1] += std::sqrt(s);
         }
     }
 };
