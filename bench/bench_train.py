@@ -219,8 +219,9 @@ def bench_torch_minibatch(dims, m, dtype, batch, threads):
     return run
 
 
-def bench_backward_loop(dims, m, dtype):
-    """A course-style user loop around dnnkit: one net.backward call per step, the update in NumPy."""
+def bench_backward_loop(dims, m, dtype, update=True):
+    """A course-style user loop around dnnkit: one net.backward call per step, the update in NumPy
+    (update=False: net.backward alone, to split the loop's time)."""
     out, loss = output_of(dims)
     net = dk.Network(dims, output=out, loss=loss, dtype=dtype).initialize("he", rng=0)
     X, Y = data(dims, m, dtype)
@@ -230,7 +231,8 @@ def bench_backward_loop(dims, m, dtype):
     def run(n):
         for _ in range(n):
             net.backward(X, Y)
-            np.subtract(theta, lr * g, out=theta)
+            if update:
+                np.subtract(theta, lr * g, out=theta)
 
     return run
 
@@ -523,22 +525,33 @@ def main():
           "`fit(epochs=1)` called once per step (the update native, but a trainer built per call); `fit` default "
           "(all steps in one call) for comparison. Reference (faster of 2 / 1 BLAS threads) and torch: their steps "
           "as above.\n")
-    print("| dtype | net.backward loop steps/s | fit(epochs=1) per step | fit default | reference 2 thr | "
-          "reference 1 thr | torch | loop vs reference | loop vs torch |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| dtype | net.backward loop steps/s | net.backward alone | fit(epochs=1) per step | fit default | "
+          "reference 2 thr | reference 1 thr | torch | loop vs reference | loop vs torch |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     name, dims, m = CONFIGS[1]
     for dtype in (np.float32, np.float64):
-        fns = [bench_backward_loop(dims, m, dtype), bench_fit_per_step(dims, m, dtype), bench_dnnkit(dims, m, dtype, 1.0),
+        fns = [bench_backward_loop(dims, m, dtype), bench_backward_loop(dims, m, dtype, update=False),
+               bench_fit_per_step(dims, m, dtype), bench_dnnkit(dims, m, dtype, 1.0),
                bench_reference(dims, m, dtype, 1.0), bench_reference(dims, m, dtype, 1.0, blas=1)]
         if have_torch:
             fns.append(bench_torch(dims, m, dtype, 1.0, threads))
         ts = timings(fns, 20, reps, 0.25)
-        pt = ts[5] if have_torch else None
-        rb, rl = ref_best(ts[3:5])
+        pt = ts[6] if have_torch else None
+        rb, rl = ref_best(ts[4:6])
         print(f"| {np.dtype(dtype).name} | {rate(ts[0])} | {rate(ts[1])} | {rate(ts[2])} | {rate(ts[3])} | "
-              f"{rate(ts[4])} | {rate(pt) if pt else '-'} | {ratio(ts[0], rb)} ({rl}) | "
+              f"{rate(ts[4])} | {rate(ts[5])} | {rate(pt) if pt else '-'} | {ratio(ts[0], rb)} ({rl}) | "
               f"{ratio(ts[0], pt) if pt else '-'} |", flush=True)
-    print()
+    for dtype in (np.float32, np.float64):  # where the loop's time beyond the engine goes
+        net = dk.Network(dims, output="softmax", loss="ce", dtype=dtype).initialize("he", rng=0)
+        X, Y = data(dims, m, dtype)
+        theta, g, lr = net.theta, net.grad_vector, dtype(LR)
+        tc, tu = compare([lambda: net.check_data(X, Y), lambda: np.subtract(theta, lr * g, out=theta)], rounds=reps,
+                         min_time=0.05, pause=PAUSE)
+        print(f"\n{np.dtype(dtype).name}: per call, `net.backward`'s argument checks (`check_data`: dtype, shapes, "
+              f"finite X, one-hot Y) {tc.median * 1e6:.0f} us (range {tc.best * 1e6:.0f}-{tc.worst * 1e6:.0f}); the "
+              f"NumPy update `theta -= lr * g` {tu.median * 1e6:.0f} us ({tu.best * 1e6:.0f}-{tu.worst * 1e6:.0f}).",
+              end="")
+    print("\n")
 
     print("## Dropout mask generation, 1024 x 1024, keep 0.8 (ns per element; lower is better)\n")
     masks = bench_masks()

@@ -23,6 +23,7 @@
 #include "kernels.hpp"
 #include "parallel.hpp"
 #include "partition.hpp"
+#include "simd.hpp"
 
 namespace dnnkit {
 
@@ -214,45 +215,138 @@ __attribute__((noinline, target("avx2"))) double lean_pass_avx2(MLP<T>& net, con
 // ---------------------------------------------------------------------------------------------------------
 // Wide path: forward over column chunks (each through all layers), then per layer dW tiles (each a full
 // reduction over m in one BLAS call, plus db) and dA column chunks (dA = W^T dZ, dropout, g'), all on OpenMP.
+// The tasks (one chunk's forward, one backward tile or chunk) are compiled for the baseline ISA and for AVX2,
+// chosen at run time like the lean pass (simd::level(): DNNKIT_SIMD / _core.set_simd force the baseline in tests): AVX2 only widens their elementwise loops (bias + activation, dropout,
+// g', the cost), no FMA is enabled, so both give the same bits. (The OpenMP regions call the tasks: a region's
+// body is outlined with its enclosing function's ISA, so the clones are the task functions, not wide_pass.)
+template <class T>
+struct WideArgs {
+    MLP<T>& net;
+    const T* theta;
+    const T* X;
+    const T* Y;
+    int m;
+    const ByteMasks& bm;
+    bool cost;
+    T alpha;
+};
+
+template <class T>
+DNNKIT_ALWAYS_INLINE double wide_forward_chunk(const WideArgs<T>& w, int j0, int j1) {
+    MLP<T>& net = w.net;
+    const Arch& a = net.arch;
+    const int L = a.L(), n0 = a.n(0), m = w.m, cw = j1 - j0;
+    const ByteMasks& bm = w.bm;
+    const T* X = w.X;
+    const T* Aprev = X;
+    if (const uint8_t* D0 = bm.get(0)) {
+        T* A0 = net.A[0].data();
+        for (int i = 0; i < n0; ++i) {
+            const size_t o = size_t(i) * m + j0;
+            std::copy(X + o, X + o + cw, A0 + o);
+            byte_dropout(D0 + o, T(bm.scale[0]), A0 + o, size_t(cw));
+        }
+        Aprev = A0;
+    }
+    for (int l = 1; l <= L; ++l) {
+        const int nl = a.n(l), np = a.n(l - 1);
+        T* Zl = net.Z[l].data();
+        T* Al = net.A[l].data();
+        gemm(false, false, nl, cw, np, T(1), net.W(w.theta, l), np, Aprev + j0, m, T(0), Zl + j0, m);
+        bias_activation(l < L ? a.hidden : a.output, net.b(w.theta, l), nl, m, j0, j1, w.alpha, Zl, Al);
+        if (l < L)
+            if (const uint8_t* D = bm.get(l))
+                for (int i = 0; i < nl; ++i)
+                    byte_dropout(D + size_t(i) * m + j0, T(bm.scale[l]), Al + size_t(i) * m + j0, size_t(cw));
+        Aprev = Al;
+    }
+    return w.cost ? net.data_cost_columns(w.Y, j0, j1) : 0.0;
+}
+template <class T>
+__attribute__((noinline)) double wide_forward_chunk_base(const WideArgs<T>& w, int j0, int j1) {
+    return wide_forward_chunk(w, j0, j1);
+}
+
+// One backward task of layer l: t < ntiles a dW tile (+ db with the first column tile), else a dA column chunk.
+template <class T>
+struct WideLayer {
+    int l, ntiles;
+    Chunks rows, cols, ch;
+    T cl2, cl1;
+    T* grad;
+};
+template <class T>
+DNNKIT_ALWAYS_INLINE void wide_backward_task(const WideArgs<T>& w, const WideLayer<T>& y, int t) {
+    MLP<T>& net = w.net;
+    const Arch& a = net.arch;
+    const int l = y.l, nl = a.n(l), np = a.n(l - 1), m = w.m;
+    const ByteMasks& bm = w.bm;
+    const T* dz = net.dZ[l].data();
+    const T* Wl = net.W(w.theta, l);
+    if (t < y.ntiles) {
+        const T* Ap = (l == 1) ? (bm.get(0) ? net.A[0].data() : w.X) : net.A[l - 1].data();
+        T* dW = y.grad + a.woff[l];
+        T* db = y.grad + a.boff[l];
+        const int rc = t / y.cols.count(), cc = t % y.cols.count();
+        const int r0 = y.rows.begin(rc), r1 = y.rows.end(rc), c0 = y.cols.begin(cc), c1 = y.cols.end(cc);
+        gemm(false, true, r1 - r0, c1 - c0, m, T(1), dz + size_t(r0) * m, m, Ap + size_t(c0) * m, m, T(0),
+             dW + size_t(r0) * np + c0, np);
+        add_reg_grad(Wl, dW, np, r0, r1, c0, c1, y.cl2, y.cl1);
+        if (cc == 0)
+            for (int i = r0; i < r1; ++i) db[i] = row_sum(dz + size_t(i) * m, m);
+    } else {
+        const uint8_t* D = bm.get(l - 1);
+        const int c = t - y.ntiles, j0 = y.ch.begin(c), cw = y.ch.end(c) - j0;
+        T* da = net.dA.data();
+        gemm(true, false, np, cw, nl, T(1), Wl, np, dz + j0, m, T(0), da + j0, m);
+        const T* zp = net.Z[l - 1].data();
+        T* dzp = net.dZ[l - 1].data();
+        for (int i = 0; i < np; ++i) {
+            const size_t o = size_t(i) * m + j0;
+            if (D) byte_dropout(D + o, T(bm.scale[l - 1]), da + o, size_t(cw));
+            if (a.hidden == Act::relu) relu_backward(zp + o, da + o, dzp + o, size_t(cw));
+            else act_backward(a.hidden, zp + o, da + o, dzp + o, size_t(cw), w.alpha);
+        }
+    }
+}
+template <class T>
+__attribute__((noinline)) void wide_backward_task_base(const WideArgs<T>& w, const WideLayer<T>& y, int t) {
+    wide_backward_task(w, y, t);
+}
+#if defined(__x86_64__) || defined(__i386__)
+template <class T>
+__attribute__((noinline, target("avx2"))) double wide_forward_chunk_avx2(const WideArgs<T>& w, int j0, int j1) {
+    return wide_forward_chunk(w, j0, j1);
+}
+template <class T>
+__attribute__((noinline, target("avx2"))) void wide_backward_task_avx2(const WideArgs<T>& w, const WideLayer<T>& y,
+                                                                       int t) {
+    wide_backward_task(w, y, t);
+}
+#endif
+
 template <class T>
 double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, double l2,
                  double l1, T* grad, bool with_cost) {
     const Arch& a = net.arch;
-    const int L = a.L(), nL = a.n(L), n0 = a.n(0);
-    const T alpha = T(a.alpha);
+    const int L = a.L(), nL = a.n(L);
     const Chunks ch = wide_chunks(m);
     const int nth = num_threads();
     const bool cost = Y && with_cost;
     std::vector<double> part(ch.count(), 0.0);
-    const uint8_t* D0 = bm.get(0);
+    const bool avx2 = simd::level() >= simd::avx2;  // the CPU's, or DNNKIT_SIMD / _core.set_simd's (tests)
+    const WideArgs<T> w{net, theta, X, Y, m, bm, cost, T(a.alpha)};
 
     // ---- forward, one column chunk per task through all layers
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1 && ch.count() > 1)
     for (int c = 0; c < ch.count(); ++c) {
-        const int j0 = ch.begin(c), j1 = ch.end(c), w = j1 - j0;
-        const T* Aprev = X;
-        if (D0) {
-            T* A0 = net.A[0].data();
-            for (int i = 0; i < n0; ++i) {
-                const size_t o = size_t(i) * m + j0;
-                std::copy(X + o, X + o + w, A0 + o);
-                byte_dropout(D0 + o, T(bm.scale[0]), A0 + o, size_t(w));
-            }
-            Aprev = A0;
+#if defined(__x86_64__) || defined(__i386__)
+        if (avx2) {
+            part[c] = wide_forward_chunk_avx2(w, ch.begin(c), ch.end(c));
+            continue;
         }
-        for (int l = 1; l <= L; ++l) {
-            const int nl = a.n(l), np = a.n(l - 1);
-            T* Zl = net.Z[l].data();
-            T* Al = net.A[l].data();
-            gemm(false, false, nl, w, np, T(1), net.W(theta, l), np, Aprev + j0, m, T(0), Zl + j0, m);
-            bias_activation(l < L ? a.hidden : a.output, net.b(theta, l), nl, m, j0, j1, alpha, Zl, Al);
-            if (l < L)
-                if (const uint8_t* D = bm.get(l))
-                    for (int i = 0; i < nl; ++i)
-                        byte_dropout(D + size_t(i) * m + j0, T(bm.scale[l]), Al + size_t(i) * m + j0, size_t(w));
-            Aprev = Al;
-        }
-        if (cost) part[c] = net.data_cost_columns(Y, j0, j1);
+#endif
+        part[c] = wide_forward_chunk_base(w, ch.begin(c), ch.end(c));
     }
     double J = 0.0;
     if (cost) {
@@ -266,38 +360,18 @@ double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, con
     const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
     for (int l = L; l >= 1; --l) {
         const int nl = a.n(l), np = a.n(l - 1);
-        const T* Ap = (l == 1) ? (D0 ? net.A[0].data() : X) : net.A[l - 1].data();
-        const T* dz = net.dZ[l].data();
-        const T* Wl = net.W(theta, l);
-        T* dW = grad + a.woff[l];
-        T* db = grad + a.boff[l];
         const Chunks rows = balanced_chunks(nl, WIDE_TILE_ROWS), cols = balanced_chunks(np, WIDE_TILE_COLS);
-        const int ntiles = rows.count() * cols.count();
-        const int nchunks = l > 1 ? ch.count() : 0;
-        const uint8_t* D = l > 1 ? bm.get(l - 1) : nullptr;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1 && ntiles + nchunks > 1)
-        for (int t = 0; t < ntiles + nchunks; ++t) {
-            if (t < ntiles) {
-                const int rc = t / cols.count(), cc = t % cols.count();
-                const int r0 = rows.begin(rc), r1 = rows.end(rc), c0 = cols.begin(cc), c1 = cols.end(cc);
-                gemm(false, true, r1 - r0, c1 - c0, m, T(1), dz + size_t(r0) * m, m, Ap + size_t(c0) * m, m,
-                     T(0), dW + size_t(r0) * np + c0, np);
-                add_reg_grad(Wl, dW, np, r0, r1, c0, c1, cl2, cl1);
-                if (cc == 0)
-                    for (int i = r0; i < r1; ++i) db[i] = row_sum(dz + size_t(i) * m, m);
-            } else {
-                const int c = t - ntiles, j0 = ch.begin(c), w = ch.end(c) - j0;
-                T* da = net.dA.data();
-                gemm(true, false, np, w, nl, T(1), Wl, np, dz + j0, m, T(0), da + j0, m);
-                const T* zp = net.Z[l - 1].data();
-                T* dzp = net.dZ[l - 1].data();
-                for (int i = 0; i < np; ++i) {
-                    const size_t o = size_t(i) * m + j0;
-                    if (D) byte_dropout(D + o, T(bm.scale[l - 1]), da + o, size_t(w));
-                    if (a.hidden == Act::relu) relu_backward(zp + o, da + o, dzp + o, size_t(w));
-                    else act_backward(a.hidden, zp + o, da + o, dzp + o, size_t(w), alpha);
-                }
+        const WideLayer<T> y{l, rows.count() * cols.count(), rows, cols, ch, cl2, cl1, grad};
+        const int ntasks = y.ntiles + (l > 1 ? ch.count() : 0);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1 && ntasks > 1)
+        for (int t = 0; t < ntasks; ++t) {
+#if defined(__x86_64__) || defined(__i386__)
+            if (avx2) {
+                wide_backward_task_avx2(w, y, t);
+                continue;
             }
+#endif
+            wide_backward_task_base(w, y, t);
         }
     }
     return J;
@@ -311,8 +385,7 @@ double MLP<T>::run(const T* theta, const T* X, const T* Y, int m_, const ByteMas
     else A[0].clear();  // the cache holds A0 only with input dropout (else it is X)
     if (!lean_worth(arch, m)) return wide_pass(*this, theta, X, Y, m, bm, l2, l1, grad, with_cost);
 #if defined(__x86_64__) || defined(__i386__)
-    static const bool avx2 = __builtin_cpu_supports("avx2");
-    if (avx2) return lean_pass_avx2(*this, theta, X, Y, m, bm, l2, l1, grad, with_cost);
+    if (simd::level() >= simd::avx2) return lean_pass_avx2(*this, theta, X, Y, m, bm, l2, l1, grad, with_cost);
 #endif
     return lean_pass_base(*this, theta, X, Y, m, bm, l2, l1, grad, with_cost);
 }

@@ -104,7 +104,7 @@ inline void epoch_permutation(uint64_t seed, uint64_t epoch, std::vector<int>& p
 // step), the block sums added in block order. The order depends on n only: the same bits for any thread count.
 constexpr size_t SUMSQ_BLOCK = 16384;
 template <class T>
-inline double sum_squares_block(const T* g, size_t n) {
+DNNKIT_ALWAYS_INLINE double sum_squares_block(const T* g, size_t n) {
     double p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t q = 0;
     for (; q + 8 <= n; q += 8)
@@ -125,6 +125,60 @@ inline double sum_squares(const T* g, size_t n) {
     double s = 0.0;
     for (double v : part) s += v;
     return s;
+}
+
+// The optimizer's coefficients of one step (adam's bias corrections: two pow per step, not per range).
+template <class T>
+struct UpdateCoefs {
+    T lr, b, b1m, b1, b2, b2m, eps, c1, c2;
+};
+
+// theta -= update(grad) on [k0, k1) (elementwise: any split of the parameters gives the same bits), and with
+// `sumsq` the squares of grad[k0, k1) summed as sum_squares_block sums them. Compiled for the baseline ISA and for
+// AVX2 (run-time choice): no FMA, IEEE-exact sqrt and division, the same fixed-lane sums: the same bits.
+template <class T>
+DNNKIT_ALWAYS_INLINE void update_piece(Optimizer opt, const UpdateCoefs<T>& c, T* __restrict theta,
+                                       const T* __restrict g, T* __restrict v, T* __restrict s, size_t k0, size_t k1,
+                                       double* sumsq) {
+    if (sumsq) *sumsq = sum_squares_block(g + k0, k1 - k0);
+    const T lr = c.lr;
+    if (opt == Optimizer::gd) {
+        for (size_t k = k0; k < k1; ++k) theta[k] -= lr * g[k];
+    } else if (opt == Optimizer::momentum) {
+        const T b = c.b, b1m = c.b1m;
+        for (size_t k = k0; k < k1; ++k) {
+            v[k] = b * v[k] + b1m * g[k];
+            theta[k] -= lr * v[k];
+        }
+    } else {
+        const T c1 = c.c1, c2 = c.c2, b1 = c.b1, b2 = c.b2, b1m = c.b1m, b2m = c.b2m, eps = c.eps;
+        for (size_t k = k0; k < k1; ++k) {
+            v[k] = b1 * v[k] + b1m * g[k];
+            s[k] = b2 * s[k] + b2m * g[k] * g[k];
+            theta[k] -= lr * (v[k] * c1) / (std::sqrt(s[k] * c2) + eps);
+        }
+    }
+}
+template <class T>
+__attribute__((noinline)) void update_piece_base(Optimizer opt, const UpdateCoefs<T>& c, T* theta, const T* g, T* v,
+                                                 T* s, size_t k0, size_t k1, double* sumsq) {
+    update_piece(opt, c, theta, g, v, s, k0, k1, sumsq);
+}
+#if defined(__x86_64__) || defined(__i386__)
+template <class T>
+__attribute__((noinline, target("avx2"))) void update_piece_avx2(Optimizer opt, const UpdateCoefs<T>& c, T* theta,
+                                                                 const T* g, T* v, T* s, size_t k0, size_t k1,
+                                                                 double* sumsq) {
+    update_piece(opt, c, theta, g, v, s, k0, k1, sumsq);
+}
+#endif
+template <class T>
+inline void update_piece_dispatch(Optimizer opt, const UpdateCoefs<T>& c, T* theta, const T* g, T* v, T* s, size_t k0,
+                                  size_t k1, double* sumsq) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (simd::level() >= simd::avx2) return update_piece_avx2(opt, c, theta, g, v, s, k0, k1, sumsq);
+#endif
+    update_piece_base(opt, c, theta, g, v, s, k0, k1, sumsq);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -480,12 +534,8 @@ class Trainer {
         return 0.0;
     }
 
-    // The optimizer's coefficients of this step (adam's bias corrections: two pow per step, not per range).
-    struct UpdateCoefs {
-        T lr, b, b1m, b1, b2, b2m, eps, c1, c2;
-    };
-    UpdateCoefs coefs() const {
-        UpdateCoefs c{};
+    UpdateCoefs<T> coefs() const {
+        UpdateCoefs<T> c{};
         c.lr = T(o_.lr);
         if (o_.optimizer == Optimizer::momentum) {
             c.b = T(o_.beta);
@@ -502,29 +552,10 @@ class Trainer {
         }
         return c;
     }
-    // theta -= update(grad) on [k0, k1); elementwise, so any split of [0, P) gives the same bits.
-    void update_range(T* theta, size_t k0, size_t k1, const UpdateCoefs& c) {
-        const T* g = grad_.data();
-        const T lr = c.lr;
-        if (o_.optimizer == Optimizer::gd) {
-            for (size_t k = k0; k < k1; ++k) theta[k] -= lr * g[k];
-        } else if (o_.optimizer == Optimizer::momentum) {
-            const T b = c.b, b1m = c.b1m;
-            T* v = v_.data();
-            for (size_t k = k0; k < k1; ++k) {
-                v[k] = b * v[k] + b1m * g[k];
-                theta[k] -= lr * v[k];
-            }
-        } else {
-            const T c1 = c.c1, c2 = c.c2, b1 = c.b1, b2 = c.b2, b1m = c.b1m, b2m = c.b2m, eps = c.eps;
-            T* v = v_.data();
-            T* s = s_.data();
-            for (size_t k = k0; k < k1; ++k) {
-                v[k] = b1 * v[k] + b1m * g[k];
-                s[k] = b2 * s[k] + b2m * g[k] * g[k];
-                theta[k] -= lr * (v[k] * c1) / (std::sqrt(s[k] * c2) + eps);
-            }
-        }
+    // theta -= update(grad) on [k0, k1) (+ the squares of grad there into *sumsq)
+    void update_range(T* theta, size_t k0, size_t k1, const UpdateCoefs<T>& c, double* sumsq = nullptr) {
+        update_piece_dispatch(o_.optimizer, c, theta, grad_.data(), v_.empty() ? nullptr : v_.data(),
+                              s_.empty() ? nullptr : s_.data(), k0, k1, sumsq);
     }
 
     // The pieces of one update pass: per layer the W blocks of sum_squares (SUMSQ_BLOCK values each, so a
@@ -554,7 +585,7 @@ class Trainer {
     void update(T* theta, double* norms = nullptr) {
         const size_t P = arch_.nparams;
         const bool par = P > 32768 && num_threads() > 1;  // a medium net's 109k: ~3% of a step on one thread
-        const UpdateCoefs c = coefs();
+        const UpdateCoefs<T> c = coefs();
         if (!norms) {
             if (!par) return update_range(theta, 0, P, c);
 #pragma omp parallel num_threads(num_threads())
@@ -565,13 +596,13 @@ class Trainer {
             return;
         }
         const std::vector<UpdatePiece>& pc = pieces();
-        const T* g = grad_.data();
         double* part = piece_sums_.data();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads()) if (par)
-        for (long long i = 0; i < (long long)pc.size(); ++i) {
-            const UpdatePiece& u = pc[size_t(i)];
-            if (u.layer > 0) part[u.part] = sum_squares_block(g + u.k0, u.k1 - u.k0);
-            update_range(theta, u.k0, u.k1, c);
+        auto piece = [&](const UpdatePiece& u) { update_range(theta, u.k0, u.k1, c, u.layer > 0 ? part + u.part : nullptr); };
+        if (!par) {  // small nets: no OpenMP call at all
+            for (const UpdatePiece& u : pc) piece(u);
+        } else {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
+            for (long long i = 0; i < (long long)pc.size(); ++i) piece(pc[size_t(i)]);
         }
         size_t i = 0;
         for (int l = 1; l <= arch_.L(); ++l) {
