@@ -220,4 +220,16 @@ void register_trainer(py::module_& m, const char* name) {
 void bind_train(py::module_& m) {
     register_trainer<double>(m, "Trainer64");
     register_trainer<float>(m, "Trainer32");
+    m.def(
+        "set_small_layers",
+        [](bool on) { return small::enabled().exchange(on); }, py::arg("on"),
+        "Turns the fused small-net training step (cpp/dnnkit/small_layers.hpp) on or off for Trainers built\n"
+        "afterwards; returns the previous setting. For tests and benchmarks (the BLAS path is the reference).");
+    m.def(
+        "small_layers_eligible",
+        [](std::vector<int> dims, const std::string& hidden, const std::string& output, const std::string& loss) {
+            return SmallNet<double>::eligible(dnnkit_py::make_arch(std::move(dims), hidden, output, loss, 0.01));
+        },
+        py::arg("dims"), py::arg("hidden"), py::arg("output"), py::arg("loss"),
+        "Whether fit() on this net uses the fused small-net step (sizes and activations only).");
 }

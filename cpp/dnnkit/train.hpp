@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "mlp.hpp"
+#include "small_layers.hpp"
 #include "train_history.hpp"
 
 namespace dnnkit {
@@ -208,6 +209,7 @@ class Trainer {
         id_.dev_error = log_.add("dev_error", 1);
         id_.grad_norms = log_.add("grad_norms", arch_.L());
         id_.time = log_.add("time", 1);
+        if (SmallNet<T>::eligible(arch_)) small_.reset(new SmallNet<T>(arch_));  // tiny nets: fused step
     }
 
     // ---- what the loop records besides the training statistics
@@ -408,10 +410,10 @@ class Trainer {
                                 throw std::runtime_error("mask prefetch failed");  // the producer's exception is rethrown
                             relax(spin);
                         }
-                        J = net.run(theta, Xp, Yp, mb, sl.masks.masks(), o_.l2, o_.l1, grad_.data(), with_cost_);
+                        J = pass(net, theta, Xp, Yp, mb, sl.masks.masks());
                         sl.tag.store(0, std::memory_order_release);
                     } else {
-                        J = net.backward(theta, Xp, Yp, mb, dp_, o_.l2, o_.l1, grad_.data(), with_cost_);
+                        J = pass(net, theta, Xp, Yp, mb, net.masks(dp_, mb));
                     }
                     if (stats) {
                         cost_sum += J * mb;
@@ -509,6 +511,14 @@ class Trainer {
     int md_ = 0;
     bool train_full_ = false;
     std::unique_ptr<MLP<T>> dev_ws_, full_ws_;  // evaluation workspaces (their own sizes: no reallocation)
+    std::unique_ptr<SmallNet<T>> small_;         // the fused step of tiny nets (small_layers.hpp), else null
+
+    // One training pass (forward, cost when with_cost_, backward into grad_): the fused small-net step when the
+    // net is tiny, else the BLAS passes of mlp.hpp. A[L] of `net` holds the outputs afterwards (errors()).
+    double pass(MLP<T>& net, const T* theta, const T* Xp, const T* Yp, int mb, const ByteMasks& bm) {
+        if (small_) return small_->run(net, theta, Xp, Yp, mb, bm, o_.l2, o_.l1, grad_.data(), with_cost_);
+        return net.run(theta, Xp, Yp, mb, bm, o_.l2, o_.l1, grad_.data(), with_cost_);
+    }
 
     // Misclassified entries (bce: output units; ce: examples) of the batch just computed by `net`.
     double errors(const MLP<T>& net, const T* Yp, int mb) const {

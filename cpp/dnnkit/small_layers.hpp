@@ -1,0 +1,535 @@
+// Fused training step for tiny nets (every layer at most SMALL_MAX_WIDTH units, at most SMALL_MAX_WEIGHTS weights):
+// forward, cost and backward of all layers on blocks of SMALL_LANES examples, everything in L1 / registers.
+//
+// Why: on such nets a step is a few hundred thousand flops, and the BLAS path (mlp.hpp lean_pass: 8 whole-matrix
+// GEMM calls for [2, 20, 3, 1] plus ~10 elementwise passes over (n_l x m) arrays) is dominated by call and memory
+// overhead, not arithmetic. Measured on the course's [2, 20, 3, 1], m = 300 (2-core Xeon, OpenBLAS SkylakeX
+// small-matrix kernels, perf): the 8 GEMM calls took ~36 % of a step for ~25 k flops each, i.e. ~0.5 us per
+// call; the elementwise passes another ~30 %, in float64 bound by L1 misses (Z1, A1, dA, dZ1 are 48 KB each at
+// m = 300, the L1 is 48 KB): that is why float64 ran at half the float32 speed. Here one block of 16 examples
+// goes through all layers and back (a few KB), the dW sums are kept per lane and reduced once per step, and the
+// output's exp / log1p / sigmoid run vectorised in one pass with the cost, the derivative and the error count.
+// BLAS stays the path for everything larger (house rule: a real BLAS for real-sized layers): past a few thousand
+// weights the per-lane accumulators leave L1 and BLAS's blocking wins.
+//
+// Exactness: every lane performs the same IEEE operations in the same order (no FMA: the translation unit is
+// compiled with -ffp-contract=off; no libm call in the vectorised loops: exp_nonpos below and log1p_unit), and
+// the lane sums are reduced in a fixed tree, so the result is bit-identical on the baseline, AVX2 and AVX-512
+// paths (simd.hpp) and, being single-threaded, for any thread count. It is NOT bit-identical to the BLAS path
+// (different summation order of the dW / dA sums; BLAS uses FMA): the gradient agrees to rounding (tests/
+// test_small_layers.py), and fit() on such nets trains to parameters that differ in the last bits from the
+// BLAS path (dev/BITCHECK.md). Network.forward / cost / backward and the gradient checker keep the BLAS path.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "mlp.hpp"
+#include "simd.hpp"
+
+namespace dnnkit {
+
+constexpr int SMALL_LANES = 16;         // examples per block (one AVX-512 float vector, two double vectors)
+constexpr int SMALL_MAX_WIDTH = 64;     // units per layer
+constexpr int SMALL_MAX_WEIGHTS = 512;  // sum of n_l * n_{l-1}: the per-lane dW sums (x16 lanes) stay in L1
+
+namespace small {
+// Switch for tests and benchmarks (_core.set_small_layers; DNNKIT_SMALL_LAYERS=0 turns it off at start-up):
+// read when a Trainer is built.
+inline std::atomic<bool>& enabled() {
+    static std::atomic<bool> on{[] {
+        const char* s = std::getenv("DNNKIT_SMALL_LAYERS");
+        return !(s && std::strcmp(s, "0") == 0);
+    }()};
+    return on;
+}
+}  // namespace small
+
+// ---------------------------------------------------------------------------------------------------------
+// The kernel on native vectors of BYTES bytes (16: SSE2, 32: AVX2, 64: AVX-512): NL = BYTES / sizeof(T) lanes of
+// T, ND = BYTES / 8 lanes of double. Examples are processed in blocks of SMALL_LANES columns (U = SMALL_LANES / NL
+// native vectors per row); column j's contributions to the dW / db / cost sums go to lane j % SMALL_LANES of
+// per-weight accumulators of SMALL_LANES lanes, which are summed in a fixed tree at the end. Every lane performs
+// the same operations whatever NL is, so the three instantiations give the same bits. (Vectors wider than the ISA's registers are not used: GCC keeps those in
+// memory.) Types are members, never template arguments (GCC drops vector attributes on template arguments).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+// The lane types per (T, BYTES) (GCC does not apply vector_size with a template-dependent size, so they are spelled
+// out): V = NL x T, VT = ND x T, VD = ND x double, VU = ND x uint64, VB = NL x uint8; element-aligned.
+template <class T, int BYTES>
+struct SmallLaneTypes;
+#define DNNKIT_SMALL_TYPES(T_, BYTES_, NL_, ND_)                                                          \
+    template <>                                                                                         \
+    struct SmallLaneTypes<T_, BYTES_> {                                                                 \
+        typedef T_ V __attribute__((vector_size(NL_ * sizeof(T_)), aligned(sizeof(T_))));              \
+        typedef T_ VT __attribute__((vector_size(ND_ * sizeof(T_)), aligned(sizeof(T_))));             \
+        typedef double VD __attribute__((vector_size(ND_ * 8), aligned(8)));                            \
+        typedef uint64_t VU __attribute__((vector_size(ND_ * 8), aligned(8)));                          \
+        typedef uint8_t VB __attribute__((vector_size(NL_), aligned(1)));                               \
+    };
+DNNKIT_SMALL_TYPES(double, 16, 2, 2)
+DNNKIT_SMALL_TYPES(double, 32, 4, 4)
+DNNKIT_SMALL_TYPES(double, 64, 8, 8)
+DNNKIT_SMALL_TYPES(float, 16, 4, 2)
+DNNKIT_SMALL_TYPES(float, 32, 8, 4)
+DNNKIT_SMALL_TYPES(float, 64, 16, 8)
+#undef DNNKIT_SMALL_TYPES
+
+template <class T, int BYTES>
+struct SmallKernel {
+    static constexpr int NL = BYTES / int(sizeof(T)), ND = BYTES / 8, B = SMALL_LANES;
+    static_assert(B % NL == 0, "lanes");
+    typedef typename SmallLaneTypes<T, BYTES>::V V;
+    typedef typename SmallLaneTypes<T, BYTES>::VT VT;
+    typedef typename SmallLaneTypes<T, BYTES>::VD VD;
+    typedef typename SmallLaneTypes<T, BYTES>::VU VU;
+    typedef typename SmallLaneTypes<T, BYTES>::VB VB;
+
+    static DNNKIT_ALWAYS_INLINE VD splat_d(double x) {
+        VD v;
+        for (int t = 0; t < ND; ++t) v[t] = x;
+        return v;
+    }
+    // exp(x) for x <= 0 and NaN: fdlibm's exp (reduction by k ln2 in two parts, degree-5 remez kernel), branch-free,
+    // no libm, within 1 ulp of libm's exp; results below e^-708 (~3.3e-308, subnormal) are flushed to 0.
+    static DNNKIT_ALWAYS_INLINE VD exp_nonpos(VD x) {
+        constexpr double invln2 = 1.44269504088896338700e+00, ln2_hi = 6.93147180369123816490e-01,
+                         ln2_lo = 1.90821492927058770002e-10;
+        constexpr double P1 = 1.66666666666666019037e-01, P2 = -2.77777777770155933842e-03,
+                         P3 = 6.61375632143793436117e-05, P4 = -1.65339022054652515390e-06,
+                         P5 = 4.13813679705723846039e-08;
+        constexpr double magic = 6755399441055744.0;  // 1.5 * 2^52: (v + magic) - magic rounds v to an integer
+        const VD lim = splat_d(-708.0);
+        const VD xc = x < lim ? lim : x;
+        const VD tk = xc * invln2 + magic;  // k = round(x / ln2) in [-1021, 0], held in tk's low mantissa bits
+        const VD kd = tk - magic;
+        const VD hi = xc - kd * ln2_hi;
+        const VD lo = kd * ln2_lo;
+        const VD r = hi - lo;
+        const VD t = r * r;
+        const VD c = r - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
+        const VD y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
+        const VU sb = ((VU)tk + (uint64_t(1023) - 0x4338000000000000ull)) << 52;  // 2^k
+        const VD e = y * (VD)sb;
+        return x < lim ? splat_d(0.0) : (x != x ? x : e);
+    }
+    // log1p_unit (activations.hpp) on lanes: the same operations, hence the same bits.
+    static DNNKIT_ALWAYS_INLINE VD log1p_unit_v(VD x) {
+        constexpr double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
+                         Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
+                         Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
+                         Lg7 = 1.479819860511658591e-01;
+        constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+        const VD u = 1.0 + x;
+        const VD c = (x - (u - 1.0)) / u;
+        const auto big = u > 1.4142135623730951;
+        const VD k = big ? splat_d(1.0) : splat_d(0.0);
+        const VD f = (big ? u * 0.5 : u) - 1.0;
+        const VD s = f / (2.0 + f);
+        const VD z = s * s, w = z * z;
+        const VD t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
+        const VD t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
+        const VD R = t2 + t1;
+        const VD hfsq = 0.5 * f * f;
+        return (k * ln2_hi - ((hfsq - (s * (hfsq + R) + k * ln2_lo)) - f)) + c;
+    }
+
+    // NL values from src (w < NL: the first w, the rest 0).
+    static DNNKIT_ALWAYS_INLINE V load(const T* src, int w) {
+        V v;
+        if (w == NL) {
+            std::memcpy(&v, src, sizeof(V));
+        } else {
+            v = V{};
+            for (int t = 0; t < w; ++t) v[t] = src[t];
+        }
+        return v;
+    }
+    // Inverted dropout on one row (as byte_dropout: v * (D * scale)); padded lanes get D = 0.
+    static DNNKIT_ALWAYS_INLINE V drop(V v, const uint8_t* D, int w, T scale) {
+        VB d;
+        if (w == NL) {
+            std::memcpy(&d, D, sizeof(VB));
+        } else {
+            d = VB{};
+            for (int t = 0; t < w; ++t) d[t] = D[t];
+        }
+        return v * (__builtin_convertvector(d, V) * scale);
+    }
+    static DNNKIT_ALWAYS_INLINE V act_fwd(Act hid, V z, T alpha) {
+        const V zero = V{};
+        if (hid == Act::relu) return z > zero ? z : zero;
+        if (hid == Act::leaky_relu) return z > zero ? z : alpha * z;
+        return z;
+    }
+    static DNNKIT_ALWAYS_INLINE V act_back(Act hid, V z, V da, T alpha) {
+        const V zero = V{};
+        if (hid == Act::relu) return z > zero ? da : zero;
+        if (hid == Act::leaky_relu) return z > zero ? da : alpha * da;
+        return da;
+    }
+
+    // Workspaces (plain arrays accessed through the lane types: GCC's vector types alias their element type), all
+    // in rows of B = SMALL_LANES values (U native vectors): act / z (offsets aoff / zoff in rows), dz / da
+    // (max-width rows), accW / accb (woff / boff), cost: B doubles. AL_out: the (nL x m) output activations.
+    // A block of B examples is U native vectors per row: U independent dependency chains, one broadcast per weight.
+    static constexpr int U = B / NL;              // native vectors per accumulator row (B lanes)
+    static constexpr int S = U >= 4 ? 1 : 4 / U;  // blocks of B examples per iteration (independent work: ILP)
+    static constexpr int W = U * S, CB = S * B;   // native vectors / examples per working row
+    static DNNKIT_ALWAYS_INLINE void body(const Arch& a, const size_t* aoff, const size_t* zoff, const size_t* woff,
+                                          const size_t* boff, T* act_, T* z_, T* dz_, T* da_, T* accW_, T* accb_,
+                                          double* cost, T* AL_out, const T* theta, const T* X, const T* Y, int m,
+                                          const ByteMasks& bm, bool with_cost) {
+        const int L = a.L(), nL = a.n(L), n0 = a.n(0);
+        const T alpha = T(a.alpha), invm = T(1) / T(m);
+        const Act hid = a.hidden;
+        V* __restrict act = reinterpret_cast<V*>(act_);
+        V* __restrict zs = reinterpret_cast<V*>(z_);
+        V* __restrict dz = reinterpret_cast<V*>(dz_);
+        V* __restrict da = reinterpret_cast<V*>(da_);
+        V* __restrict accW = reinterpret_cast<V*>(accW_);
+        V* __restrict accb = reinterpret_cast<V*>(accb_);
+        for (int j0 = 0; j0 < m; j0 += CB) {
+            const int wb = std::min(CB, m - j0);
+            int wh[W];  // valid lanes of each native vector
+            for (int h = 0; h < W; ++h) wh[h] = std::max(0, std::min(NL, wb - h * NL));
+            // ---- forward
+            {
+                V* a0 = act + aoff[0] * W;
+                const uint8_t* D = bm.get(0);
+                for (int k = 0; k < n0; ++k)
+                    for (int h = 0; h < W; ++h) {
+                        const size_t o = size_t(k) * m + j0 + size_t(h) * NL;
+                        V x = load(X + o, wh[h]);
+                        if (D) x = drop(x, D + o, wh[h], T(bm.scale[0]));
+                        a0[k * W + h] = x;
+                    }
+            }
+            for (int l = 1; l <= L; ++l) {
+                const int nl = a.n(l), np = a.n(l - 1);
+                const T* Wl = theta + a.woff[l];
+                const T* bl = theta + a.boff[l];
+                const V* ap = act + aoff[l - 1] * W;
+                V* zl = zs + zoff[l] * W;
+                V* al = act + aoff[l] * W;
+                const uint8_t* D = l < L ? bm.get(l) : nullptr;
+                // z[u] = sum_k W[u][k] a[k] in k order, then + b[u]: per unit in registers when the sum is long,
+                // else k-outer passes over the z rows (the same operations per lane: the same bits)
+                if (np >= nl) {
+                    for (int u = 0; u < nl; ++u) {
+                        const T* wr = Wl + size_t(u) * np;
+                        V acc[W];
+                        const T w0 = wr[0];
+                        for (int h = 0; h < W; ++h) acc[h] = w0 * ap[h];
+#pragma GCC unroll 4
+                        for (int k = 1; k < np; ++k) {
+                            const T wk = wr[k];
+                            for (int h = 0; h < W; ++h) acc[h] = acc[h] + wk * ap[k * W + h];
+                        }
+                        for (int h = 0; h < W; ++h) zl[u * W + h] = acc[h];
+                    }
+                } else {
+#pragma GCC unroll 4
+                    for (int u = 0; u < nl; ++u) {
+                        const T w0 = Wl[size_t(u) * np];
+                        for (int h = 0; h < W; ++h) zl[u * W + h] = w0 * ap[h];
+                    }
+                    for (int k = 1; k < np; ++k) {
+                        V x[W];
+                        for (int h = 0; h < W; ++h) x[h] = ap[k * W + h];
+#pragma GCC unroll 4
+                        for (int u = 0; u < nl; ++u) {
+                            const T wk = Wl[size_t(u) * np + k];
+                            for (int h = 0; h < W; ++h) zl[u * W + h] = zl[u * W + h] + wk * x[h];
+                        }
+                    }
+                }
+                for (int u = 0; u < nl; ++u) {
+                    const T bu = bl[u];
+                    for (int h = 0; h < W; ++h) {
+                        const V z = zl[u * W + h] + bu;
+                        zl[u * W + h] = z;
+                        if (l < L) {
+                            V av = act_fwd(hid, z, alpha);
+                            if (D) av = drop(av, D + size_t(u) * m + j0 + size_t(h) * NL, wh[h], T(bm.scale[l]));
+                            al[u * W + h] = av;
+                        }
+                    }
+                }
+            }
+            // ---- output: activation, cost, dZ[L] (0 on padded lanes) in one pass, in pieces of ND lanes (double)
+            {
+                const T* zl = reinterpret_cast<const T*>(zs + zoff[L] * W);
+                T* dzt = reinterpret_cast<T*>(dz);
+                const VD zero = splat_d(0.0);
+                // block by block, then unit by unit: the cost lanes get the (block, unit) terms in the order of
+                // the one-block iteration (S = 1), so the bits do not depend on S
+                for (int sb = 0; sb < CB; sb += B)
+                for (int u = 0; u < nL; ++u) {
+                    const T* yr = Y + size_t(u) * m + j0;
+                    for (int p = sb; p < sb + B; p += ND) {
+                        VT zt, yt;
+                        std::memcpy(&zt, zl + size_t(u) * CB + p, sizeof(VT));
+                        const int wp = std::max(0, std::min(ND, wb - p));
+                        if (wp == ND) {
+                            std::memcpy(&yt, yr + p, sizeof(VT));
+                        } else {
+                            yt = VT{};
+                            for (int t = 0; t < wp; ++t) yt[t] = yr[p + t];
+                        }
+                        VD valid;
+                        for (int t = 0; t < ND; ++t) valid[t] = t < wp ? 1.0 : 0.0;
+                        const VD zd = __builtin_convertvector(zt, VD), yd = __builtin_convertvector(yt, VD);
+                        VT av, d;
+                        VD c = zero;
+                        if (a.output == Act::sigmoid) {
+                            const VD e = exp_nonpos(zero - (zd < zero ? zero - zd : zd));  // exp(-|z|)
+                            const VD sg = zd >= zero ? 1.0 / (1.0 + e) : e / (1.0 + e);
+                            av = __builtin_convertvector(sg, VT);
+                            if (with_cost) {
+                                if (a.loss == Loss::bce) {  // bce_logit from the same exp(-|z|)
+                                    c = (zd > zero ? zd : zero) - zd * yd + log1p_unit_v(e);
+                                } else {
+                                    const VD df = __builtin_convertvector(av, VD) - yd;
+                                    c = 0.5 * df * df;
+                                }
+                            }
+                            if (a.loss == Loss::mse) d = (av - yt) * av * (T(1) - av) * invm;
+                            else d = (av - yt) * invm;
+                        } else {  // linear + mse
+                            av = zt;
+                            if (with_cost) {
+                                const VD df = zd - yd;
+                                c = 0.5 * df * df;
+                            }
+                            d = (av - yt) * invm;
+                        }
+                        if (with_cost) {
+                            VD cs;
+                            std::memcpy(&cs, cost + p % B, sizeof(VD));
+                            cs = cs + (valid > zero ? c : zero);
+                            std::memcpy(cost + p % B, &cs, sizeof(VD));
+                        }
+                        if (wp < ND) d = __builtin_convertvector(valid, VT) > VT{} ? d : VT{};
+                        std::memcpy(dzt + size_t(u) * CB + p, &d, sizeof(VT));
+                        if (wp == ND) std::memcpy(AL_out + size_t(u) * m + j0 + p, &av, sizeof(VT));
+                        else
+                            for (int t = 0; t < wp; ++t) AL_out[size_t(u) * m + j0 + p + t] = av[t];
+                    }
+                }
+            }
+            // ---- backward: dW / db lane sums, dA = W^T dZ, g'
+            for (int l = L; l >= 1; --l) {
+                const int nl = a.n(l), np = a.n(l - 1);
+                const T* Wl = theta + a.woff[l];
+                const V* ap = act + aoff[l - 1] * W;
+                V* awl = accW + woff[l] * U;  // accumulator rows: U vectors; block s of the iteration adds after s - 1
+                V* abl = accb + boff[l] * U;
+                for (int u = 0; u < nl; ++u) {
+                    V sb[U];
+                    for (int g = 0; g < U; ++g) sb[g] = abl[u * U + g];
+                    for (int h = 0; h < W; ++h) sb[h % U] = sb[h % U] + dz[u * W + h];
+                    for (int g = 0; g < U; ++g) abl[u * U + g] = sb[g];
+                }
+                if (np >= nl) {  // the longer loop inside (each accumulator is updated once per block either way)
+                    for (int u = 0; u < nl; ++u) {
+                        V d[W];
+                        for (int h = 0; h < W; ++h) d[h] = dz[u * W + h];
+                        V* awr = awl + size_t(u) * np * U;
+#pragma GCC unroll 4
+                        for (int k = 0; k < np; ++k)
+                        {
+                            V sw[U];
+                            for (int g = 0; g < U; ++g) sw[g] = awr[k * U + g];
+                            for (int h = 0; h < W; ++h) sw[h % U] = sw[h % U] + d[h] * ap[k * W + h];
+                            for (int g = 0; g < U; ++g) awr[k * U + g] = sw[g];
+                        }
+                    }
+                } else {
+                    for (int k = 0; k < np; ++k) {
+                        V x[W];
+                        for (int h = 0; h < W; ++h) x[h] = ap[k * W + h];
+#pragma GCC unroll 4
+                        for (int u = 0; u < nl; ++u)
+                        {
+                            V* q = awl + (size_t(u) * np + k) * U;
+                            V sw[U];
+                            for (int g = 0; g < U; ++g) sw[g] = q[g];
+                            for (int h = 0; h < W; ++h) sw[h % U] = sw[h % U] + dz[u * W + h] * x[h];
+                            for (int g = 0; g < U; ++g) q[g] = sw[g];
+                        }
+                    }
+                }
+                if (l == 1) break;
+                const uint8_t* D = bm.get(l - 1);
+                const V* zp = zs + zoff[l - 1] * W;
+                // da[k] = sum_u W[u][k] dz[u] in u order (in registers when the sum is long, else u-outer passes)
+                if (nl >= np) {
+                    for (int k = 0; k < np; ++k) {
+                        V acc[W];
+                        const T w0 = Wl[k];
+                        for (int h = 0; h < W; ++h) acc[h] = w0 * dz[h];
+#pragma GCC unroll 4
+                        for (int u = 1; u < nl; ++u) {
+                            const T wu = Wl[size_t(u) * np + k];
+                            for (int h = 0; h < W; ++h) acc[h] = acc[h] + wu * dz[u * W + h];
+                        }
+                        for (int h = 0; h < W; ++h) da[k * W + h] = acc[h];
+                    }
+                } else {
+                    {
+                        V d[W];
+                        for (int h = 0; h < W; ++h) d[h] = dz[h];
+#pragma GCC unroll 4
+                        for (int k = 0; k < np; ++k)
+                            for (int h = 0; h < W; ++h) da[k * W + h] = Wl[k] * d[h];
+                    }
+                    for (int u = 1; u < nl; ++u) {
+                        V d[W];
+                        for (int h = 0; h < W; ++h) d[h] = dz[u * W + h];
+                        const T* wr = Wl + size_t(u) * np;
+#pragma GCC unroll 4
+                        for (int k = 0; k < np; ++k)
+                            for (int h = 0; h < W; ++h) da[k * W + h] = da[k * W + h] + wr[k] * d[h];
+                    }
+                }
+                for (int k = 0; k < np; ++k) {
+                    for (int h = 0; h < W; ++h) {
+                        V v = da[k * W + h];
+                        if (D) v = drop(v, D + size_t(k) * m + j0 + size_t(h) * NL, wh[h], T(bm.scale[l - 1]));
+                        dz[k * W + h] = act_back(hid, zp[k * W + h], v, alpha);  // dz now holds layer l-1
+                    }
+                }
+            }
+        }
+    }
+};
+#pragma GCC diagnostic pop
+
+// Sum of SMALL_LANES values in a fixed tree (the same on every path).
+template <class S>
+inline S small_lane_sum(const S* v) {
+    static_assert(SMALL_LANES == 16, "tree");
+    S s8[8];
+    for (int t = 0; t < 8; ++t) s8[t] = v[t] + v[t + 8];
+    const S s4a = s8[0] + s8[4], s4b = s8[1] + s8[5], s4c = s8[2] + s8[6], s4d = s8[3] + s8[7];
+    return (s4a + s4c) + (s4b + s4d);
+}
+
+template <class T>
+class SmallNet {
+   public:
+    static constexpr int B = SMALL_LANES;
+
+    // The fused step covers these nets (sizes and activations only: the same path for any thread count).
+    static bool eligible(const Arch& a) {
+        if (!small::enabled().load(std::memory_order_relaxed)) return false;
+        if (a.hidden != Act::relu && a.hidden != Act::leaky_relu && a.hidden != Act::linear) return false;
+        const bool out_ok = (a.output == Act::sigmoid && (a.loss == Loss::bce || a.loss == Loss::mse)) ||
+                            (a.output == Act::linear && a.loss == Loss::mse);
+        if (!out_ok) return false;
+        size_t w = 0;
+        for (int l = 0; l <= a.L(); ++l)
+            if (a.n(l) > SMALL_MAX_WIDTH) return false;
+        for (int l = 1; l <= a.L(); ++l) w += size_t(a.n(l)) * a.n(l - 1);
+        return w <= size_t(SMALL_MAX_WEIGHTS);
+    }
+
+    explicit SmallNet(const Arch& a) : a_(a) {
+        const int L = a.L();
+        aoff_.assign(L + 1, 0);
+        zoff_.assign(L + 1, 0);
+        woff_.assign(L + 1, 0);
+        boff_.assign(L + 1, 0);
+        size_t na = 0, nz = 0, nw = 0, nb = 0;
+        for (int l = 0; l <= L; ++l) {
+            aoff_[l] = na;
+            na += size_t(a.n(l));
+        }
+        for (int l = 1; l <= L; ++l) {
+            zoff_[l] = nz;
+            nz += size_t(a.n(l));
+            woff_[l] = nw;
+            nw += size_t(a.n(l)) * a.n(l - 1);
+            boff_[l] = nb;
+            nb += size_t(a.n(l));
+        }
+        constexpr size_t CBmax = 4 * B;  // examples per working row of the widest iteration (SmallKernel::CB)
+        act_.assign(na * CBmax, T(0));
+        z_.assign(nz * CBmax, T(0));
+        dz_.assign(size_t(a.max_width()) * CBmax, T(0));
+        da_.assign(size_t(a.max_width()) * CBmax, T(0));
+        accW_.assign(nw * B, T(0));
+        accb_.assign(nb * B, T(0));
+    }
+
+    // One training pass over m examples (X n0 x m, Y nL x m): the cost when with_cost (else 0), the flat gradient
+    // into grad; A[L] of `net` holds the output activations afterwards (the other caches are not written).
+    double run(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, double l2, double l1,
+               T* grad, bool with_cost) {
+        net.resize(m);
+        std::fill(accW_.begin(), accW_.end(), T(0));
+        std::fill(accb_.begin(), accb_.end(), T(0));
+        double cost[B];
+        for (double& c : cost) c = 0.0;
+        with_cost = with_cost && Y;
+        T* AL = net.A[a_.L()].data();
+#if DNNKIT_HAS_SIMD_CLONES
+        switch (simd::level()) {
+            case simd::avx512: run_avx512(theta, X, Y, m, bm, with_cost, cost, AL); break;
+            case simd::avx2: run_avx2(theta, X, Y, m, bm, with_cost, cost, AL); break;
+            default: run_base(theta, X, Y, m, bm, with_cost, cost, AL); break;
+        }
+#else
+        run_base(theta, X, Y, m, bm, with_cost, cost, AL);
+#endif
+        // reduce the lanes into the flat gradient; regularization as the BLAS path
+        const Arch& a = a_;
+        const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
+        for (int l = 1; l <= a.L(); ++l) {
+            const int nl = a.n(l), np = a.n(l - 1);
+            T* dW = grad + a.woff[l];
+            T* db = grad + a.boff[l];
+            const T* aw = accW_.data() + woff_[l] * B;
+            const T* ab = accb_.data() + boff_[l] * B;
+            for (size_t q = 0; q < size_t(nl) * np; ++q) dW[q] = small_lane_sum(aw + q * B);
+            for (int u = 0; u < nl; ++u) db[u] = small_lane_sum(ab + size_t(u) * B);
+            add_reg_grad(theta + a.woff[l], dW, np, 0, nl, 0, np, cl2, cl1);
+        }
+        if (!with_cost) return 0.0;
+        return small_lane_sum(cost) / m + net.reg_cost(theta, m, l2, l1);
+    }
+
+   private:
+    Arch a_;
+    std::vector<size_t> aoff_, zoff_, woff_, boff_;
+    std::vector<T> act_, z_, dz_, da_, accW_, accb_;
+
+    template <int BYTES>
+    DNNKIT_ALWAYS_INLINE void call(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, bool with_cost,
+                                   double* cost, T* AL) {
+        SmallKernel<T, BYTES>::body(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(), act_.data(),
+                                    z_.data(), dz_.data(), da_.data(), accW_.data(), accb_.data(), cost, AL, theta,
+                                    X, Y, m, bm, with_cost);
+    }
+    __attribute__((noinline)) void run_base(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
+                                            bool with_cost, double* cost, T* AL) {
+        call<16>(theta, X, Y, m, bm, with_cost, cost, AL);
+    }
+#if DNNKIT_HAS_SIMD_CLONES
+    DNNKIT_TARGET_AVX2 void run_avx2(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
+                                     bool with_cost, double* cost, T* AL) {
+        call<32>(theta, X, Y, m, bm, with_cost, cost, AL);
+    }
+    DNNKIT_TARGET_AVX512 void run_avx512(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
+                                         bool with_cost, double* cost, T* AL) {
+        call<64>(theta, X, Y, m, bm, with_cost, cost, AL);
+    }
+#endif
+};
+
+}  // namespace dnnkit
