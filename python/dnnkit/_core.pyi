@@ -10,7 +10,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['GradcheckProblem', 'MAX_EXAMPLES', 'MAX_LAYER_UNITS', 'MAX_THREADS', 'MLP32', 'MLP64', 'Trainer32', 'Trainer64', 'blas_info', 'dropout_mask', 'gc_numerics', 'get_num_threads', 'gradcheck_component_directions', 'gradcheck_coords', 'gradcheck_directional', 'gradcheck_directions', 'set_num_threads', 'set_simd', 'simd_info']
+__all__: list[str] = ['GradcheckProblem', 'MAX_EXAMPLES', 'MAX_LAYER_UNITS', 'MAX_THREADS', 'MLP32', 'MLP64', 'Trainer32', 'Trainer64', 'blas_info', 'dropout_mask', 'gc_numerics', 'get_num_threads', 'gradcheck_component_directions', 'gradcheck_coords', 'gradcheck_directional', 'gradcheck_directions', 'set_num_threads', 'set_simd', 'set_small_layers', 'simd_info', 'small_layers_eligible']
 class MLP64:
     def __init__(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg1: str, arg2: str, arg3: str, arg4: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
@@ -184,9 +184,18 @@ def set_simd(name: str) -> None:
     Forces a SIMD path ('baseline', 'avx2', 'avx512'; one the CPU lacks falls back to the best below it) or
     'auto' (the best the CPU has). Every path gives the same bits; this is for tests and benchmarks.
     """
+def set_small_layers(on: bool) -> bool:
+    """
+    Turns the fused small-net training step (cpp/dnnkit/small_layers.hpp) on or off for Trainers built
+    afterwards; returns the previous setting. For tests and benchmarks (the BLAS path is the reference).
+    """
 def simd_info() -> dict:
     """
     The SIMD paths of the native kernels: {'detected', 'active', 'available'} (names baseline, avx2, avx512).
+    """
+def small_layers_eligible(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], hidden: str, output: str, loss: str) -> bool:
+    """
+    Whether fit() on this net uses the fused small-net step (sizes and activations only).
     """
 MAX_EXAMPLES: int = 1073741824
 MAX_LAYER_UNITS: int = 1073741824
