@@ -89,12 +89,16 @@ inline bool GradChecker::directions(const double* const* rows, const uint8_t* wn
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return l0[a] < l0[b]; });
     const int gmax = std::max(1, target_dir_cols / (2 * mm));
-    std::vector<std::pair<int, int>> chunks;  // [s, e) into order, same l0, at most gmax directions
-    for (int s = 0; s < K;) {
-        int e = s;
-        while (e < K && l0[order[e]] == l0[order[s]] && e - s < gmax) ++e;
-        if (l0[order[s]] <= L) chunks.emplace_back(s, e);
-        s = e;
+    // [s, e) into order, same l0, at most gmax directions, and a group of several directions in at least two
+    // chunks (W1 and b1 of one row apart: the suffix of the largest group is shared by two threads; sizes only)
+    std::vector<std::pair<int, int>> chunks;
+    for (int gs = 0; gs < K;) {  // the group [gs, ge) of one l0
+        int ge = gs;
+        while (ge < K && l0[order[ge]] == l0[order[gs]]) ++ge;
+        const int cap = std::max(1, std::min(gmax, (ge - gs + 1) / 2));
+        if (l0[order[gs]] <= L)
+            for (int s = gs; s < ge; s += cap) chunks.emplace_back(s, std::min(ge, s + cap));
+        gs = ge;
     }
     std::vector<double> part(size_t(2) * K, 0.0);
     std::vector<int64_t> kk(size_t(2) * K, 0);
