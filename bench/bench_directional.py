@@ -75,7 +75,8 @@ def main():
         print(f"{name}: dnnkit directional (whole call) {np.median(td):.3g} [{td.min():.3g}-{td.max():.3g}] ms, "
               f"difference {float(t_ours.result):.1e}, verdict {t_ours.result.verdict}; torch fast_mode "
               f"{np.median(tf):.3g} [{tf.min():.3g}-{tf.max():.3g}] ms -> {np.median(tf) / np.median(td):.2f}x "
-              f"median [per-round ratios {np.min(tf / td):.2f}-{np.max(tf / td):.2f}], {tf.min() / td.min():.2f}x "
+              f"median (per-round ratio median {np.median(tf / td):.2f}x [{np.min(tf / td):.2f}-{np.max(tf / td):.2f}]), "
+              f"{tf.min() / td.min():.2f}x "
               f"best; native part {np.median(tn):.3g} [{tn.min():.3g}-{tn.max():.3g}] ms")
     print("load after", os.getloadavg())
 

@@ -236,3 +236,32 @@ def test_directional_bad_arguments():
         _core.gradcheck_directional(prob, -1.0, 1, 1, None)
     with pytest.raises(ValueError, match="n_directions"):
         dk.gradcheck(net, X, Y, mode="directional", n_directions=0)
+
+
+def test_ctrl_c_during_a_directional_check():
+    """A real SIGINT (interrupt_main from a timer, with Python's handler installed) during a long directional check
+    (many directions: ~seconds of native work) stops the native call: KeyboardInterrupt, the net unchanged.
+    Bounded: the work is finite and the timer fires once."""
+    import threading
+    import _thread
+    import time
+
+    from _signals import python_sigint
+    rng = np.random.default_rng(5)
+    dims, m = [16, 192, 192, 4], 384
+    net = dk.Network(dims, hidden="tanh", output="softmax").initialize("xavier", rng=2)
+    X = rng.standard_normal((16, m))
+    Y = np.eye(4)[:, rng.integers(0, 4, m)]
+    theta = net.theta.copy()
+    t = threading.Timer(0.3, _thread.interrupt_main)
+    with python_sigint():
+        t0 = time.perf_counter()
+        t.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                dk.gradcheck(net, X, Y, mode="directional", n_directions=300)
+        finally:
+            t.cancel()
+            t.join()
+    np.testing.assert_array_equal(net.theta, theta)
+    assert time.perf_counter() - t0 < 60  # bounded (a liveness bound, not a speed claim)
