@@ -13,6 +13,7 @@ Run:  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 PYTHON
           python bench/bench_directional.py [--rounds 15] [--pause 0.05] [--threads N]
 """
 import argparse
+import gc
 import os
 import sys
 
@@ -32,6 +33,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
     ap.add_argument("--pause", type=float, default=0.05, help="seconds of sleep before each timed turn")
     ap.add_argument("--threads", type=int, default=None, help="threads for dnnkit and torch (default: dnnkit's)")
+    ap.add_argument("--gc", action="store_true", help="leave Python's garbage collector on while timing (by default "
+                    "it is off during the timed calls, as in timeit, and collected between configurations: with "
+                    "torch imported a full collection costs ~10 ms and lands in whichever call crosses the "
+                    "threshold)")
     a = ap.parse_args()
     rounds = a.rounds_pos or a.rounds
     if a.threads:
@@ -44,7 +49,7 @@ def main():
     Y = np.eye(10)[:, rng.integers(0, 10, m)]
     print("load before", os.getloadavg(), "cores", os.cpu_count(), "dnnkit threads", nt, "torch threads",
           torch.get_num_threads(), "BLAS", dk.blas_info()["corename"], "SIMD", _core.simd_info()["active"],
-          "rounds", rounds, "pause", a.pause)
+          "rounds", rounds, "pause", a.pause, "gc during timing", a.gc)
     try:
         import threadpoolctl
         for p in threadpoolctl.threadpool_info():
@@ -70,7 +75,13 @@ def main():
             p = _core.GradcheckProblem(DIMS, name, "softmax", "ce", float(net.alpha), theta, X, Y, keep)
             return _core.gradcheck_directional(p, 1e-7, 1, 0, None)
 
-        t_ours, t_fast, t_nat = compare([ours, fast, native], rounds=rounds, number=1, pause=a.pause)
+        gc.collect()
+        if not a.gc:
+            gc.disable()
+        try:
+            t_ours, t_fast, t_nat = compare([ours, fast, native], rounds=rounds, number=1, pause=a.pause)
+        finally:
+            gc.enable()
         td, tf, tn = (np.array(t.times) * 1e3 for t in (t_ours, t_fast, t_nat))
         print(f"{name}: dnnkit directional (whole call) {np.median(td):.3g} [{td.min():.3g}-{td.max():.3g}] ms, "
               f"difference {float(t_ours.result):.1e}, verdict {t_ours.result.verdict}; torch fast_mode "
