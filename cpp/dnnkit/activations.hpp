@@ -48,6 +48,17 @@ inline void act_backward(Act a, const T* z, const T* da, T* dz, size_t n, T alph
     }
 }
 
+// dz = da * g'(z) for tanh / sigmoid from the stored activation a = g(z) (act_forward's value, so the same bits
+// as act_backward's recompute, without the libm call; the loop vectorises). Other activations: act_backward.
+template <class T>
+inline void act_backward_from_a(Act a, const T* act, const T* da, T* dz, size_t n) {
+    if (a == Act::tanh)
+        for (size_t i = 0; i < n; ++i) { const T t = act[i]; dz[i] = da[i] * (T(1) - t * t); }
+    else
+        for (size_t i = 0; i < n; ++i) { const T s = act[i]; dz[i] = da[i] * s * (T(1) - s); }
+}
+inline bool act_has_stored_derivative(Act a) { return a == Act::tanh || a == Act::sigmoid; }
+
 // log1p(x) for x in [0, 1]: fdlibm's log kernel on u = 1 + x (reduced to sqrt(1/2) < u / 2^k < sqrt(2)) plus
 // the rounding correction (x - (u - 1)) / u; branch-free and without libm calls, so loops over it vectorise.
 // Within 1 ulp of libm's log1p (tests/test_training_native.py), which it replaces in the bce cost: libm's

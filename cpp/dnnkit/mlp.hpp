@@ -188,8 +188,11 @@ DNNKIT_ALWAYS_INLINE double lean_pass(MLP<T>& net, const T* theta, const T* X, c
         if (l > 1) {
             T* da = net.dA.data();  // (np x m)
             gemm(true, false, np, m, nl, T(1), Wl, np, dz, m, T(0), da, m);  // dA = W^T dZ
-            if (const uint8_t* D = bm.get(l - 1)) byte_dropout(D, T(bm.scale[l - 1]), da, size_t(np) * m);
+            const uint8_t* D = bm.get(l - 1);
+            if (D) byte_dropout(D, T(bm.scale[l - 1]), da, size_t(np) * m);
             if (a.hidden == Act::relu) relu_backward(net.Z[l - 1].data(), da, net.dZ[l - 1].data(), size_t(np) * m);
+            else if (!D && act_has_stored_derivative(a.hidden))  // A = g(Z) bit for bit (no dropout on it)
+                act_backward_from_a(a.hidden, net.A[l - 1].data(), da, net.dZ[l - 1].data(), size_t(np) * m);
             else act_backward(a.hidden, net.Z[l - 1].data(), da, net.dZ[l - 1].data(), size_t(np) * m, alpha);
         }
     }
@@ -300,11 +303,14 @@ DNNKIT_ALWAYS_INLINE void wide_backward_task(const WideArgs<T>& w, const WideLay
         T* da = net.dA.data();
         gemm(true, false, np, cw, nl, T(1), Wl, np, dz + j0, m, T(0), da + j0, m);
         const T* zp = net.Z[l - 1].data();
+        const T* ap = net.A[l - 1].data();
         T* dzp = net.dZ[l - 1].data();
+        const bool from_a = !D && act_has_stored_derivative(a.hidden);  // A = g(Z) bit for bit (no dropout on it)
         for (int i = 0; i < np; ++i) {
             const size_t o = size_t(i) * m + j0;
             if (D) byte_dropout(D + o, T(bm.scale[l - 1]), da + o, size_t(cw));
             if (a.hidden == Act::relu) relu_backward(zp + o, da + o, dzp + o, size_t(cw));
+            else if (from_a) act_backward_from_a(a.hidden, ap + o, da + o, dzp + o, size_t(cw));
             else act_backward(a.hidden, zp + o, da + o, dzp + o, size_t(cw), w.alpha);
         }
     }
