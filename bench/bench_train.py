@@ -96,8 +96,10 @@ def step_flops(dims, m):
     return fwd + bwd_dw + bwd_da
 
 
-def bench_dnnkit(dims, m, dtype, keep, once=False, validation=None, early_stopping=False, batch_size=None):
-    """net.fit as a user calls it (default arguments: log_every=1); once=True: log_every=n (one report)."""
+def bench_dnnkit(dims, m, dtype, keep, once=False, validation=None, early_stopping=False, batch_size=None,
+                 fused=True):
+    """net.fit as a user calls it (default arguments: log_every=1); once=True: log_every=n (one report);
+    fused=False: the BLAS passes also on a tiny net (the fused small-net step switched off, _core.set_small_layers)."""
     out, loss = output_of(dims)
     net = dk.Network(dims, output=out, loss=loss, dtype=dtype).initialize("he", rng=0)
     X, Y = data(dims, m, dtype)
@@ -110,7 +112,11 @@ def bench_dnnkit(dims, m, dtype, keep, once=False, validation=None, early_stoppi
 
     def run(n):
         net.theta = theta0
-        net.fit(X, Y, epochs=n, log_every=n if once else 1, **kw)
+        old = _core.set_small_layers(fused)
+        try:
+            net.fit(X, Y, epochs=n, log_every=n if once else 1, **kw)
+        finally:
+            _core.set_small_layers(old)
 
     return run
 
@@ -430,23 +436,26 @@ def main():
 
     if any(c[0] == "small" for c in configs):
         print(f"## Steps per second, default call (median of {reps} interleaved rounds, range in brackets; higher is better)\n")
-        print("| net | m | dtype | dropout | dnnkit `fit` default | dnnkit log_every=n | reference | torch | "
-              "default vs reference | default vs torch |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("The small net trains on the fused small-net step (cpp/dnnkit/small_layers.hpp); \"BLAS path\" is the "
+              "default call with it switched off (`_core.set_small_layers(False)`: the GEMM passes of mlp.hpp).\n")
+        print("| net | m | dtype | dropout | dnnkit `fit` default | dnnkit log_every=n | default, BLAS path | reference | "
+              "torch | default vs reference | default vs torch | default vs BLAS path |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, dims, m in configs:
         if name != "small":
             continue
         for dtype in (np.float32, np.float64):
             for keep in (1.0, KEEP):
                 fns = [bench_dnnkit(dims, m, dtype, keep), bench_dnnkit(dims, m, dtype, keep, once=True),
-                       bench_reference(dims, m, dtype, keep)]
+                       bench_reference(dims, m, dtype, keep), bench_dnnkit(dims, m, dtype, keep, fused=False)]
                 if have_torch:
                     fns.append(bench_torch(dims, m, dtype, keep, threads))
                 ts = timings(fns, 500, reps, 0.25)
-                pt = ts[3] if have_torch else None
+                pt = ts[4] if have_torch else None
                 print(f"| {name} {dims} | {m} | {np.dtype(dtype).name} | {'keep 0.8' if keep < 1 else 'none'} | "
-                      f"{rate(ts[0])} | {rate(ts[1])} | {rate(ts[2])} | {rate(pt) if pt else '-'} | "
-                      f"{ratio(ts[0], ts[2])} | {ratio(ts[0], pt) if pt else '-'} |", flush=True)
+                      f"{rate(ts[0])} | {rate(ts[1])} | {rate(ts[3])} | {rate(ts[2])} | {rate(pt) if pt else '-'} | "
+                      f"{ratio(ts[0], ts[2])} | {ratio(ts[0], pt) if pt else '-'} | {ratio(ts[0], ts[3])} |",
+                      flush=True)
     print()
 
     if any(c[0] != "small" for c in configs):
