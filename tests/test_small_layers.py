@@ -55,16 +55,35 @@ CASES = {  # name: (dims, m, hidden, output, loss, fit kwargs)
 
 
 def test_eligibility():
-    assert C.small_layers_eligible([2, 20, 3, 1], "relu", "sigmoid", "bce")
-    assert C.small_layers_eligible([5, 8, 6, 1], "leaky_relu", "linear", "mse")
-    assert not C.small_layers_eligible([784, 128, 64, 10], "relu", "softmax", "ce")
-    assert not C.small_layers_eligible([2, 20, 3, 1], "tanh", "sigmoid", "bce")  # not covered: BLAS path
-    assert not C.small_layers_eligible([2, 20, 3], "relu", "softmax", "ce")
-    assert not C.small_layers_eligible([2, 65, 1], "relu", "sigmoid", "bce")  # a layer wider than 64
-    assert not C.small_layers_eligible([30, 30, 1], "relu", "sigmoid", "bce")  # 930 weights > 512
-    old = C.set_small_layers(False)
+    old = C.set_small_layers(True)  # the shapes and activations the fused step covers, whatever the CPU
     try:
+        assert C.small_layers_eligible([2, 20, 3, 1], "relu", "sigmoid", "bce")
+        assert C.small_layers_eligible([5, 8, 6, 1], "leaky_relu", "linear", "mse")
+        assert not C.small_layers_eligible([784, 128, 64, 10], "relu", "softmax", "ce")
+        assert not C.small_layers_eligible([2, 20, 3, 1], "tanh", "sigmoid", "bce")  # not covered: BLAS path
+        assert not C.small_layers_eligible([2, 20, 3], "relu", "softmax", "ce")
+        assert not C.small_layers_eligible([2, 65, 1], "relu", "sigmoid", "bce")  # a layer wider than 64
+        assert not C.small_layers_eligible([30, 30, 1], "relu", "sigmoid", "bce")  # 930 weights > 512
+        assert C.set_small_layers(False) is True
         assert not C.small_layers_eligible([2, 20, 3, 1], "relu", "sigmoid", "bce")
+    finally:
+        C.set_small_layers(old)
+
+
+def test_automatic_choice_follows_the_cpu_not_a_forced_simd_level():
+    """Automatic (None, the default): the fused step only on CPUs with AVX-512F (on AVX2 / SSE2 it measured slower
+    than BLAS); forcing a SIMD level changes the clone, never the algorithm."""
+    old = C.set_small_layers(None)
+    try:
+        want = C.simd_info()["detected"] == "avx512"
+        assert C.small_layers_eligible([2, 20, 3, 1], "relu", "sigmoid", "bce") is want
+        try:
+            for name in C.simd_info()["available"]:
+                C.set_simd(name)
+                assert C.small_layers_eligible([2, 20, 3, 1], "relu", "sigmoid", "bce") is want, name
+        finally:
+            C.set_simd("auto")
+        assert C.set_small_layers(True) is None  # the previous setting: automatic
     finally:
         C.set_small_layers(old)
 

@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cmath>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "dnnkit/train.hpp"
@@ -222,9 +223,15 @@ void bind_train(py::module_& m) {
     register_trainer<float>(m, "Trainer32");
     m.def(
         "set_small_layers",
-        [](bool on) { return small::enabled().exchange(on); }, py::arg("on"),
-        "Turns the fused small-net training step (cpp/dnnkit/small_layers.hpp) on or off for Trainers built\n"
-        "afterwards; returns the previous setting. For tests and benchmarks (the BLAS path is the reference).");
+        [](std::optional<bool> on) -> std::optional<bool> {
+            const int prev = small::mode().exchange(on ? int(*on) : -1);
+            if (prev < 0) return std::nullopt;
+            return prev > 0;
+        },
+        py::arg("on"),
+        "Turns the fused small-net training step (cpp/dnnkit/small_layers.hpp) on (True) or off (False) for\n"
+        "Trainers built afterwards, or back to automatic (None: on for CPUs with AVX-512F); returns the previous\n"
+        "setting. For tests and benchmarks (the BLAS path is the reference).");
     m.def(
         "small_layers_eligible",
         [](std::vector<int> dims, const std::string& hidden, const std::string& output, const std::string& loss) {

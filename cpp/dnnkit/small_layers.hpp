@@ -38,14 +38,23 @@ constexpr int SMALL_MAX_WIDTH = 64;     // units per layer
 constexpr int SMALL_MAX_WEIGHTS = 512;  // sum of n_l * n_{l-1}: the per-lane dW sums (x16 lanes) stay in L1
 
 namespace small {
-// Switch for tests and benchmarks (_core.set_small_layers; DNNKIT_SMALL_LAYERS=0 turns it off at start-up):
-// read when a Trainer is built.
-inline std::atomic<bool>& enabled() {
-    static std::atomic<bool> on{[] {
+// Switch for tests and benchmarks (_core.set_small_layers; DNNKIT_SMALL_LAYERS=0 / 1 at start-up), read when a
+// Trainer is built: -1 automatic (the default: the fused step on CPUs with AVX-512F, where it was measured faster
+// than the BLAS path; on AVX2 / SSE2 CPUs it measured 1.2-2x slower than BLAS on the course's net, so the BLAS
+// path stays there), 0 off, 1 on whatever the CPU. The choice uses the CPU's capability (simd::detected), not a
+// forced SIMD level, so DNNKIT_SIMD / set_simd change only which clone runs, never which algorithm (the bits).
+inline std::atomic<int>& mode() {
+    static std::atomic<int> on{[] {
         const char* s = std::getenv("DNNKIT_SMALL_LAYERS");
-        return !(s && std::strcmp(s, "0") == 0);
+        if (s && std::strcmp(s, "0") == 0) return 0;
+        if (s && std::strcmp(s, "1") == 0) return 1;
+        return -1;
     }()};
     return on;
+}
+inline bool wanted() {
+    const int m = mode().load(std::memory_order_relaxed);
+    return m > 0 || (m < 0 && simd::detected() == simd::avx512);
 }
 }  // namespace small
 
@@ -427,7 +436,7 @@ class SmallNet {
 
     // The fused step covers these nets (sizes and activations only: the same path for any thread count).
     static bool eligible(const Arch& a) {
-        if (!small::enabled().load(std::memory_order_relaxed)) return false;
+        if (!small::wanted()) return false;
         if (a.hidden != Act::relu && a.hidden != Act::leaky_relu && a.hidden != Act::linear) return false;
         const bool out_ok = (a.output == Act::sigmoid && (a.loss == Loss::bce || a.loss == Loss::mse)) ||
                             (a.output == Act::linear && a.loss == Loss::mse);

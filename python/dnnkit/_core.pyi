@@ -184,10 +184,11 @@ def set_simd(name: str) -> None:
     Forces a SIMD path ('baseline', 'avx2', 'avx512'; one the CPU lacks falls back to the best below it) or
     'auto' (the best the CPU has). Every path gives the same bits; this is for tests and benchmarks.
     """
-def set_small_layers(on: bool) -> bool:
+def set_small_layers(on: bool | None) -> bool | None:
     """
-    Turns the fused small-net training step (cpp/dnnkit/small_layers.hpp) on or off for Trainers built
-    afterwards; returns the previous setting. For tests and benchmarks (the BLAS path is the reference).
+    Turns the fused small-net training step (cpp/dnnkit/small_layers.hpp) on (True) or off (False) for
+    Trainers built afterwards, or back to automatic (None: on for CPUs with AVX-512F); returns the previous
+    setting. For tests and benchmarks (the BLAS path is the reference).
     """
 def simd_info() -> dict:
     """
