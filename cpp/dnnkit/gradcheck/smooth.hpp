@@ -732,14 +732,16 @@ class ActPoly {
     template <class Exact>
     void row(int l, int h, const double* dz, const double* sc, double* da, int mm, Exact&& exact) const {
 #if DNNKIT_HAS_SIMD_CLONES
+        bool all_within;
         switch (simd::level()) {
-            case simd::avx512: row_avx512(l, h, dz, sc, da, mm); break;
-            case simd::avx2: row_avx2(l, h, dz, sc, da, mm); break;
-            default: row_base(l, h, dz, sc, da, mm); break;
+            case simd::avx512: all_within = row_avx512(l, h, dz, sc, da, mm); break;
+            case simd::avx2: all_within = row_avx2(l, h, dz, sc, da, mm); break;
+            default: all_within = row_base(l, h, dz, sc, da, mm); break;
         }
 #else
-        row_base(l, h, dz, sc, da, mm);
+        const bool all_within = row_base(l, h, dz, sc, da, mm);
 #endif
+        if (all_within) return;  // the body's test (exact operations, the same as `within`) found none outside
         // outside the bound: the exact form, scalar on every path
         const double* S = S_[l].data() + size_t(h) * mm;
         const double* lam = lam_[l].data() + size_t(h) * mm;
@@ -761,12 +763,21 @@ class ActPoly {
         return x <= rho0 / 2 && (x2 * x2) * x * lam <= (0x1p-55 * (rho0 * rho0) * (rho0 * rho0) * rho0) * S;
     }
 
-    inline __attribute__((always_inline)) void row_body(int l, int h, const double* __restrict dz,
+    // Also runs `within` on every element (the same exact operations: fabs, products, comparisons, so the
+    // same answer on every path); true when all are within, so `row` can skip its scalar fallback loop.
+    inline __attribute__((always_inline)) bool row_body(int l, int h, const double* __restrict dz,
                                                         const double* __restrict sc, double* __restrict da,
                                                         int mm) const {
         const double* __restrict S = S_[l].data() + size_t(h) * mm;
         const double* __restrict T = T_[l].data() + size_t(h) * mm;
+        const double* __restrict lam = lam_[l].data() + size_t(h) * mm;
         const double half = sig_ ? 0.5 : 1.0;
+        constexpr double kb = 0x1p-55 * (rho0 * rho0) * (rho0 * rho0) * rho0;
+        int out = 0;
+        for (int c = 0; c < mm; ++c) {
+            const double xa = std::fabs(dz[c] * half), xa2 = xa * xa;  // = within's x (d * 1.0 = d exactly)
+            out |= int(!((xa <= rho0 / 2) & ((xa2 * xa2) * xa * lam[c] <= kb * S[c])));
+        }
         for (int c = 0; c < mm; ++c) {
             const double s = S[c], t = T[c], t2 = t * t, x = dz[c] * half;
             const double h1 = s, h2 = -(t * s), h3 = s * (t2 - 1.0 / 3), h4 = (s * t) * (2.0 - 3.0 * t2) * (1.0 / 3);
@@ -775,16 +786,17 @@ class ActPoly {
             const double f = sc ? sc[c] : 1.0;
             da[c] = f == 0.0 ? 0.0 : p * f;
         }
+        return out == 0;
     }
-    __attribute__((noinline)) void row_base(int l, int h, const double* dz, const double* sc, double* da, int mm) const {
-        row_body(l, h, dz, sc, da, mm);
+    __attribute__((noinline)) bool row_base(int l, int h, const double* dz, const double* sc, double* da, int mm) const {
+        return row_body(l, h, dz, sc, da, mm);
     }
 #if DNNKIT_HAS_SIMD_CLONES
-    DNNKIT_TARGET_AVX2 void row_avx2(int l, int h, const double* dz, const double* sc, double* da, int mm) const {
-        row_body(l, h, dz, sc, da, mm);
+    DNNKIT_TARGET_AVX2 bool row_avx2(int l, int h, const double* dz, const double* sc, double* da, int mm) const {
+        return row_body(l, h, dz, sc, da, mm);
     }
-    DNNKIT_TARGET_AVX512 void row_avx512(int l, int h, const double* dz, const double* sc, double* da, int mm) const {
-        row_body(l, h, dz, sc, da, mm);
+    DNNKIT_TARGET_AVX512 bool row_avx512(int l, int h, const double* dz, const double* sc, double* da, int mm) const {
+        return row_body(l, h, dz, sc, da, mm);
     }
 #endif
 };
