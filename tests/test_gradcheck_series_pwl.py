@@ -15,7 +15,8 @@ import dnnkit._core as C
 from dnnkit import reference as ref
 
 from test_gradcheck import _native, fast_and_general, make_params, make_Y, ref_loop
-from test_gradcheck_smooth import _masks, exact_cd
+from test_gradcheck_smooth import (_masks, assert_same_bits_for_any_thread_count, assert_split_and_sample_give_the_full_bits,
+                                   exact_cd)
 
 
 @contextlib.contextmanager
@@ -187,30 +188,12 @@ def test_every_simd_path_gives_the_same_bits():
 @pytest.mark.parametrize("hidden", ["relu", "leaky_relu"])
 def test_series_identical_for_any_thread_count(hidden):
     net, X, Y = _bits_case(hidden)
-    before = dk.get_num_threads()
-    try:
-        out = []
-        for t in (1, 2, 7):
-            dk.set_num_threads(t)
-            r = dk.gradcheck(net, X, Y, l2=0.1, l1=0.05, keep_prob=0.85, seed=4, eps=1e-6)
-            out.append((r.approx.copy(), r.flags.copy(), r.engine_stats))
-    finally:
-        dk.set_num_threads(0 if before == 0 else before)
-    assert out[0][2]["series"] > 0
-    for a, f, st in out[1:]:
-        np.testing.assert_array_equal(a, out[0][0])
-        np.testing.assert_array_equal(f, out[0][1])
-        assert st == out[0][2]
+    assert_same_bits_for_any_thread_count(net, X, Y, "series")
 
 
 def test_split_and_sampled_checks_give_the_full_checks_bits():
     net, X, Y = _bits_case("relu")
-    full = dk.gradcheck(net, X, Y, l2=0.2)
-    n = net.n_params
-    parts = [dk.gradcheck(net, X, Y, l2=0.2, indices=np.arange(s, min(n, s + 37))) for s in range(0, n, 37)]
-    np.testing.assert_array_equal(dk.GradcheckReport.merge(parts).approx, full.approx)
-    sample = dk.gradcheck(net, X, Y, l2=0.2, mode="sample", k=3)
-    np.testing.assert_array_equal(sample.approx, full.approx[sample.indices])
+    assert_split_and_sample_give_the_full_bits(net, X, Y)
 
 
 def test_correct_gradient_scores_as_the_general_path():

@@ -218,8 +218,9 @@ def test_every_simd_path_gives_the_same_bits():
         C.set_simd("sse9")
 
 
-def test_smooth_path_identical_for_any_thread_count():
-    net, X, Y = _bits_case()
+def assert_same_bits_for_any_thread_count(net, X, Y, key):
+    """The full check at 1, 2 and 7 threads (dropout, L2 and L1 on): the same numbers, flags and engine_stats, and
+    engine_stats[key] > 0 (the path under test was taken). Shared with test_gradcheck_series_pwl."""
     before = dk.get_num_threads()
     try:
         out = []
@@ -229,16 +230,16 @@ def test_smooth_path_identical_for_any_thread_count():
             out.append((r.approx.copy(), r.flags.copy(), r.engine_stats))
     finally:
         dk.set_num_threads(0 if before == 0 else before)
-    assert out[0][2]["fast"] > 0
+    assert out[0][2][key] > 0
     for a, f, st in out[1:]:
         np.testing.assert_array_equal(a, out[0][0])
         np.testing.assert_array_equal(f, out[0][1])
         assert st == out[0][2]
 
 
-def test_split_and_sampled_checks_give_the_full_checks_bits():
-    """A coordinate's number does not depend on which other coordinates are checked with it."""
-    net, X, Y = _bits_case()
+def assert_split_and_sample_give_the_full_bits(net, X, Y):
+    """A coordinate's number does not depend on which other coordinates are checked with it: checks of pieces of
+    37 coordinates, merged, and a sample check equal the full check bit for bit."""
     full = dk.gradcheck(net, X, Y, l2=0.2)
     n = net.n_params
     parts = [dk.gradcheck(net, X, Y, l2=0.2, indices=np.arange(s, min(n, s + 37))) for s in range(0, n, 37)]
@@ -246,6 +247,16 @@ def test_split_and_sampled_checks_give_the_full_checks_bits():
     np.testing.assert_array_equal(merged.approx, full.approx)
     sample = dk.gradcheck(net, X, Y, l2=0.2, mode="sample", k=3)
     np.testing.assert_array_equal(sample.approx, full.approx[sample.indices])
+
+
+def test_smooth_path_identical_for_any_thread_count():
+    net, X, Y = _bits_case()
+    assert_same_bits_for_any_thread_count(net, X, Y, "fast")
+
+
+def test_split_and_sampled_checks_give_the_full_checks_bits():
+    net, X, Y = _bits_case()
+    assert_split_and_sample_give_the_full_bits(net, X, Y)
 
 
 def test_correct_gradient_scores_as_the_general_path():
