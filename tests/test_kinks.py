@@ -158,3 +158,45 @@ def test_sharded_check_keeps_one_sided_values_and_named_mistakes():
             assert [e.mistake for e in shard.mistakes] == [e.mistake for e in whole.mistakes]
             assert [c.finding for c in shard.components] == [c.finding for c in whole.components]
     assert [e.mistake for e in whole.mistakes] == ["deriv_missing"]
+
+
+def test_work_budget_follows_the_net_size_only():
+    from dnnkit import kinks
+    small = kinks.work_budget([2, 20, 3, 1], 300)
+    big = kinks.work_budget([784, 128, 64, 10], 256)
+    assert kinks.MIN_VERIFIED <= big < small <= kinks.MAX_VERIFIED
+    assert kinks.work_budget([784, 128, 64, 10], 64) > big  # fewer examples: cheaper forward passes
+    assert kinks.work_budget([4000, 4000, 4000, 10], 4096) == kinks.MIN_VERIFIED
+    assert kinks.work_budget([784, 128, 64, 10], 256) == big  # no clock: the same every time
+
+
+def test_zero_initialized_relu_net_every_coordinate_flagged_stays_bounded():
+    """A Network before initialize() has all-zero parameters: every ReLU unit sits on its kink, so nearly every
+    coordinate is flagged. The check must neither build a dense unit vector per flagged coordinate (1e5 of 1e5
+    entries would not fit in memory) nor verify more than the work budget: the rest are unverified, and say why."""
+    from dnnkit import kinks
+    dims, m = [300, 60, 10], 16
+    net = dk.Network(dims, hidden="relu", output="softmax")
+    g = np.random.default_rng(0)
+    X = g.standard_normal((dims[0], m))
+    Y = np.eye(10)[:, g.integers(0, 10, m)]
+    r = dk.gradcheck(net, X, Y)
+    budget = kinks.work_budget(dims, m)
+    n_flagged = int(np.count_nonzero(r.flags))
+    assert n_flagged > budget  # the case under test: more kink coordinates than the budget
+    assert r.verdict == "unverified" and "budget for this net's size" in r.unverified_reason
+    # verify() indexes only the first `budget` vectors: a sequence that fails beyond them is never read there
+    class Guard:
+        def __init__(self, n, k):
+            self.n, self.k = n, k
+        def __len__(self):
+            return self.k + 5
+        def __getitem__(self, q):
+            assert q < self.k, q
+            e = np.zeros(self.n)
+            e[q] = 1.0
+            return e
+    from dnnkit.gradient_check import _check_network_inputs
+    prob = _check_network_inputs(net, X, Y, 0.0, 0.0, 1.0, None, None, 0)
+    vals, _, why = kinks.verify(prob, Guard(net.n_params, 3), budget=3)
+    assert np.isnan(vals[3:]).all() and all("not attempted" in w for w in why[3:])

@@ -923,6 +923,21 @@ def _note_reshaped(report, reshaped):
     return report
 
 
+class _UnitVectors:
+    """The unit vectors e_i (length n) of the given coordinates, as a sequence built one at a time on access."""
+
+    def __init__(self, n: int, coords):
+        self.n, self.coords = int(n), np.asarray(coords, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.coords.size)
+
+    def __getitem__(self, q: int) -> np.ndarray:
+        e = np.zeros(self.n)
+        e[self.coords[q]] = 1.0
+        return e
+
+
 def _verify_kinks(report, prob):
     """Kink-crossing coordinates / directions checked one-sided per example (dnnkit.kinks), not dropped."""
     bad = np.flatnonzero(report.flags != 0)
@@ -933,12 +948,9 @@ def _verify_kinks(report, prob):
     n = prob["theta"].size
     if report.mode == "directional":
         vecs = [report._dir_vectors[q] for q in bad]
-    else:
-        vecs = []
-        for q in bad:
-            e = np.zeros(n)
-            e[report.indices[q]] = 1.0
-            vecs.append(e)
+    else:  # unit vectors built on demand: kinks.verify indexes only the ones it verifies (a zero-initialized
+        # ReLU net flags every coordinate: 1e5 dense e_i of 1e5 entries would not fit in memory)
+        vecs = _UnitVectors(n, report.indices[bad])
     vals, _, why, errs = kinks.verify(prob, vecs, errors=True)
     full_vals = np.full(report.approx.size, np.nan)
     full_errs = np.full(report.approx.size, np.nan)

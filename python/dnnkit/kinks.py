@@ -27,16 +27,25 @@ them apart), "unverified" when the estimate is itself too large to decide (above
 gradient scale), and judges every other one-sided value by the seeds' difference as before, so a correct block
 whose true gradient is 0 is "correct" while a wrong value larger than the estimate is still "bug".
 
-The cost is a handful of forward passes per kink coordinate; at most ``MAX_VERIFIED`` coordinates of one check are
-verified this way, the rest stay unverified (the report says so).
+The cost is a handful of forward passes per kink coordinate (up to 18 with the error estimates); at most
+``MAX_VERIFIED`` coordinates of one check are verified this way, and fewer on large nets: as many as
+``WORK_SECONDS`` of estimated forward passes allow (``work_budget``: from the net's size only, so the same check
+always verifies the same coordinates), the rest stay unverified (the report says so). A check where nearly every
+coordinate crosses a kink (a ReLU net whose parameters are all zero: every unit sits on 0) thus stays a few
+seconds, not minutes.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["verify", "MAX_VERIFIED", "STEPS", "ROUND_ULPS"]
+__all__ = ["verify", "work_budget", "MAX_VERIFIED", "STEPS", "ROUND_ULPS"]
 
 MAX_VERIFIED = 2000
+MIN_VERIFIED = 20        # the work budget never verifies fewer coordinates than this
+WORK_SECONDS = 3.0       # estimated seconds of forward passes one check may spend on verification
+_FORWARD_FLOPS_PER_S = 2e10   # a deliberately round estimate of a native float64 forward pass's speed here
+_FORWARD_OVERHEAD_S = 1e-4    # and of one evaluation's Python + call overhead
+_FORWARDS_PER_COORD = 18      # the most one coordinate takes: 3 steps x 2 sides x (2 + 1 for the error estimate)
 STEPS = (1e-5, 1e-6, 1e-7)
 ROUND_ULPS = 8.0   # a per-example loss's rounding, in units of u (|loss_j| + sum |Z^[L]_j|): a few dozen operations
 _U = float(np.finfo(np.float64).eps)
@@ -52,14 +61,26 @@ def _per_example_loss(ZL, AL, Y, loss):
     return 0.5 * np.sum((AL - Y) ** 2, axis=0)
 
 
-def verify(prob: dict, vectors, budget: int = MAX_VERIFIED, errors: bool = False):
-    """Directional derivatives of J along each vector of ``vectors`` (full-length arrays: e_i for a coordinate),
+def work_budget(dims, m: int) -> int:
+    """How many kink coordinates one check verifies on a net of these layer sizes and m examples: MAX_VERIFIED,
+    or fewer where their forward passes would take more than about WORK_SECONDS (never fewer than MIN_VERIFIED).
+    A function of the sizes only (not of a clock), so a check's report does not depend on the machine's load."""
+    flops = 2.0 * m * sum(int(dims[l]) * int(dims[l - 1]) for l in range(1, len(dims)))
+    per_coord = _FORWARDS_PER_COORD * (flops / _FORWARD_FLOPS_PER_S + _FORWARD_OVERHEAD_S)
+    return int(max(MIN_VERIFIED, min(MAX_VERIFIED, WORK_SECONDS // per_coord)))
+
+
+def verify(prob: dict, vectors, budget: int | None = None, errors: bool = False):
+    """Directional derivatives of J along each vector of ``vectors`` (a sequence of full-length arrays, e_i for a
+    coordinate; indexed only for the first ``budget`` — default ``work_budget(dims, m)`` — so it may be lazy),
     verified per example as the module docstring says. Returns (values, n_one_sided_examples, reasons): values[q]
     is NaN where the direction could not be verified; reasons[q] says why ('' when verified). With
     ``errors=True`` a fourth array: each value's error estimate (module docstring; inf where none could be made,
     NaN where not verified)."""
     twin, X, Y, kw = prob["twin"], prob["X"], prob["Y"], prob["kw"]
     L, m, dims = prob["L"], prob["m"], prob["dims"]
+    if budget is None:
+        budget = work_budget(dims, m)
     theta = prob["theta"].copy()
     l2, l1 = prob["l2"], prob["l1"]
     # which entries of theta are weights (regularized)
@@ -91,11 +112,12 @@ def verify(prob: dict, vectors, budget: int = MAX_VERIFIED, errors: bool = False
     reasons = [""] * n
     try:
         loss0, pat0, sc0 = evaluate(theta)
-        for q, v in enumerate(vectors):
-            if q >= budget:
-                reasons[q] = f"not attempted: more than {budget} kink coordinates in one check"
+        for q in range(n):
+            if q >= budget:  # before vectors[q]: a lazy sequence builds nothing for these
+                reasons[q] = (f"not attempted: more than {budget} kink coordinates in one check (the verification's "
+                              f"budget for this net's size)")
                 continue
-            v = np.asarray(v, dtype=np.float64)
+            v = np.asarray(vectors[q], dtype=np.float64)
             d = np.full(m, np.nan)
             e = np.full(m, np.nan)
             for h in STEPS:
