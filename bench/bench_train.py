@@ -194,18 +194,27 @@ def bench_reference_minibatch(dims, m, dtype, batch):
     return run
 
 
-def bench_torch_minibatch(dims, m, dtype, batch, threads):
-    """PyTorch without a DataLoader: randperm each epoch, index the batch, step."""
+def torch_mlp(dims, dtype, keep, threads):
+    """The PyTorch counterpart of a dnnkit net: Linear + ReLU (+ Dropout(1 - keep) when keep < 1) per hidden layer,
+    a Linear output (the loss applies the output activation), in dtype, torch.set_num_threads(threads)."""
     import torch
 
     torch.set_num_threads(threads)
-    tdt = torch.float64 if dtype == np.float64 else torch.float32
     layers = []
     for l in range(1, len(dims)):
         layers.append(torch.nn.Linear(dims[l - 1], dims[l]))
         if l < len(dims) - 1:
             layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers).to(tdt)
+            if keep < 1:
+                layers.append(torch.nn.Dropout(1 - keep))
+    return torch.nn.Sequential(*layers).to(torch.float64 if dtype == np.float64 else torch.float32)
+
+
+def bench_torch_minibatch(dims, m, dtype, batch, threads):
+    """PyTorch without a DataLoader: randperm each epoch, index the batch, step."""
+    import torch
+
+    model = torch_mlp(dims, dtype, 1.0, threads)
     X, Y = data(dims, m, dtype)
     xt = torch.from_numpy(np.ascontiguousarray(X.T))
     yt = torch.from_numpy(np.argmax(Y, axis=0))
@@ -259,16 +268,7 @@ def bench_fit_per_step(dims, m, dtype):
 def bench_torch(dims, m, dtype, keep, threads):
     import torch
 
-    torch.set_num_threads(threads)
-    tdt = torch.float64 if dtype == np.float64 else torch.float32
-    layers = []
-    for l in range(1, len(dims)):
-        layers.append(torch.nn.Linear(dims[l - 1], dims[l]))
-        if l < len(dims) - 1:
-            layers.append(torch.nn.ReLU())
-            if keep < 1:
-                layers.append(torch.nn.Dropout(1 - keep))
-    model = torch.nn.Sequential(*layers).to(tdt)
+    model = torch_mlp(dims, dtype, keep, threads)
     X, Y = data(dims, m, dtype)
     xt = torch.from_numpy(np.ascontiguousarray(X.T))
     if dims[-1] == 1:

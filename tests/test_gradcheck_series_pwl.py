@@ -16,7 +16,7 @@ from dnnkit import reference as ref
 
 from test_gradcheck import _native, fast_and_general, make_params, make_Y, ref_loop
 from test_gradcheck_smooth import (_masks, assert_same_bits_for_any_thread_count, assert_split_and_sample_give_the_full_bits,
-                                   exact_cd)
+                                   exact_cd, large_weight_case)
 
 
 @contextlib.contextmanager
@@ -226,17 +226,8 @@ def test_large_weights_and_outputs_near_0_and_1(hidden, loss):
     """Weights x30: huge output gains, outputs at p ~ 1 - 1e-12 and s ~ 1e-15. The series (where its bound
     holds) still equals the exact centered difference per component (60 digits) and the reference loop; the
     coordinates whose bound fails use the loss pairs, routing and flags as the old fast path's."""
-    rng = np.random.default_rng(3 if loss == "ce" else 4)
-    dims = [4, 6, 5, 3 if loss == "ce" else 2]
-    m = 7
-    p = make_params(dims, rng)
-    for l in (1, 2, 3):
-        p[f"W{l}"] *= 30.0
-    X = rng.standard_normal((4, m))
-    output = "softmax" if loss == "ce" else "sigmoid"
-    Y = make_Y(loss, output, dims[-1], m, rng)
-    net = dk.Network(dims, hidden=hidden, output=output, loss=loss, params=p)
-    AL, _ = ref.forward_propagation(X, net.get_params(), hidden, output, alpha=net.alpha)
+    net, X, Y, dims = large_weight_case(hidden, loss)
+    AL, _ = ref.forward_propagation(X, net.get_params(), hidden, net.output, alpha=net.alpha)
     assert AL.max() > 1 - 1e-9 and AL.min() < 1e-9  # outputs near 0 and 1
     fast = _native(net, X, Y, True, l2=0.1, eps=1e-7)
     old = old_fast(net, X, Y, l2=0.1, eps=1e-7)

@@ -114,12 +114,10 @@ def test_smooth_equals_general_reference_loop_and_exact(case):
     assert fast.verdict == "correct", str(fast)
 
 
-@pytest.mark.parametrize("hidden", ["tanh", "sigmoid"])
-@pytest.mark.parametrize("loss", ["ce", "bce"])
-def test_saturated_units_and_outputs_near_0_and_1(hidden, loss):
-    """Weights x30: most hidden units saturated (|z| >> 1, g' down to 1e-20 and below), outputs at p ~ 1 - 1e-12
-    and s ~ 1e-15: the smooth path still equals the exact centered difference (where the general path's
-    1 - tanh(a) tanh(b) loses digits), and the reference loop within its own rounding."""
+def large_weight_case(hidden, loss):
+    """[4, 6, 5, n_out] with every W of make_params scaled by 30 (saturated tanh / sigmoid units, huge output
+    gains, outputs near 0 and 1), m = 7, softmax + ce or sigmoid + bce: (net, X, Y, dims). Shared with
+    test_gradcheck_series_pwl."""
     rng = np.random.default_rng(3 if loss == "ce" else 4)
     dims = [4, 6, 5, 3 if loss == "ce" else 2]
     m = 7
@@ -129,8 +127,17 @@ def test_saturated_units_and_outputs_near_0_and_1(hidden, loss):
     X = rng.standard_normal((4, m))
     output = "softmax" if loss == "ce" else "sigmoid"
     Y = make_Y(loss, output, dims[-1], m, rng)
-    net = dk.Network(dims, hidden=hidden, output=output, loss=loss, params=p)
-    AL, cache = ref.forward_propagation(X, net.get_params(), hidden, output)
+    return dk.Network(dims, hidden=hidden, output=output, loss=loss, params=p), X, Y, dims
+
+
+@pytest.mark.parametrize("hidden", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_saturated_units_and_outputs_near_0_and_1(hidden, loss):
+    """Weights x30: most hidden units saturated (|z| >> 1, g' down to 1e-20 and below), outputs at p ~ 1 - 1e-12
+    and s ~ 1e-15: the smooth path still equals the exact centered difference (where the general path's
+    1 - tanh(a) tanh(b) loses digits), and the reference loop within its own rounding."""
+    net, X, Y, dims = large_weight_case(hidden, loss)
+    AL, cache = ref.forward_propagation(X, net.get_params(), hidden, net.output)
     Z1 = cache["Z1"]
     assert np.mean(np.abs(Z1) > 10) > 0.3  # really saturated
     assert AL.max() > 1 - 1e-9 and AL.min() < 1e-9  # outputs near 0 and 1

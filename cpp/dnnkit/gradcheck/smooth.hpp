@@ -353,25 +353,8 @@ class SmoothPath {
             std::swap(s.Gm, s.Gm2);
         }
         loss_coefs(s);
-        // the coordinates: a few fused sums over the examples each
-        if (s.ones.size() != M) s.ones.assign(M, 1.0);
-        const double* Aprev = v_.A[l - 1];
-        const double eps2 = eps * eps, eps4 = eps2 * eps2, invm = 1.0 / m;
-        const double* __restrict c1 = s.c1.data();
-        const double* __restrict c3 = s.c3.data();
-        const double* __restrict ac1 = s.ac1.data();
-        const double* __restrict ac2 = s.ac2.data();
-        const double* __restrict beta = s.beta.data();
-        const double* __restrict invR = s.invR.data();
-        for (size_t b = 0; b < B; ++b) {
-            if (poll && b % 4096 == 4095 && (*poll)()) return false;
-            const double* __restrict x = js[b] < 0 ? s.ones.data() : Aprev + size_t(js[b]) * M;
-            double r[6];
-            pwl_sums<false>(x, nullptr, eps, c1, c3, ac1, ac2, beta, invR, M, r);
-            const double S = r[2] + eps * r[3];
-            out[b] = (r[0] + eps2 * r[1]) * invm;
-            ok[b] = uint8_t(eps * r[5] <= 0.5 && eps4 * r[4] <= tol * S);
-        }
+        if (!series_coords(l, eps, nullptr, nullptr, js, B, out, ok, s, poll)) return false;
+        for (size_t b = 0; b < B; ++b) ok[b] = uint8_t(ok[b] == 0);  // series_coords' codes -> ok
         return true;
     }
 
@@ -475,6 +458,63 @@ class SmoothPath {
         return bad;
     }
 
+    // The coordinates of one unit, after loss_coefs: a few fused sums over the examples each (shared by the smooth
+    // and the piecewise-linear series). T: the per-example kink thresholds of the routing test (nullptr: no kinks);
+    // amax: the row maxima of |A[l-1]| for the cheap pre-tests (nullptr: always the full sums). st[b]: 0 accepted,
+    // 1 a kink in reach, 2 the tail bound fails; out[b] the series value either way.
+    inline __attribute__((always_inline)) bool series_coords(int l, double eps, const double* __restrict T,
+                                                             const double* amax, const int* js, size_t B, double* out,
+                                                             uint8_t* st, Scratch& s,
+                                                             const std::function<bool()>* poll) const {
+        const size_t M = size_t(v_.m);
+        if (s.ones.size() != M) s.ones.assign(M, 1.0);
+        const double* Aprev = v_.A[l - 1];
+        const double eps2 = eps * eps, eps4 = eps2 * eps2, invm = 1.0 / double(v_.m);
+        const double* __restrict c1 = s.c1.data();
+        const double* __restrict c3 = s.c3.data();
+        const double* __restrict ac1 = s.ac1.data();
+        const double* __restrict ac2 = s.ac2.data();
+        const double* __restrict beta = s.beta.data();
+        const double* __restrict invR = s.invR.data();
+        // the routing test, cheaply where it clearly passes: eps max_k |a_k| < min_k T_k implies eps |a_k| < T_k for
+        // every k (rounding is monotone): the same verdict as the per-example test, which runs otherwise
+        const double inf = std::numeric_limits<double>::infinity();
+        double Tmin = inf;
+        if (T)
+            for (size_t k = 0; k < M; ++k) Tmin = T[k] < Tmin ? T[k] : Tmin;
+        // the tail bound, cheaply where it clearly holds: with kappa = max_k beta_k / |c1_k| (inf if some beta_k > 0
+        // has c1_k = 0), sum_k beta_k |a_k|^5 <= kappa max|a|^4 sum_k |c1_k a_k|, so eps^4 kappa max|a|^4 <= tol
+        // (and eps max|a| max_k 1/R_k <= 1/2) implies the per-coordinate test; the full sums run otherwise. Either
+        // way the number is the same sum (s1, s3 in the same lanes and tree).
+        double kappa = 0.0, iRmax = 0.0;
+        for (size_t k = 0; amax && k < M; ++k) {
+            const double q = beta[k] > 0.0 ? (ac1[k] > 0.0 ? beta[k] / ac1[k] : inf) : 0.0;
+            kappa = kappa < q ? q : kappa;
+            iRmax = iRmax < invR[k] ? invR[k] : iRmax;
+        }
+        kappa *= 1.0 + 1e-9;  // covers the rounding of the quotients and of the test below
+        for (size_t b = 0; b < B; ++b) {
+            if (poll && b % 4096 == 4095 && (*poll)()) return false;
+            const double* __restrict x = js[b] < 0 ? s.ones.data() : Aprev + size_t(js[b]) * M;
+            const double am = js[b] < 0 || !amax ? 1.0 : amax[js[b]], am2 = am * am;
+            const bool nokink = eps * am < Tmin;
+            if (amax && nokink && eps * am * iRmax * (1.0 + 1e-9) <= 0.5 && eps4 * (kappa * (am2 * am2)) <= tol) {
+                double r[2];
+                pwl_sums2(x, c1, c3, M, r);
+                out[b] = (r[0] + eps2 * r[1]) * invm;
+                st[b] = 0;
+                continue;
+            }
+            double r[6];
+            const int bad = nokink ? pwl_sums<false>(x, T, eps, c1, c3, ac1, ac2, beta, invR, M, r)
+                                   : pwl_sums<true>(x, T, eps, c1, c3, ac1, ac2, beta, invR, M, r);
+            const double S = r[2] + eps * r[3];
+            out[b] = (r[0] + eps2 * r[1]) * invm;
+            st[b] = bad ? uint8_t(1) : uint8_t(eps * r[5] <= 0.5 && eps4 * r[4] <= tol * S ? 0 : 2);
+        }
+        return true;
+    }
+
     inline __attribute__((always_inline)) bool pwl_body(int l, double eps, const double* __restrict xs,
                                                         const double* __restrict gx, const double* __restrict T,
                                                         const int* js, size_t B, double* out, uint8_t* st,
@@ -490,51 +530,7 @@ class SmoothPath {
             std::copy_n(gx + size_t(c) * M, M, s.Gm.data() + size_t(c) * M);
         }
         loss_coefs(s);
-        if (s.ones.size() != M) s.ones.assign(M, 1.0);
-        const double* Aprev = v_.A[l - 1];
-        const double eps2 = eps * eps, eps4 = eps2 * eps2, invm = 1.0 / double(v_.m);
-        const double* __restrict c1 = s.c1.data();
-        const double* __restrict c3 = s.c3.data();
-        const double* __restrict ac1 = s.ac1.data();
-        const double* __restrict ac2 = s.ac2.data();
-        const double* __restrict beta = s.beta.data();
-        const double* __restrict invR = s.invR.data();
-        // the routing test, cheaply where it clearly passes: eps max_k |a_k| < min_k T_k implies eps |a_k| < T_k for
-        // every k (rounding is monotone): the same verdict as the per-example test, which runs otherwise
-        const double inf = std::numeric_limits<double>::infinity();
-        double Tmin = inf;
-        for (size_t k = 0; k < M; ++k) Tmin = T[k] < Tmin ? T[k] : Tmin;
-        // the tail bound, cheaply where it clearly holds: with kappa = max_k beta_k / |c1_k| (inf if some beta_k > 0
-        // has c1_k = 0), sum_k beta_k |a_k|^5 <= kappa max|a|^4 sum_k |c1_k a_k|, so eps^4 kappa max|a|^4 <= tol
-        // (and eps max|a| max_k 1/R_k <= 1/2) implies the per-coordinate test; the full sums run otherwise. Either
-        // way the number is the same sum (s1, s3 in the same lanes and tree).
-        double kappa = 0.0, iRmax = 0.0;
-        for (size_t k = 0; k < M; ++k) {
-            const double q = beta[k] > 0.0 ? (ac1[k] > 0.0 ? beta[k] / ac1[k] : inf) : 0.0;
-            kappa = kappa < q ? q : kappa;
-            iRmax = iRmax < invR[k] ? invR[k] : iRmax;
-        }
-        kappa *= 1.0 + 1e-9;  // covers the rounding of the quotients and of the test below
-        const double* amax = amax_[l - 1].data();
-        for (size_t b = 0; b < B; ++b) {
-            if (poll && b % 4096 == 4095 && (*poll)()) return false;
-            const double* __restrict x = js[b] < 0 ? s.ones.data() : Aprev + size_t(js[b]) * M;
-            const double am = js[b] < 0 ? 1.0 : amax[js[b]], am2 = am * am;
-            const bool nokink = eps * am < Tmin;
-            if (nokink && eps * am * iRmax * (1.0 + 1e-9) <= 0.5 && eps4 * (kappa * (am2 * am2)) <= tol) {
-                double r[2];
-                pwl_sums2(x, c1, c3, M, r);
-                out[b] = (r[0] + eps2 * r[1]) * invm;
-                st[b] = 0;
-                continue;
-            }
-            double r[6];
-            const int bad = nokink ? pwl_sums<false>(x, T, eps, c1, c3, ac1, ac2, beta, invR, M, r)
-                                   : pwl_sums<true>(x, T, eps, c1, c3, ac1, ac2, beta, invR, M, r);
-            const double S = r[2] + eps * r[3];
-            out[b] = (r[0] + eps2 * r[1]) * invm;
-            st[b] = bad ? uint8_t(1) : uint8_t(eps * r[5] <= 0.5 && eps4 * r[4] <= tol * S ? 0 : 2);
-        }
+        return series_coords(l, eps, T, amax_[l - 1].data(), js, B, out, st, s, poll);
         return true;
     }
 
