@@ -440,7 +440,7 @@ def main():
         auto = "the fused step" if _core.small_layers_auto() else "the BLAS path"
         print("\"dnnkit `fit` default\" is the call exactly as a user makes it: the automatic choice between the fused "
               f"small-net step (cpp/dnnkit/small_layers.hpp) and the BLAS passes, on this CPU **{auto}** "
-              f"(SIMD {_core.simd_info()["active"]}). \"BLAS path\" and \"fused step\" are the same call with the choice "
+              f"(SIMD {_core.simd_info()['active']}). \"BLAS path\" and \"fused step\" are the same call with the choice "
               "forced (`_core.set_small_layers(False / True)`).\n")
         print("| net | m | dtype | dropout | dnnkit `fit` default | dnnkit log_every=n | default, BLAS path | "
               "default, fused step | reference | torch | default vs reference | default vs torch | "
