@@ -11,9 +11,11 @@
 //     sizes only (partition.hpp), so results are bit-identical for any thread count.
 // Building blocks: arch.hpp (sizes, offsets), dropout.hpp (masks), kernels.hpp (elementwise), partition.hpp.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "activations.hpp"
@@ -331,6 +333,40 @@ __attribute__((noinline, target("avx2"))) void wide_backward_task_avx2(const Wid
 }
 #endif
 
+// The column-local part of the backward pass of one column chunk, right after its forward (wide_forward_chunk):
+// dZ[L] on the chunk's columns, then for l = L..2 the chunk's dA task (dA = W^T dZ, dropout, g' into dZ[l-1]).
+// Every value is the one the per-layer tasks compute (the same elementwise ops and the same dA column chunks), so
+// running it this way changes no bit; it only lets a chunk go from its forward to its dA without a barrier.
+template <class T>
+DNNKIT_ALWAYS_INLINE void wide_chunk_backward(const WideArgs<T>& w, const WideLayer<T>* ys, int c) {
+    MLP<T>& net = w.net;
+    const Arch& a = net.arch;
+    const int L = a.L(), nL = a.n(L), m = w.m;
+    const Chunks& ch = ys[L].ch;
+    const int j0 = ch.begin(c), cw = ch.end(c) - j0;
+    const T* AL = net.A[L].data();
+    T* dZL = net.dZ[L].data();
+    for (int i = 0; i < nL; ++i) {
+        const size_t o = size_t(i) * m + j0;
+        output_delta(a.output, a.loss, AL + o, w.Y + o, size_t(cw), T(1) / T(m), dZL + o);
+    }
+    for (int l = L; l >= 2; --l) wide_backward_task(w, ys[l], ys[l].ntiles + c);
+}
+template <class T>
+__attribute__((noinline)) double wide_chunk_base(const WideArgs<T>& w, const WideLayer<T>* ys, int c) {
+    const double J = wide_forward_chunk(w, ys[1].ch.begin(c), ys[1].ch.end(c));
+    if (ys[1].grad) wide_chunk_backward(w, ys, c);
+    return J;
+}
+#if defined(__x86_64__) || defined(__i386__)
+template <class T>
+__attribute__((noinline, target("avx2"))) double wide_chunk_avx2(const WideArgs<T>& w, const WideLayer<T>* ys, int c) {
+    const double J = wide_forward_chunk(w, ys[1].ch.begin(c), ys[1].ch.end(c));
+    if (ys[1].grad) wide_chunk_backward(w, ys, c);
+    return J;
+}
+#endif
+
 template <class T>
 double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, double l2,
                  double l1, T* grad, bool with_cost) {
@@ -343,7 +379,67 @@ double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, con
     const bool avx2 = simd::level() >= simd::avx2;  // the CPU's, or DNNKIT_SIMD / _core.set_simd's (tests)
     const WideArgs<T> w{net, theta, X, Y, m, bm, cost, T(a.alpha)};
 
-    // ---- forward, one column chunk per task through all layers
+    const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
+    if (ch.count() >= 2 && wide_fused().load(std::memory_order_relaxed)) {
+        // Two or more column chunks: ONE parallel region per pass. Phase 1, one task per column chunk: its forward
+        // through all layers, then (with grad) its column-local backward, dZ[L] and the dA chunks of layers L..2
+        // (wide_chunk_backward); the chunks are independent, so no barrier between the layers. Phase 2 (after the
+        // region's one barrier): every layer's dW tiles (+ db) in one dynamically scheduled list, largest first.
+        // The tasks are the per-layer path's (below) with the same partitions, so the same bits; one fork/join and
+        // one barrier per pass instead of L + 1 fork/joins, and a thread that finishes its chunks early starts on
+        // the dW tiles of every layer instead of waiting at each layer's end.
+        std::vector<WideLayer<T>> ys(size_t(L) + 1);
+        std::vector<std::pair<int, int>> tiles;  // (layer, tile)
+        for (int l = 1; l <= L; ++l) {
+            const Chunks rows = balanced_chunks(a.n(l), WIDE_TILE_ROWS), cols = balanced_chunks(a.n(l - 1), WIDE_TILE_COLS);
+            ys[size_t(l)] = WideLayer<T>{l, rows.count() * cols.count(), rows, cols, ch, cl2, cl1, grad};
+            if (grad)
+                for (int t = 0; t < ys[size_t(l)].ntiles; ++t) tiles.emplace_back(l, t);
+        }
+        auto tile_size = [&](const std::pair<int, int>& p) {
+            const WideLayer<T>& y = ys[size_t(p.first)];
+            const int rc = p.second / y.cols.count(), cc = p.second % y.cols.count();
+            return double(y.rows.end(rc) - y.rows.begin(rc)) * double(y.cols.end(cc) - y.cols.begin(cc));
+        };
+        std::stable_sort(tiles.begin(), tiles.end(), [&](const std::pair<int, int>& p, const std::pair<int, int>& q) {
+            return tile_size(p) > tile_size(q);
+        });
+        const WideLayer<T>* yp = ys.data();
+        const int nt = int(tiles.size());
+#pragma omp parallel num_threads(nth) if (nth > 1)
+        {
+#pragma omp for schedule(dynamic, 1)
+            for (int c = 0; c < ch.count(); ++c) {
+#if defined(__x86_64__) || defined(__i386__)
+                if (avx2) {
+                    part[c] = wide_chunk_avx2(w, yp, c);
+                    continue;
+                }
+#endif
+                part[c] = wide_chunk_base(w, yp, c);
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int i = 0; i < nt; ++i) {
+                const WideLayer<T>& y = yp[tiles[size_t(i)].first];
+#if defined(__x86_64__) || defined(__i386__)
+                if (avx2) {
+                    wide_backward_task_avx2(w, y, tiles[size_t(i)].second);
+                    continue;
+                }
+#endif
+                wide_backward_task_base(w, y, tiles[size_t(i)].second);
+            }
+        }
+        double J = 0.0;
+        if (cost) {
+            for (double p : part) J += p;  // fixed order
+            J = J / m + net.reg_cost(theta, m, l2, l1);
+        }
+        return J;
+    }
+
+    // ---- one column chunk (small m): forward, then the backward layer by layer, each layer's dW tiles and dA
+    // chunks in one region
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1 && ch.count() > 1)
     for (int c = 0; c < ch.count(); ++c) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -363,7 +459,6 @@ double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, con
 
     // ---- backward
     output_delta(a.output, a.loss, net.A[L].data(), Y, size_t(nL) * m, T(1) / T(m), net.dZ[L].data());
-    const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
     for (int l = L; l >= 1; --l) {
         const int nl = a.n(l), np = a.n(l - 1);
         const Chunks rows = balanced_chunks(nl, WIDE_TILE_ROWS), cols = balanced_chunks(np, WIDE_TILE_COLS);
