@@ -142,6 +142,18 @@ class MLP {
     double run(const T* theta, const T* X, const T* Y, int m_, const ByteMasks& bm, double l2, double l1, T* grad,
                bool with_cost);
 
+    // Work to run after the gradient is complete, inside the pass's own OpenMP region (train.hpp: the optimizer
+    // update, which may then overwrite theta): `n` tasks fn(ctx, i), dynamically scheduled, each writing only its
+    // own outputs. Only the wide path's one-region schedule runs them, and it sets post_done; otherwise the caller
+    // runs them itself. run() clears post_done on entry; the caller sets and clears `post`.
+    struct PostTasks {
+        int n = 0;
+        void (*fn)(void*, int) = nullptr;
+        void* ctx = nullptr;
+    };
+    PostTasks post;
+    bool post_done = false;
+
    private:
     PassMasks masks_;
 };
@@ -406,6 +418,8 @@ double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, con
         });
         const WideLayer<T>* yp = ys.data();
         const int nt = int(tiles.size());
+        const double reg = cost ? net.reg_cost(theta, m, l2, l1) : 0.0;  // before the post tasks may change theta
+        const typename MLP<T>::PostTasks post = grad ? net.post : typename MLP<T>::PostTasks{};
 #pragma omp parallel num_threads(nth) if (nth > 1)
         {
 #pragma omp for schedule(dynamic, 1)
@@ -429,11 +443,17 @@ double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, con
 #endif
                 wide_backward_task_base(w, y, tiles[size_t(i)].second);
             }
+            // (the implicit barrier above: the gradient is complete, nothing reads theta any more)
+            if (post.n > 0) {
+#pragma omp for schedule(dynamic, 1)
+                for (int i = 0; i < post.n; ++i) post.fn(post.ctx, i);
+            }
         }
+        net.post_done = post.n > 0;
         double J = 0.0;
         if (cost) {
             for (double p : part) J += p;  // fixed order
-            J = J / m + net.reg_cost(theta, m, l2, l1);
+            J = J / m + reg;
         }
         return J;
     }
@@ -482,6 +502,7 @@ template <class T>
 double MLP<T>::run(const T* theta, const T* X, const T* Y, int m_, const ByteMasks& bm, double l2, double l1, T* grad,
                    bool with_cost) {
     resize(m_);
+    post_done = false;
     if (bm.get(0)) A[0].resize(size_t(arch.n(0)) * m);
     else A[0].clear();  // the cache holds A0 only with input dropout (else it is X)
     if (!lean_worth(arch, m)) return wide_pass(*this, theta, X, Y, m, bm, l2, l1, grad, with_cost);
