@@ -7,8 +7,9 @@
 //   - dropout masks are drawn once per pass as bytes (draw_keep_mask, dropout.hpp: vectorised Philox keyed by
 //     (seed, step, layer, unit, example), or explicit 0/1 masks converted) and used by forward and backward;
 //   - the lean path (small problems: one column chunk, whole-matrix BLAS calls, no OpenMP) or the wide path
-//     (column chunks through all layers, then balanced dW tiles and dA column chunks, on OpenMP) is chosen by
-//     sizes only (partition.hpp), so results are bit-identical for any thread count.
+//     (column chunks through all layers, then balanced dW tiles and dA column chunks, on OpenMP; with 2+ chunks
+//     all in one OpenMP region per pass, the caller's update included) is chosen by sizes only (partition.hpp), so
+//     results are bit-identical for any thread count.
 // Building blocks: arch.hpp (sizes, offsets), dropout.hpp (masks), kernels.hpp (elementwise), partition.hpp.
 #pragma once
 #include <algorithm>
@@ -232,6 +233,10 @@ __attribute__((noinline, target("avx2"))) double lean_pass_avx2(MLP<T>& net, con
 // ---------------------------------------------------------------------------------------------------------
 // Wide path: forward over column chunks (each through all layers), then per layer dW tiles (each a full
 // reduction over m in one BLAS call, plus db) and dA column chunks (dA = W^T dZ, dropout, g'), all on OpenMP.
+// With 2+ column chunks the dA chunks go with their chunk's forward and every layer's dW tiles follow in one list,
+// all in ONE region per pass (wide_pass); measured on the shared 2-core machine, fit on the medium net at 2 threads
+// ran 1.3-1.5x faster than with L + 2 regions per step, at the same CPU time: each fork/join wakes a passively
+// waiting worker, and under load a wake-up is late.
 // The tasks (one chunk's forward, one backward tile or chunk) are compiled for the baseline ISA and for AVX2,
 // chosen at run time like the lean pass (simd::level(): DNNKIT_SIMD / _core.set_simd force the baseline in tests): AVX2 only widens their elementwise loops (bias + activation, dropout,
 // g', the cost), no FMA is enabled, so both give the same bits. (The OpenMP regions call the tasks: a region's
