@@ -404,3 +404,63 @@ def test_predict_agrees_with_the_reference(output, loss):
     got = net.predict(X)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+
+
+# The wide path with 2+ column chunks runs a pass in one OpenMP region (each chunk's forward and column-local
+# backward, then every layer's dW tiles); _core.set_wide_fused(False) runs the per-layer regions instead. The same
+# tasks either way: the same bits for any thread count, and the reference's values to rounding.
+WIDE_CASES = [("relu", "softmax", "ce", None), ("tanh", "sigmoid", "bce", 0.8), ("leaky_relu", "linear", "mse", [0.9, 0.8, 0.7])]
+
+
+@pytest.mark.parametrize("hidden,output,loss,keep", WIDE_CASES, ids=[c[0] for c in WIDE_CASES])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_wide_one_region_pass_equals_per_layer_regions_and_reference(hidden, output, loss, keep, dtype):
+    from dnnkit import _core
+    dims, m = [40, 96, 48, 4], 1100  # wide path, 3 column chunks (512, 512, 76)
+    X, Y = make_data(dims, m, output, loss, 2)
+    net = dk.Network(dims, hidden=hidden, output=output, loss=loss, dtype=dtype).initialize("glorot", rng=2)
+    L = len(dims) - 1
+    masks = masks_for(dims, m, keep, 7)[0] if keep is not None else None
+    kw = dict(keep_prob=keep if keep is not None else 1.0, masks=masks)
+    out = {}
+    try:
+        for fused in (True, False):
+            _core.set_wide_fused(fused)
+            for n in (1, 2, 3):
+                dk.set_num_threads(n)
+                net.backward(X, Y, l2=0.3, l1=0.1, **kw)
+                out[fused, n] = (net.grad_vector.tobytes(), net.last_cost, net.forward(X, **kw)[0].tobytes())
+    finally:
+        _core.set_wide_fused(True)
+        dk.set_num_threads(0)
+    assert len(set(out.values())) == 1
+    params = {k: v.astype(np.float64) for k, v in net.params.items()}
+    AL_ref, caches = R.forward_propagation(X, params, hidden, output, keep_prob=kw["keep_prob"], masks=masks)
+    g_ref = R.backward_propagation(X, Y, caches, params, hidden, output, loss, l2=0.3, l1=0.1, keep_prob=kw["keep_prob"])
+    J_ref = R.compute_cost(AL_ref, Y, params, loss, l2=0.3, l1=0.1, ZL=caches[f"Z{L}"])
+    grads = net.backward(X, Y, l2=0.3, l1=0.1, **kw)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(net.last_cost, J_ref, rtol=tol["rtol"])
+    scale = max(np.abs(g_ref[k]).max() for k in g_ref)
+    for k in g_ref:
+        np.testing.assert_allclose(grads[k], g_ref[k], rtol=tol["rtol"], atol=tol["atol"] * scale + 1e-300)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_wide_one_region_training_equals_per_layer_regions(dtype):
+    from dnnkit import _core
+    dims = [200, 128, 64, 3]  # > 32768 parameters: the update runs in the pass's region (train.hpp, MLP::post)
+    X, Y = make_data(dims, 520, "softmax", "ce", 5)
+    res = []
+    try:
+        for fused in (True, False):
+            _core.set_wide_fused(fused)
+            for n in (1, 2, 3):
+                net = dk.Network(dims, output="softmax", dtype=dtype).initialize("he", rng=0)
+                h1 = net.fit(X, Y, epochs=3, learning_rate=0.05, optimizer="adam", l2=0.1, seed=3, n_threads=n)
+                h2 = net.fit(X, Y, epochs=4, learning_rate=0.05, batch_size=300, keep_prob=0.8, seed=4, n_threads=n,
+                             optimizer="momentum", log_every=2)
+                res.append((net.theta.tobytes(), repr([(h.train_cost, h.train_error, h.grad_norms) for h in (h1, h2)])))
+    finally:
+        _core.set_wide_fused(True)
+    assert len(set(res)) == 1

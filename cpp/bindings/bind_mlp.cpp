@@ -139,6 +139,11 @@ void bind_mlp(py::module_& m) {
         set_num_threads(n);
     });
     m.def("get_num_threads", []() { return num_threads(); });
+    m.def(
+        "set_wide_fused", [](bool on) { return wide_fused().exchange(on); }, py::arg("on"),
+        "The wide path's schedule with 2+ column chunks: True (the default) one OpenMP region per pass, False one\n"
+        "for the forward and one per backward layer. The same bits either way; for tests and benchmarks.\n"
+        "Returns the previous setting.");
     m.def("blas_info", []() {
         py::dict d;
         d["corename"] = std::string(blas_corename());

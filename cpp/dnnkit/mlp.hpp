@@ -7,13 +7,16 @@
 //   - dropout masks are drawn once per pass as bytes (draw_keep_mask, dropout.hpp: vectorised Philox keyed by
 //     (seed, step, layer, unit, example), or explicit 0/1 masks converted) and used by forward and backward;
 //   - the lean path (small problems: one column chunk, whole-matrix BLAS calls, no OpenMP) or the wide path
-//     (column chunks through all layers, then balanced dW tiles and dA column chunks, on OpenMP) is chosen by
-//     sizes only (partition.hpp), so results are bit-identical for any thread count.
+//     (column chunks through all layers, then balanced dW tiles and dA column chunks, on OpenMP; with 2+ chunks
+//     all in one OpenMP region per pass, the caller's update included) is chosen by sizes only (partition.hpp), so
+//     results are bit-identical for any thread count.
 // Building blocks: arch.hpp (sizes, offsets), dropout.hpp (masks), kernels.hpp (elementwise), partition.hpp.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "activations.hpp"
@@ -140,6 +143,18 @@ class MLP {
     double run(const T* theta, const T* X, const T* Y, int m_, const ByteMasks& bm, double l2, double l1, T* grad,
                bool with_cost);
 
+    // Work to run after the gradient is complete, inside the pass's own OpenMP region (train.hpp: the optimizer
+    // update, which may then overwrite theta): `n` tasks fn(ctx, i), dynamically scheduled, each writing only its
+    // own outputs. Only the wide path's one-region schedule runs them, and it sets post_done; otherwise the caller
+    // runs them itself. run() clears post_done on entry; the caller sets and clears `post`.
+    struct PostTasks {
+        int n = 0;
+        void (*fn)(void*, int) = nullptr;
+        void* ctx = nullptr;
+    };
+    PostTasks post;
+    bool post_done = false;
+
    private:
     PassMasks masks_;
 };
@@ -218,6 +233,10 @@ __attribute__((noinline, target("avx2"))) double lean_pass_avx2(MLP<T>& net, con
 // ---------------------------------------------------------------------------------------------------------
 // Wide path: forward over column chunks (each through all layers), then per layer dW tiles (each a full
 // reduction over m in one BLAS call, plus db) and dA column chunks (dA = W^T dZ, dropout, g'), all on OpenMP.
+// With 2+ column chunks the dA chunks go with their chunk's forward and every layer's dW tiles follow in one list,
+// all in ONE region per pass (wide_pass); measured on the shared 2-core machine, fit on the medium net at 2 threads
+// ran 1.3-1.5x faster than with L + 2 regions per step, at the same CPU time: each fork/join wakes a passively
+// waiting worker, and under load a wake-up is late.
 // The tasks (one chunk's forward, one backward tile or chunk) are compiled for the baseline ISA and for AVX2,
 // chosen at run time like the lean pass (simd::level(): DNNKIT_SIMD / _core.set_simd force the baseline in tests): AVX2 only widens their elementwise loops (bias + activation, dropout,
 // g', the cost), no FMA is enabled, so both give the same bits. (The OpenMP regions call the tasks: a region's
@@ -331,6 +350,40 @@ __attribute__((noinline, target("avx2"))) void wide_backward_task_avx2(const Wid
 }
 #endif
 
+// The column-local part of the backward pass of one column chunk, right after its forward (wide_forward_chunk):
+// dZ[L] on the chunk's columns, then for l = L..2 the chunk's dA task (dA = W^T dZ, dropout, g' into dZ[l-1]).
+// Every value is the one the per-layer tasks compute (the same elementwise ops and the same dA column chunks), so
+// running it this way changes no bit; it only lets a chunk go from its forward to its dA without a barrier.
+template <class T>
+DNNKIT_ALWAYS_INLINE void wide_chunk_backward(const WideArgs<T>& w, const WideLayer<T>* ys, int c) {
+    MLP<T>& net = w.net;
+    const Arch& a = net.arch;
+    const int L = a.L(), nL = a.n(L), m = w.m;
+    const Chunks& ch = ys[L].ch;
+    const int j0 = ch.begin(c), cw = ch.end(c) - j0;
+    const T* AL = net.A[L].data();
+    T* dZL = net.dZ[L].data();
+    for (int i = 0; i < nL; ++i) {
+        const size_t o = size_t(i) * m + j0;
+        output_delta(a.output, a.loss, AL + o, w.Y + o, size_t(cw), T(1) / T(m), dZL + o);
+    }
+    for (int l = L; l >= 2; --l) wide_backward_task(w, ys[l], ys[l].ntiles + c);
+}
+template <class T>
+__attribute__((noinline)) double wide_chunk_base(const WideArgs<T>& w, const WideLayer<T>* ys, int c) {
+    const double J = wide_forward_chunk(w, ys[1].ch.begin(c), ys[1].ch.end(c));
+    if (ys[1].grad) wide_chunk_backward(w, ys, c);
+    return J;
+}
+#if defined(__x86_64__) || defined(__i386__)
+template <class T>
+__attribute__((noinline, target("avx2"))) double wide_chunk_avx2(const WideArgs<T>& w, const WideLayer<T>* ys, int c) {
+    const double J = wide_forward_chunk(w, ys[1].ch.begin(c), ys[1].ch.end(c));
+    if (ys[1].grad) wide_chunk_backward(w, ys, c);
+    return J;
+}
+#endif
+
 template <class T>
 double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, double l2,
                  double l1, T* grad, bool with_cost) {
@@ -343,7 +396,75 @@ double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, con
     const bool avx2 = simd::level() >= simd::avx2;  // the CPU's, or DNNKIT_SIMD / _core.set_simd's (tests)
     const WideArgs<T> w{net, theta, X, Y, m, bm, cost, T(a.alpha)};
 
-    // ---- forward, one column chunk per task through all layers
+    const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
+    if (ch.count() >= 2 && wide_fused().load(std::memory_order_relaxed)) {
+        // Two or more column chunks: ONE parallel region per pass. Phase 1, one task per column chunk: its forward
+        // through all layers, then (with grad) its column-local backward, dZ[L] and the dA chunks of layers L..2
+        // (wide_chunk_backward); the chunks are independent, so no barrier between the layers. Phase 2 (after the
+        // region's one barrier): every layer's dW tiles (+ db) in one dynamically scheduled list, largest first.
+        // The tasks are the per-layer path's (below) with the same partitions, so the same bits; one fork/join and
+        // one barrier per pass instead of L + 1 fork/joins, and a thread that finishes its chunks early starts on
+        // the dW tiles of every layer instead of waiting at each layer's end.
+        std::vector<WideLayer<T>> ys(size_t(L) + 1);
+        std::vector<std::pair<int, int>> tiles;  // (layer, tile)
+        for (int l = 1; l <= L; ++l) {
+            const Chunks rows = balanced_chunks(a.n(l), WIDE_TILE_ROWS), cols = balanced_chunks(a.n(l - 1), WIDE_TILE_COLS);
+            ys[size_t(l)] = WideLayer<T>{l, rows.count() * cols.count(), rows, cols, ch, cl2, cl1, grad};
+            if (grad)
+                for (int t = 0; t < ys[size_t(l)].ntiles; ++t) tiles.emplace_back(l, t);
+        }
+        auto tile_size = [&](const std::pair<int, int>& p) {
+            const WideLayer<T>& y = ys[size_t(p.first)];
+            const int rc = p.second / y.cols.count(), cc = p.second % y.cols.count();
+            return double(y.rows.end(rc) - y.rows.begin(rc)) * double(y.cols.end(cc) - y.cols.begin(cc));
+        };
+        std::stable_sort(tiles.begin(), tiles.end(), [&](const std::pair<int, int>& p, const std::pair<int, int>& q) {
+            return tile_size(p) > tile_size(q);
+        });
+        const WideLayer<T>* yp = ys.data();
+        const int nt = int(tiles.size());
+        const double reg = cost ? net.reg_cost(theta, m, l2, l1) : 0.0;  // before the post tasks may change theta
+        const typename MLP<T>::PostTasks post = grad ? net.post : typename MLP<T>::PostTasks{};
+#pragma omp parallel num_threads(nth) if (nth > 1)
+        {
+#pragma omp for schedule(dynamic, 1)
+            for (int c = 0; c < ch.count(); ++c) {
+#if defined(__x86_64__) || defined(__i386__)
+                if (avx2) {
+                    part[c] = wide_chunk_avx2(w, yp, c);
+                    continue;
+                }
+#endif
+                part[c] = wide_chunk_base(w, yp, c);
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int i = 0; i < nt; ++i) {
+                const WideLayer<T>& y = yp[tiles[size_t(i)].first];
+#if defined(__x86_64__) || defined(__i386__)
+                if (avx2) {
+                    wide_backward_task_avx2(w, y, tiles[size_t(i)].second);
+                    continue;
+                }
+#endif
+                wide_backward_task_base(w, y, tiles[size_t(i)].second);
+            }
+            // (the implicit barrier above: the gradient is complete, nothing reads theta any more)
+            if (post.n > 0) {
+#pragma omp for schedule(dynamic, 1)
+                for (int i = 0; i < post.n; ++i) post.fn(post.ctx, i);
+            }
+        }
+        net.post_done = post.n > 0;
+        double J = 0.0;
+        if (cost) {
+            for (double p : part) J += p;  // fixed order
+            J = J / m + reg;
+        }
+        return J;
+    }
+
+    // ---- one column chunk (small m): forward, then the backward layer by layer, each layer's dW tiles and dA
+    // chunks in one region
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1 && ch.count() > 1)
     for (int c = 0; c < ch.count(); ++c) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -363,7 +484,6 @@ double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, con
 
     // ---- backward
     output_delta(a.output, a.loss, net.A[L].data(), Y, size_t(nL) * m, T(1) / T(m), net.dZ[L].data());
-    const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
     for (int l = L; l >= 1; --l) {
         const int nl = a.n(l), np = a.n(l - 1);
         const Chunks rows = balanced_chunks(nl, WIDE_TILE_ROWS), cols = balanced_chunks(np, WIDE_TILE_COLS);
@@ -387,6 +507,7 @@ template <class T>
 double MLP<T>::run(const T* theta, const T* X, const T* Y, int m_, const ByteMasks& bm, double l2, double l1, T* grad,
                    bool with_cost) {
     resize(m_);
+    post_done = false;
     if (bm.get(0)) A[0].resize(size_t(arch.n(0)) * m);
     else A[0].clear();  // the cache holds A0 only with input dropout (else it is X)
     if (!lean_worth(arch, m)) return wide_pass(*this, theta, X, Y, m, bm, l2, l1, grad, with_cost);

@@ -2,6 +2,7 @@
 // choice depends on sizes only, never on the thread count, so results are bit-identical for any number of threads.
 #pragma once
 #include <algorithm>
+#include <atomic>
 
 #include "arch.hpp"
 #include "parallel.hpp"
@@ -24,6 +25,15 @@ inline Chunks wide_chunks(int m) {
     const int half = ((m + 1) / 2 + 3) / 4 * 4;
     const int w = std::max(WIDE_MIN_COLS, std::min(WIDE_TARGET_COLS, half));
     return {m, std::min(w, std::max(m, 1))};
+}
+
+// The wide path's schedule when it has 2+ column chunks (mlp.hpp, wide_pass): true (the default) one OpenMP region
+// per pass (each chunk's forward and column-local backward, then every layer's dW tiles), false one region for the
+// forward and one per layer of the backward. The same tasks either way, so the same bits: the switch exists so
+// that tests can check that (_core.set_wide_fused) and benchmarks can compare the two.
+inline std::atomic<bool>& wide_fused() {
+    static std::atomic<bool> on{true};
+    return on;
 }
 
 // [0, n) in ceil(n / max_width) chunks of (nearly) equal width, multiples of 16 (balanced tasks).

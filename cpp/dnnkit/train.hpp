@@ -410,16 +410,17 @@ class Trainer {
                                 throw std::runtime_error("mask prefetch failed");  // the producer's exception is rethrown
                             relax(spin);
                         }
-                        J = pass(net, theta, Xp, Yp, mb, sl.masks.masks());
+                        J = pass(net, theta, Xp, Yp, mb, sl.masks.masks(), stats);
                         sl.tag.store(0, std::memory_order_release);
                     } else {
-                        J = pass(net, theta, Xp, Yp, mb, net.masks(dp_, mb));
+                        J = pass(net, theta, Xp, Yp, mb, net.masks(dp_, mb), stats);
                     }
                     if (stats) {
                         cost_sum += J * mb;
                         err_sum += errors(net, Yp, mb);
                     }
-                    update(theta, stats ? st.grad_norms.data() : nullptr);
+                    if (net.post_done) finish_update(stats ? st.grad_norms.data() : nullptr);  // ran inside the pass
+                    else update(theta, stats ? st.grad_norms.data() : nullptr);
                     ++step_;
                     ++st.steps;
                     if (!one_step && (poll() || step_ >= stop_at_step)) {
@@ -515,9 +516,32 @@ class Trainer {
 
     // One training pass (forward, cost when with_cost_, backward into grad_): the fused small-net step when the
     // net is tiny, else the BLAS passes of mlp.hpp. A[L] of `net` holds the outputs afterwards (errors()).
-    double pass(MLP<T>& net, const T* theta, const T* Xp, const T* Yp, int mb, const ByteMasks& bm) {
+    // The BLAS passes run the update's pieces in their own parallel region when they can (MLP::post: the wide
+    // path's one-region schedule; one fork/join fewer per step), with the coefficients of this step; the caller
+    // then only adds up the norms (finish_update), else it runs update() itself. `theta` is updated in place: the
+    // pass reads it only before the gradient is complete.
+    double pass(MLP<T>& net, T* theta, const T* Xp, const T* Yp, int mb, const ByteMasks& bm, bool norms) {
         if (small_) return small_->run(net, theta, Xp, Yp, mb, bm, o_.l2, o_.l1, grad_.data(), with_cost_);
+        if (num_threads() > 1 && arch_.nparams > 32768) {  // update()'s condition for a parallel update
+            post_theta_ = theta;
+            post_coefs_ = coefs();
+            post_norms_ = norms;
+            net.post = typename MLP<T>::PostTasks{int(pieces().size()), &Trainer::post_piece, this};
+        }
+        struct Clear {
+            MLP<T>& n;
+            ~Clear() { n.post = typename MLP<T>::PostTasks{}; }
+        } clear{net};
         return net.run(theta, Xp, Yp, mb, bm, o_.l2, o_.l1, grad_.data(), with_cost_);
+    }
+    T* post_theta_ = nullptr;
+    UpdateCoefs<T> post_coefs_{};
+    bool post_norms_ = false;
+    static void post_piece(void* ctx, int i) {
+        Trainer& t = *static_cast<Trainer*>(ctx);
+        const UpdatePiece& u = t.pieces_[size_t(i)];
+        t.update_range(t.post_theta_, u.k0, u.k1, t.post_coefs_,
+                       t.post_norms_ && u.layer > 0 ? t.piece_sums_.data() + u.part : nullptr);
     }
 
     // Misclassified entries (bce: output units; ce: examples) of the batch just computed by `net`.
@@ -614,6 +638,13 @@ class Trainer {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
             for (long long i = 0; i < (long long)pc.size(); ++i) piece(pc[size_t(i)]);
         }
+        finish_update(norms);
+    }
+    // norms[l-1] += ||dW[l]||_F from the pieces' sums of squares (added in block order: sum_squares' bits).
+    void finish_update(double* norms) {
+        if (!norms) return;
+        const std::vector<UpdatePiece>& pc = pieces();
+        const double* part = piece_sums_.data();
         size_t i = 0;
         for (int l = 1; l <= arch_.L(); ++l) {
             double s = 0.0;

@@ -10,7 +10,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['GradcheckProblem', 'MAX_EXAMPLES', 'MAX_LAYER_UNITS', 'MAX_THREADS', 'MLP32', 'MLP64', 'Trainer32', 'Trainer64', 'blas_info', 'dropout_mask', 'gc_numerics', 'get_num_threads', 'gradcheck_component_directions', 'gradcheck_coords', 'gradcheck_directional', 'gradcheck_directions', 'set_num_threads', 'set_simd', 'set_small_layers', 'simd_info', 'small_layers_auto', 'small_layers_eligible']
+__all__: list[str] = ['GradcheckProblem', 'MAX_EXAMPLES', 'MAX_LAYER_UNITS', 'MAX_THREADS', 'MLP32', 'MLP64', 'Trainer32', 'Trainer64', 'blas_info', 'dropout_mask', 'gc_numerics', 'get_num_threads', 'gradcheck_component_directions', 'gradcheck_coords', 'gradcheck_directional', 'gradcheck_directions', 'set_num_threads', 'set_simd', 'set_small_layers', 'set_wide_fused', 'simd_info', 'small_layers_auto', 'small_layers_eligible']
 class MLP64:
     def __init__(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg1: str, arg2: str, arg3: str, arg4: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
@@ -189,6 +189,12 @@ def set_small_layers(on: bool | None) -> bool | None:
     Turns the fused small-net training step (cpp/dnnkit/small_layers.hpp) on (True) or off (False) for
     Trainers built afterwards, or back to automatic (None: on for CPUs with AVX-512F); returns the previous
     setting. For tests and benchmarks (the BLAS path is the reference).
+    """
+def set_wide_fused(on: bool) -> bool:
+    """
+    The wide path's schedule with 2+ column chunks: True (the default) one OpenMP region per pass, False one
+    for the forward and one per backward layer. The same bits either way; for tests and benchmarks.
+    Returns the previous setting.
     """
 def simd_info() -> dict:
     """
