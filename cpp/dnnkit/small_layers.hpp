@@ -169,37 +169,80 @@ struct SmallKernel {
         }
         return v * (__builtin_convertvector(d, V) * scale);
     }
-    static DNNKIT_ALWAYS_INLINE V act_fwd(Act hid, V z, T alpha) {
+    // Workspaces (plain arrays accessed through the lane types: GCC's vector types alias their element type), all
+    // in rows of CB examples (W native vectors): act / z (offsets aoff / zoff in rows), dz / dz2 (max-width rows,
+    // the dZ of two adjacent layers), accW / accb (woff / boff; rows of B = SMALL_LANES lanes: U native vectors),
+    // cost: B doubles. AL_out: the (nL x m) output activations.
+    // A block of B examples is U native vectors per row: U independent dependency chains, one broadcast per weight.
+    // S blocks go through the layers together, so that each accumulator row is loaded and stored once per S blocks
+    // (block s adds its terms after block s - 1's: the same order as S = 1, hence the same bits for any S).
+    static constexpr int U = B / NL;  // native vectors per accumulator row (B lanes)
+    static constexpr int S = BYTES == 16 ? (U >= 4 ? 1 : 4 / U) : (U >= 8 ? 1 : 8 / U);
+    static constexpr int W = U * S, CB = S * B;  // native vectors / examples per working row
+    // The hidden activation (HID) and whether any layer has dropout (DROP) are template arguments: the per-vector
+    // loops then carry no run-time tests (a few instructions per vector, measured ~1/3 of the AVX2 step).
+    template <Act HID>
+    static DNNKIT_ALWAYS_INLINE V act_fwd_t(V z, T alpha) {
         const V zero = V{};
-        if (hid == Act::relu) return z > zero ? z : zero;
-        if (hid == Act::leaky_relu) return z > zero ? z : alpha * z;
+        if (HID == Act::relu) return z > zero ? z : zero;
+        if (HID == Act::leaky_relu) return z > zero ? z : alpha * z;
         return z;
     }
-    static DNNKIT_ALWAYS_INLINE V act_back(Act hid, V z, V da, T alpha) {
+    template <Act HID>
+    static DNNKIT_ALWAYS_INLINE V act_back_t(V z, V da, T alpha) {
         const V zero = V{};
-        if (hid == Act::relu) return z > zero ? da : zero;
-        if (hid == Act::leaky_relu) return z > zero ? da : alpha * da;
+        if (HID == Act::relu) return z > zero ? da : zero;
+        if (HID == Act::leaky_relu) return z > zero ? da : alpha * da;
         return da;
     }
-
-    // Workspaces (plain arrays accessed through the lane types: GCC's vector types alias their element type), all
-    // in rows of B = SMALL_LANES values (U native vectors): act / z (offsets aoff / zoff in rows), dz / da
-    // (max-width rows), accW / accb (woff / boff), cost: B doubles. AL_out: the (nL x m) output activations.
-    // A block of B examples is U native vectors per row: U independent dependency chains, one broadcast per weight.
-    static constexpr int U = B / NL;              // native vectors per accumulator row (B lanes)
-    static constexpr int S = U >= 4 ? 1 : 4 / U;  // blocks of B examples per iteration (independent work: ILP)
-    static constexpr int W = U * S, CB = S * B;   // native vectors / examples per working row
+    // dW / db lane sums of one layer from its dZ rows (dz) and the previous layer's activations (ap)
+    static DNNKIT_ALWAYS_INLINE void accumulate(int nl, int np, const V* __restrict dz, const V* __restrict ap,
+                                                V* __restrict awl, V* __restrict abl) {
+        for (int u = 0; u < nl; ++u) {
+            V sb[U];
+            for (int g = 0; g < U; ++g) sb[g] = abl[u * U + g];
+            for (int h = 0; h < W; ++h) sb[h % U] = sb[h % U] + dz[u * W + h];
+            for (int g = 0; g < U; ++g) abl[u * U + g] = sb[g];
+        }
+        if (np >= nl) {  // the longer loop inside (each accumulator is updated once per iteration either way)
+            for (int u = 0; u < nl; ++u) {
+                V d[W];
+                for (int h = 0; h < W; ++h) d[h] = dz[u * W + h];
+                V* awr = awl + size_t(u) * np * U;
+#pragma GCC unroll 2
+                for (int k = 0; k < np; ++k) {
+                    V sw[U];
+                    for (int g = 0; g < U; ++g) sw[g] = awr[k * U + g];
+                    for (int h = 0; h < W; ++h) sw[h % U] = sw[h % U] + d[h] * ap[k * W + h];
+                    for (int g = 0; g < U; ++g) awr[k * U + g] = sw[g];
+                }
+            }
+        } else {
+            for (int k = 0; k < np; ++k) {
+                V x[W];
+                for (int h = 0; h < W; ++h) x[h] = ap[k * W + h];
+#pragma GCC unroll 2
+                for (int u = 0; u < nl; ++u) {
+                    V* q = awl + (size_t(u) * np + k) * U;
+                    V sw[U];
+                    for (int g = 0; g < U; ++g) sw[g] = q[g];
+                    for (int h = 0; h < W; ++h) sw[h % U] = sw[h % U] + dz[u * W + h] * x[h];
+                    for (int g = 0; g < U; ++g) q[g] = sw[g];
+                }
+            }
+        }
+    }
+    template <Act HID, bool DROP>
     static DNNKIT_ALWAYS_INLINE void body(const Arch& a, const size_t* aoff, const size_t* zoff, const size_t* woff,
                                           const size_t* boff, T* act_, T* z_, T* dz_, T* da_, T* accW_, T* accb_,
                                           double* cost, T* AL_out, const T* theta, const T* X, const T* Y, int m,
                                           const ByteMasks& bm, bool with_cost) {
         const int L = a.L(), nL = a.n(L), n0 = a.n(0);
         const T alpha = T(a.alpha), invm = T(1) / T(m);
-        const Act hid = a.hidden;
         V* __restrict act = reinterpret_cast<V*>(act_);
         V* __restrict zs = reinterpret_cast<V*>(z_);
-        V* __restrict dz = reinterpret_cast<V*>(dz_);
-        V* __restrict da = reinterpret_cast<V*>(da_);
+        V* __restrict dzA = reinterpret_cast<V*>(dz_);
+        V* __restrict dzB = reinterpret_cast<V*>(da_);
         V* __restrict accW = reinterpret_cast<V*>(accW_);
         V* __restrict accb = reinterpret_cast<V*>(accb_);
         for (int j0 = 0; j0 < m; j0 += CB) {
@@ -209,12 +252,12 @@ struct SmallKernel {
             // ---- forward
             {
                 V* a0 = act + aoff[0] * W;
-                const uint8_t* D = bm.get(0);
+                const uint8_t* D = DROP ? bm.get(0) : nullptr;
                 for (int k = 0; k < n0; ++k)
                     for (int h = 0; h < W; ++h) {
                         const size_t o = size_t(k) * m + j0 + size_t(h) * NL;
                         V x = load(X + o, wh[h]);
-                        if (D) x = drop(x, D + o, wh[h], T(bm.scale[0]));
+                        if (DROP && D) x = drop(x, D + o, wh[h], T(bm.scale[0]));
                         a0[k * W + h] = x;
                     }
             }
@@ -225,46 +268,26 @@ struct SmallKernel {
                 const V* ap = act + aoff[l - 1] * W;
                 V* zl = zs + zoff[l] * W;
                 V* al = act + aoff[l] * W;
-                const uint8_t* D = l < L ? bm.get(l) : nullptr;
-                // z[u] = sum_k W[u][k] a[k] in k order, then + b[u]: per unit in registers when the sum is long,
-                // else k-outer passes over the z rows (the same operations per lane: the same bits)
-                if (np >= nl) {
-                    for (int u = 0; u < nl; ++u) {
-                        const T* wr = Wl + size_t(u) * np;
-                        V acc[W];
-                        const T w0 = wr[0];
-                        for (int h = 0; h < W; ++h) acc[h] = w0 * ap[h];
-#pragma GCC unroll 4
-                        for (int k = 1; k < np; ++k) {
-                            const T wk = wr[k];
-                            for (int h = 0; h < W; ++h) acc[h] = acc[h] + wk * ap[k * W + h];
-                        }
-                        for (int h = 0; h < W; ++h) zl[u * W + h] = acc[h];
-                    }
-                } else {
-#pragma GCC unroll 4
-                    for (int u = 0; u < nl; ++u) {
-                        const T w0 = Wl[size_t(u) * np];
-                        for (int h = 0; h < W; ++h) zl[u * W + h] = w0 * ap[h];
-                    }
-                    for (int k = 1; k < np; ++k) {
-                        V x[W];
-                        for (int h = 0; h < W; ++h) x[h] = ap[k * W + h];
-#pragma GCC unroll 4
-                        for (int u = 0; u < nl; ++u) {
-                            const T wk = Wl[size_t(u) * np + k];
-                            for (int h = 0; h < W; ++h) zl[u * W + h] = zl[u * W + h] + wk * x[h];
-                        }
-                    }
-                }
+                const uint8_t* D = DROP && l < L ? bm.get(l) : nullptr;
+                // z[u] = sum_k W[u][k] a[k] in k order, then + b[u], then the activation: per unit in registers
                 for (int u = 0; u < nl; ++u) {
+                    const T* wr = Wl + size_t(u) * np;
+                    V acc[W];
+                    const T w0 = wr[0];
+                    for (int h = 0; h < W; ++h) acc[h] = w0 * ap[h];
+#pragma GCC unroll 4
+                    for (int k = 1; k < np; ++k) {
+                        const T wk = wr[k];
+                        for (int h = 0; h < W; ++h) acc[h] = acc[h] + wk * ap[k * W + h];
+                    }
                     const T bu = bl[u];
                     for (int h = 0; h < W; ++h) {
-                        const V z = zl[u * W + h] + bu;
+                        const V z = acc[h] + bu;
                         zl[u * W + h] = z;
                         if (l < L) {
-                            V av = act_fwd(hid, z, alpha);
-                            if (D) av = drop(av, D + size_t(u) * m + j0 + size_t(h) * NL, wh[h], T(bm.scale[l]));
+                            V av = act_fwd_t<HID>(z, alpha);
+                            if (DROP && D)
+                                av = drop(av, D + size_t(u) * m + j0 + size_t(h) * NL, wh[h], T(bm.scale[l]));
                             al[u * W + h] = av;
                         }
                     }
@@ -273,7 +296,7 @@ struct SmallKernel {
             // ---- output: activation, cost, dZ[L] (0 on padded lanes) in one pass, in pieces of ND lanes (double)
             {
                 const T* zl = reinterpret_cast<const T*>(zs + zoff[L] * W);
-                T* dzt = reinterpret_cast<T*>(dz);
+                T* dzt = reinterpret_cast<T*>(dzA);
                 const VD zero = splat_d(0.0);
                 // block by block, then unit by unit: the cost lanes get the (block, unit) terms in the order of
                 // the one-block iteration (S = 1), so the bits do not depend on S
@@ -331,89 +354,57 @@ struct SmallKernel {
                     }
                 }
             }
-            // ---- backward: dW / db lane sums, dA = W^T dZ, g'
-            for (int l = L; l >= 1; --l) {
+            // ---- backward: dW / db lane sums, dA = W^T dZ, g'. dz holds layer l's dZ; the next layer's goes to
+            // the other buffer. Layer 1's sums are taken as its dZ rows are made (the same operations per lane).
+            V* dz = dzA;
+            V* dn = dzB;
+            for (int l = L; l >= 2; --l) {
                 const int nl = a.n(l), np = a.n(l - 1);
                 const T* Wl = theta + a.woff[l];
-                const V* ap = act + aoff[l - 1] * W;
-                V* awl = accW + woff[l] * U;  // accumulator rows: U vectors; block s of the iteration adds after s - 1
-                V* abl = accb + boff[l] * U;
-                for (int u = 0; u < nl; ++u) {
-                    V sb[U];
-                    for (int g = 0; g < U; ++g) sb[g] = abl[u * U + g];
-                    for (int h = 0; h < W; ++h) sb[h % U] = sb[h % U] + dz[u * W + h];
-                    for (int g = 0; g < U; ++g) abl[u * U + g] = sb[g];
-                }
-                if (np >= nl) {  // the longer loop inside (each accumulator is updated once per block either way)
-                    for (int u = 0; u < nl; ++u) {
-                        V d[W];
-                        for (int h = 0; h < W; ++h) d[h] = dz[u * W + h];
-                        V* awr = awl + size_t(u) * np * U;
-#pragma GCC unroll 4
-                        for (int k = 0; k < np; ++k)
-                        {
-                            V sw[U];
-                            for (int g = 0; g < U; ++g) sw[g] = awr[k * U + g];
-                            for (int h = 0; h < W; ++h) sw[h % U] = sw[h % U] + d[h] * ap[k * W + h];
-                            for (int g = 0; g < U; ++g) awr[k * U + g] = sw[g];
-                        }
-                    }
-                } else {
-                    for (int k = 0; k < np; ++k) {
-                        V x[W];
-                        for (int h = 0; h < W; ++h) x[h] = ap[k * W + h];
-#pragma GCC unroll 4
-                        for (int u = 0; u < nl; ++u)
-                        {
-                            V* q = awl + (size_t(u) * np + k) * U;
-                            V sw[U];
-                            for (int g = 0; g < U; ++g) sw[g] = q[g];
-                            for (int h = 0; h < W; ++h) sw[h % U] = sw[h % U] + dz[u * W + h] * x[h];
-                            for (int g = 0; g < U; ++g) q[g] = sw[g];
-                        }
-                    }
-                }
-                if (l == 1) break;
-                const uint8_t* D = bm.get(l - 1);
+                accumulate(nl, np, dz, act + aoff[l - 1] * W, accW + woff[l] * U, accb + boff[l] * U);
+                const uint8_t* D = DROP ? bm.get(l - 1) : nullptr;
                 const V* zp = zs + zoff[l - 1] * W;
-                // da[k] = sum_u W[u][k] dz[u] in u order (in registers when the sum is long, else u-outer passes)
-                if (nl >= np) {
-                    for (int k = 0; k < np; ++k) {
-                        V acc[W];
-                        const T w0 = Wl[k];
-                        for (int h = 0; h < W; ++h) acc[h] = w0 * dz[h];
-#pragma GCC unroll 4
-                        for (int u = 1; u < nl; ++u) {
-                            const T wu = Wl[size_t(u) * np + k];
-                            for (int h = 0; h < W; ++h) acc[h] = acc[h] + wu * dz[u * W + h];
-                        }
-                        for (int h = 0; h < W; ++h) da[k * W + h] = acc[h];
-                    }
-                } else {
-                    {
-                        V d[W];
-                        for (int h = 0; h < W; ++h) d[h] = dz[h];
-#pragma GCC unroll 4
-                        for (int k = 0; k < np; ++k)
-                            for (int h = 0; h < W; ++h) da[k * W + h] = Wl[k] * d[h];
-                    }
-                    for (int u = 1; u < nl; ++u) {
-                        V d[W];
-                        for (int h = 0; h < W; ++h) d[h] = dz[u * W + h];
-                        const T* wr = Wl + size_t(u) * np;
-#pragma GCC unroll 4
-                        for (int k = 0; k < np; ++k)
-                            for (int h = 0; h < W; ++h) da[k * W + h] = da[k * W + h] + wr[k] * d[h];
-                    }
-                }
+                const bool last = l == 2;  // dn is layer 1's dZ: its dW / db sums here
+                const int n1 = a.n(0);
+                const V* a0 = act + aoff[0] * W;
+                V* aw1 = accW + woff[1] * U;
+                V* ab1 = accb + boff[1] * U;
+                // da[k] = sum_u W[u][k] dz[u] in u order, in registers; then dropout and g'
                 for (int k = 0; k < np; ++k) {
+                    V acc[W];
+                    const T w0 = Wl[k];
+                    for (int h = 0; h < W; ++h) acc[h] = w0 * dz[h];
+#pragma GCC unroll 4
+                    for (int u = 1; u < nl; ++u) {
+                        const T wu = Wl[size_t(u) * np + k];
+                        for (int h = 0; h < W; ++h) acc[h] = acc[h] + wu * dz[u * W + h];
+                    }
                     for (int h = 0; h < W; ++h) {
-                        V v = da[k * W + h];
-                        if (D) v = drop(v, D + size_t(k) * m + j0 + size_t(h) * NL, wh[h], T(bm.scale[l - 1]));
-                        dz[k * W + h] = act_back(hid, zp[k * W + h], v, alpha);  // dz now holds layer l-1
+                        V v = acc[h];
+                        if (DROP && D) v = drop(v, D + size_t(k) * m + j0 + size_t(h) * NL, wh[h], T(bm.scale[l - 1]));
+                        acc[h] = act_back_t<HID>(zp[k * W + h], v, alpha);
+                    }
+                    if (!last) {
+                        for (int h = 0; h < W; ++h) dn[k * W + h] = acc[h];
+                        continue;
+                    }
+                    {  // layer 1, unit k: db and dW[k][:] (the order of accumulate's k-outer branch per lane)
+                        V sb[U];
+                        for (int g = 0; g < U; ++g) sb[g] = ab1[k * U + g];
+                        for (int h = 0; h < W; ++h) sb[h % U] = sb[h % U] + acc[h];
+                        for (int g = 0; g < U; ++g) ab1[k * U + g] = sb[g];
+                    }
+                    V* q = aw1 + size_t(k) * n1 * U;
+                    for (int i = 0; i < n1; ++i) {
+                        V sw[U];
+                        for (int g = 0; g < U; ++g) sw[g] = q[i * U + g];
+                        for (int h = 0; h < W; ++h) sw[h % U] = sw[h % U] + acc[h] * a0[i * W + h];
+                        for (int g = 0; g < U; ++g) q[i * U + g] = sw[g];
                     }
                 }
+                std::swap(dz, dn);
             }
+            if (L == 1) accumulate(a.n(1), n0, dz, act + aoff[0] * W, accW + woff[1] * U, accb + boff[1] * U);
         }
     }
 };
@@ -467,7 +458,7 @@ class SmallNet {
             boff_[l] = nb;
             nb += size_t(a.n(l));
         }
-        constexpr size_t CBmax = 4 * B;  // examples per working row of the widest iteration (SmallKernel::CB)
+        constexpr size_t CBmax = 8 * B;  // examples per working row of the widest iteration (SmallKernel::CB)
         act_.assign(na * CBmax, T(0));
         z_.assign(nz * CBmax, T(0));
         dz_.assign(size_t(a.max_width()) * CBmax, T(0));
@@ -521,9 +512,24 @@ class SmallNet {
     template <int BYTES>
     DNNKIT_ALWAYS_INLINE void call(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, bool with_cost,
                                    double* cost, T* AL) {
-        SmallKernel<T, BYTES>::body(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(), act_.data(),
-                                    z_.data(), dz_.data(), da_.data(), accW_.data(), accb_.data(), cost, AL, theta,
-                                    X, Y, m, bm, with_cost);
+        bool drop = false;
+        for (int l = 0; l < a_.L(); ++l) drop = drop || bm.get(l);
+        switch (a_.hidden) {
+            case Act::relu: return drop ? go<BYTES, Act::relu, true>(theta, X, Y, m, bm, with_cost, cost, AL)
+                                        : go<BYTES, Act::relu, false>(theta, X, Y, m, bm, with_cost, cost, AL);
+            case Act::leaky_relu:
+                return drop ? go<BYTES, Act::leaky_relu, true>(theta, X, Y, m, bm, with_cost, cost, AL)
+                            : go<BYTES, Act::leaky_relu, false>(theta, X, Y, m, bm, with_cost, cost, AL);
+            default: return drop ? go<BYTES, Act::linear, true>(theta, X, Y, m, bm, with_cost, cost, AL)
+                                 : go<BYTES, Act::linear, false>(theta, X, Y, m, bm, with_cost, cost, AL);
+        }
+    }
+    template <int BYTES, Act HID, bool DROP>
+    DNNKIT_ALWAYS_INLINE void go(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, bool with_cost,
+                                 double* cost, T* AL) {
+        SmallKernel<T, BYTES>::template body<HID, DROP>(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(),
+                                                        act_.data(), z_.data(), dz_.data(), da_.data(), accW_.data(),
+                                                        accb_.data(), cost, AL, theta, X, Y, m, bm, with_cost);
     }
     __attribute__((noinline)) void run_base(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
                                             bool with_cost, double* cost, T* AL) {
