@@ -54,7 +54,7 @@ inline std::atomic<int>& mode() {
 }
 inline bool wanted() {
     const int m = mode().load(std::memory_order_relaxed);
-    return m > 0 || (m < 0 && simd::detected() == simd::avx512);
+    return m > 0 || (m < 0 && simd::detected() >= simd::avx2);
 }
 }  // namespace small
 
@@ -235,10 +235,11 @@ struct SmallKernel {
     template <Act HID, bool DROP>
     static DNNKIT_ALWAYS_INLINE void body(const Arch& a, const size_t* aoff, const size_t* zoff, const size_t* woff,
                                           const size_t* boff, T* act_, T* z_, T* dz_, T* da_, T* accW_, T* accb_,
-                                          double* cost, T* AL_out, const T* theta, const T* X, const T* Y, int m,
-                                          const ByteMasks& bm, bool with_cost) {
+                                          double* cost, double* wrong, T* AL_out, const T* theta, const T* X,
+                                          const T* Y, int m, const ByteMasks& bm, bool with_cost) {
         const int L = a.L(), nL = a.n(L), n0 = a.n(0);
         const T alpha = T(a.alpha), invm = T(1) / T(m);
+        const bool count = with_cost && a.loss == Loss::bce;  // misclassified outputs (Trainer::errors' count)
         V* __restrict act = reinterpret_cast<V*>(act_);
         V* __restrict zs = reinterpret_cast<V*>(z_);
         V* __restrict dzA = reinterpret_cast<V*>(dz_);
@@ -346,6 +347,15 @@ struct SmallKernel {
                             cs = cs + (valid > zero ? c : zero);
                             std::memcpy(cost + p % B, &cs, sizeof(VD));
                         }
+                        if (count) {  // (A > 0.5) != (Y > 0.5) on valid lanes, counted exactly in double lanes
+                            const VT half = VT{} + T(0.5);
+                            const auto miss = (av > half) != (yt > half);
+                            const VD one = __builtin_convertvector(miss ? VT{} + T(1) : VT{}, VD);
+                            VD ws;
+                            std::memcpy(&ws, wrong + p % B, sizeof(VD));
+                            ws = ws + (valid > zero ? one : zero);
+                            std::memcpy(wrong + p % B, &ws, sizeof(VD));
+                        }
                         if (wp < ND) d = __builtin_convertvector(valid, VT) > VT{} ? d : VT{};
                         std::memcpy(dzt + size_t(u) * CB + p, &d, sizeof(VT));
                         if (wp == ND) std::memcpy(AL_out + size_t(u) * m + j0 + p, &av, sizeof(VT));
@@ -410,14 +420,16 @@ struct SmallKernel {
 };
 #pragma GCC diagnostic pop
 
-// Sum of SMALL_LANES values in a fixed tree (the same on every path).
+// Sum of SMALL_LANES values in a fixed tree (the same on every path): v[t] + v[t + 8], then + the one 4 further,
+// then + the one 2 further, then the two (elementwise steps: vectorised within each SIMD clone, the same adds).
 template <class S>
-inline S small_lane_sum(const S* v) {
+DNNKIT_ALWAYS_INLINE S small_lane_sum(const S* v) {
     static_assert(SMALL_LANES == 16, "tree");
-    S s8[8];
+    S s8[8], s4[4], s2[2];
     for (int t = 0; t < 8; ++t) s8[t] = v[t] + v[t + 8];
-    const S s4a = s8[0] + s8[4], s4b = s8[1] + s8[5], s4c = s8[2] + s8[6], s4d = s8[3] + s8[7];
-    return (s4a + s4c) + (s4b + s4d);
+    for (int t = 0; t < 4; ++t) s4[t] = s8[t] + s8[t + 4];
+    for (int t = 0; t < 2; ++t) s2[t] = s4[t] + s4[t + 2];
+    return s2[0] + s2[1];
 }
 
 template <class T>
@@ -477,72 +489,90 @@ class SmallNet {
         double cost[B];
         for (double& c : cost) c = 0.0;
         with_cost = with_cost && Y;
+        double wrong[B];
+        for (double& c : wrong) c = 0.0;
         T* AL = net.A[a_.L()].data();
 #if DNNKIT_HAS_SIMD_CLONES
         switch (simd::level()) {
-            case simd::avx512: run_avx512(theta, X, Y, m, bm, with_cost, cost, AL); break;
-            case simd::avx2: run_avx2(theta, X, Y, m, bm, with_cost, cost, AL); break;
-            default: run_base(theta, X, Y, m, bm, with_cost, cost, AL); break;
+            case simd::avx512: run_avx512(theta, X, Y, m, bm, with_cost, cost, wrong, AL, grad); break;
+            case simd::avx2: run_avx2(theta, X, Y, m, bm, with_cost, cost, wrong, AL, grad); break;
+            default: run_base(theta, X, Y, m, bm, with_cost, cost, wrong, AL, grad); break;
         }
 #else
-        run_base(theta, X, Y, m, bm, with_cost, cost, AL);
+        run_base(theta, X, Y, m, bm, with_cost, cost, wrong, AL, grad);
 #endif
-        // reduce the lanes into the flat gradient; regularization as the BLAS path
+        wrong_ = with_cost && a_.loss == Loss::bce ? small_lane_sum(wrong) : -1.0;
+        // the lanes were reduced into the flat gradient (reduce, in the clone); regularization as the BLAS path
         const Arch& a = a_;
         const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
-        for (int l = 1; l <= a.L(); ++l) {
-            const int nl = a.n(l), np = a.n(l - 1);
-            T* dW = grad + a.woff[l];
-            T* db = grad + a.boff[l];
-            const T* aw = accW_.data() + woff_[l] * B;
-            const T* ab = accb_.data() + boff_[l] * B;
-            for (size_t q = 0; q < size_t(nl) * np; ++q) dW[q] = small_lane_sum(aw + q * B);
-            for (int u = 0; u < nl; ++u) db[u] = small_lane_sum(ab + size_t(u) * B);
-            add_reg_grad(theta + a.woff[l], dW, np, 0, nl, 0, np, cl2, cl1);
-        }
+        if (l2 != 0.0 || l1 != 0.0)
+            for (int l = 1; l <= a.L(); ++l)
+                add_reg_grad(theta + a.woff[l], grad + a.woff[l], a.n(l - 1), 0, a.n(l), 0, a.n(l - 1), cl2, cl1);
         if (!with_cost) return 0.0;
         return small_lane_sum(cost) / m + net.reg_cost(theta, m, l2, l1);
     }
 
+    // Misclassified outputs (bce) of the last run with the cost: the count Trainer::errors would make from its
+    // outputs (an integer, exact in double); < 0 when not counted (no cost, or not bce).
+    double wrong() const { return wrong_; }
+
    private:
+    double wrong_ = -1.0;
     Arch a_;
     std::vector<size_t> aoff_, zoff_, woff_, boff_;
     std::vector<T> act_, z_, dz_, da_, accW_, accb_;
 
     template <int BYTES>
     DNNKIT_ALWAYS_INLINE void call(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, bool with_cost,
-                                   double* cost, T* AL) {
+                                   double* cost, double* wrong, T* AL) {
         bool drop = false;
         for (int l = 0; l < a_.L(); ++l) drop = drop || bm.get(l);
         switch (a_.hidden) {
-            case Act::relu: return drop ? go<BYTES, Act::relu, true>(theta, X, Y, m, bm, with_cost, cost, AL)
-                                        : go<BYTES, Act::relu, false>(theta, X, Y, m, bm, with_cost, cost, AL);
+            case Act::relu: return drop ? go<BYTES, Act::relu, true>(theta, X, Y, m, bm, with_cost, cost, wrong, AL)
+                                        : go<BYTES, Act::relu, false>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
             case Act::leaky_relu:
-                return drop ? go<BYTES, Act::leaky_relu, true>(theta, X, Y, m, bm, with_cost, cost, AL)
-                            : go<BYTES, Act::leaky_relu, false>(theta, X, Y, m, bm, with_cost, cost, AL);
-            default: return drop ? go<BYTES, Act::linear, true>(theta, X, Y, m, bm, with_cost, cost, AL)
-                                 : go<BYTES, Act::linear, false>(theta, X, Y, m, bm, with_cost, cost, AL);
+                return drop ? go<BYTES, Act::leaky_relu, true>(theta, X, Y, m, bm, with_cost, cost, wrong, AL)
+                            : go<BYTES, Act::leaky_relu, false>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
+            default: return drop ? go<BYTES, Act::linear, true>(theta, X, Y, m, bm, with_cost, cost, wrong, AL)
+                                 : go<BYTES, Act::linear, false>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
         }
     }
     template <int BYTES, Act HID, bool DROP>
     DNNKIT_ALWAYS_INLINE void go(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, bool with_cost,
-                                 double* cost, T* AL) {
+                                 double* cost, double* wrong, T* AL) {
         SmallKernel<T, BYTES>::template body<HID, DROP>(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(),
                                                         act_.data(), z_.data(), dz_.data(), da_.data(), accW_.data(),
-                                                        accb_.data(), cost, AL, theta, X, Y, m, bm, with_cost);
+                                                        accb_.data(), cost, wrong, AL, theta, X, Y, m, bm,
+                                                        with_cost);
+    }
+    // the lanes' sums into the flat gradient (dW, db of every layer)
+    DNNKIT_ALWAYS_INLINE void reduce(T* grad) const {
+        const Arch& a = a_;
+        for (int l = 1; l <= a.L(); ++l) {
+            const size_t nw = size_t(a.n(l)) * a.n(l - 1);
+            T* dW = grad + a.woff[l];
+            T* db = grad + a.boff[l];
+            const T* aw = accW_.data() + woff_[l] * B;
+            const T* ab = accb_.data() + boff_[l] * B;
+            for (size_t q = 0; q < nw; ++q) dW[q] = small_lane_sum(aw + q * B);
+            for (int u = 0; u < a.n(l); ++u) db[u] = small_lane_sum(ab + size_t(u) * B);
+        }
     }
     __attribute__((noinline)) void run_base(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
-                                            bool with_cost, double* cost, T* AL) {
-        call<16>(theta, X, Y, m, bm, with_cost, cost, AL);
+                                            bool with_cost, double* cost, double* wrong, T* AL, T* grad) {
+        call<16>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
+        reduce(grad);
     }
 #if DNNKIT_HAS_SIMD_CLONES
     DNNKIT_TARGET_AVX2 void run_avx2(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
-                                     bool with_cost, double* cost, T* AL) {
-        call<32>(theta, X, Y, m, bm, with_cost, cost, AL);
+                                     bool with_cost, double* cost, double* wrong, T* AL, T* grad) {
+        call<32>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
+        reduce(grad);
     }
     DNNKIT_TARGET_AVX512 void run_avx512(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
-                                         bool with_cost, double* cost, T* AL) {
-        call<64>(theta, X, Y, m, bm, with_cost, cost, AL);
+                                         bool with_cost, double* cost, double* wrong, T* AL, T* grad) {
+        call<64>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
+        reduce(grad);
     }
 #endif
 };
