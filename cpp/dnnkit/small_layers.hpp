@@ -9,13 +9,21 @@
 // m = 300, the L1 is 48 KB): that is why float64 ran at half the float32 speed. Here one block of 16 examples
 // goes through all layers and back (a few KB), the dW sums are kept per lane and reduced once per step, and the
 // output's exp / log1p / sigmoid run vectorised in one pass with the cost, the derivative and the error count.
+// Where the time goes (small11b, callgrind on [2, 20, 3, 1], m = 300, AVX2 float64, fit with a history row per
+// epoch: ~110 k instructions a step, was ~220 k): the loops are specialised on the hidden activation and on
+// dropout (a run-time test per vector was ~1/3 of the instructions); z = W a + b and g(z), and dA = W^T dZ,
+// dropout and g'(z), are each one register loop per unit (no round trip of z or dA through L1); layer 1's dW / db
+// are summed as its dZ rows are made; 2 (float64) or 4 (float32) blocks of 16 examples go through the layers per
+// iteration on AVX2 (W = 8 vectors per row), so each per-lane accumulator row is loaded and stored once per 32 or
+// 64 examples. What remains is mostly the dW accumulation (mul, add, and the accumulator's load and store per
+// vector) and the forward / dA mul + add chains, about evenly.
 // BLAS stays the path for everything larger (house rule: a real BLAS for real-sized layers): past a few thousand
 // weights the per-lane accumulators leave L1 and BLAS's blocking wins.
 //
 // Exactness: every lane performs the same IEEE operations in the same order (no FMA: the translation unit is
 // compiled with -ffp-contract=off; no libm call in the vectorised loops: exp_nonpos below and log1p_unit), and
 // the lane sums are reduced in a fixed tree, so the result is bit-identical on the baseline, AVX2 and AVX-512
-// paths (simd.hpp) and, being single-threaded, for any thread count. It is NOT bit-identical to the BLAS path
+// paths (simd.hpp), hence on any x86-64 machine, and, being single-threaded, for any thread count. It is NOT bit-identical to the BLAS path
 // (different summation order of the dW / dA sums; BLAS uses FMA): the gradient agrees to rounding (tests/
 // test_small_layers.py), and fit() on such nets trains to parameters that differ in the last bits from the
 // BLAS path (dev/BITCHECK.md). Network.forward / cost / backward and the gradient checker keep the BLAS path.
@@ -39,10 +47,11 @@ constexpr int SMALL_MAX_WEIGHTS = 512;  // sum of n_l * n_{l-1}: the per-lane dW
 
 namespace small {
 // Switch for tests and benchmarks (_core.set_small_layers; DNNKIT_SMALL_LAYERS=0 / 1 at start-up), read when a
-// Trainer is built: -1 automatic (the default: the fused step on CPUs with AVX-512F, where it was measured faster
-// than the BLAS path; on AVX2 / SSE2 CPUs it measured 1.2-2x slower than BLAS on the course's net, so the BLAS
-// path stays there), 0 off, 1 on whatever the CPU. The choice uses the CPU's capability (simd::detected), not a
-// forced SIMD level, so DNNKIT_SIMD / set_simd change only which clone runs, never which algorithm (the bits).
+// Trainer is built: -1 automatic (the default: the fused step on CPUs with AVX2 or AVX-512F, where it was measured
+// faster than the BLAS path: ~2x on the course's net on a 2-core AVX2 EPYC in both dtypes, bench/RESULTS.md
+// "small11b"; SSE2-only CPUs keep BLAS), 0 off, 1 on whatever the CPU. The choice uses the CPU's capability
+// (simd::detected), not a forced SIMD level, so DNNKIT_SIMD / set_simd change only which clone runs, never which
+// algorithm (the bits).
 inline std::atomic<int>& mode() {
     static std::atomic<int> on{[] {
         const char* s = std::getenv("DNNKIT_SMALL_LAYERS");
