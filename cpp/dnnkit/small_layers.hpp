@@ -186,8 +186,11 @@ struct SmallKernel {
     // S blocks go through the layers together, so that each accumulator row is loaded and stored once per S blocks
     // (block s adds its terms after block s - 1's: the same order as S = 1, hence the same bits for any S).
     static constexpr int U = B / NL;  // native vectors per accumulator row (B lanes)
-    static constexpr int S = BYTES == 16 ? (U >= 4 ? 1 : 4 / U) : (U >= 8 ? 1 : 8 / U);
+    // AVX2: 8 vectors per row (2 blocks in float64, 4 in float32; 16 registers: the per-unit loops hold 8 sums);
+    // SSE2 and AVX-512: 4 or more (as before small11b; AVX-512 float32 at 8 would pad m = 300 to 384 examples)
+    static constexpr int S = BYTES == 32 ? (U >= 8 ? 1 : 8 / U) : (U >= 4 ? 1 : 4 / U);
     static constexpr int W = U * S, CB = S * B;  // native vectors / examples per working row
+    static_assert(CB <= 4 * SMALL_LANES, "SmallNet sizes its working rows for 4 blocks");
     // The hidden activation (HID) and whether any layer has dropout (DROP) are template arguments: the per-vector
     // loops then carry no run-time tests (a few instructions per vector, measured ~1/3 of the AVX2 step).
     template <Act HID>
@@ -479,7 +482,7 @@ class SmallNet {
             boff_[l] = nb;
             nb += size_t(a.n(l));
         }
-        constexpr size_t CBmax = 8 * B;  // examples per working row of the widest iteration (SmallKernel::CB)
+        constexpr size_t CBmax = 4 * B;  // examples per working row of the widest iteration (SmallKernel::CB)
         act_.assign(na * CBmax, T(0));
         z_.assign(nz * CBmax, T(0));
         dz_.assign(size_t(a.max_width()) * CBmax, T(0));
