@@ -123,6 +123,30 @@ def test_one_step_is_the_reference_gradient(hidden, output, loss):
     assert h.train_cost[0] == pytest.approx(J, rel=1e-13)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", ["course", "dropout-l2", "deep-odd-m", "leaky-mse", "logistic"])
+def test_one_step_gradient_equals_the_blas_path_to_rounding(case, dtype):
+    """lr = 1, one full-batch gd step with the same masks: the fused step's gradient (theta0 - theta1) against the
+    BLAS path's, to rounding (the two sum in different orders); and not bit-identical by accident of a no-op."""
+    dims, m, hidden, output, loss, kw = CASES[case]
+    kw = {k: v for k, v in kw.items() if k in ("keep_prob", "seed", "l2", "l1")}
+    X, Y = data(dims, m, output, loss, dtype=dtype)
+    g = {}
+    for fused in (True, False):
+        old = C.set_small_layers(fused)
+        try:
+            net = net_of(dims, hidden, output, loss, dtype)
+            t0 = net.theta.astype(np.float64)
+            net.fit(X, Y, epochs=1, learning_rate=1.0, **kw)
+            g[fused] = t0 - net.theta.astype(np.float64)
+        finally:
+            C.set_small_layers(old)
+    scale = np.max(np.abs(g[False]))
+    assert scale > 0
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    np.testing.assert_allclose(g[True], g[False], rtol=0, atol=tol * scale)
+
+
 def test_cost_agrees_with_network_cost_at_large_logits():
     """The fused exp / log1p (no libm) against Network.cost (libm exp) on the same parameters, including logits
     beyond the float64 exp range (|z| > 745: exp(-|z|) is 0 there, flushed to 0 below e^-708)."""
