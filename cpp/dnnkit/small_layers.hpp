@@ -207,6 +207,29 @@ struct SmallKernel {
         if (HID == Act::leaky_relu) return z > zero ? da : alpha * da;
         return da;
     }
+    // small_lane_sum's tree (the same adds, hence the same bits) on native vectors while a level's half spans at
+    // least NL lanes, then on scalars
+    static DNNKIT_ALWAYS_INLINE T lane_sum(const T* v) {
+        T buf[B];
+        std::memcpy(buf, v, sizeof(buf));
+#pragma GCC unroll 8
+        for (int h = B / 2; h >= 1; h /= 2) {
+            if (h >= NL) {
+#pragma GCC unroll 8
+                for (int g = 0; g < h; g += NL) {
+                    V x, y;
+                    std::memcpy(&x, buf + g, sizeof(V));
+                    std::memcpy(&y, buf + h + g, sizeof(V));
+                    x = x + y;
+                    std::memcpy(buf + g, &x, sizeof(V));
+                }
+            } else {
+#pragma GCC unroll 8
+                for (int t = 0; t < h; ++t) buf[t] = buf[t] + buf[t + h];
+            }
+        }
+        return buf[0];
+    }
     // dW / db lane sums of one layer from its dZ rows (dz) and the previous layer's activations (ap)
     static DNNKIT_ALWAYS_INLINE void accumulate(int nl, int np, const V* __restrict dz, const V* __restrict ap,
                                                 V* __restrict awl, V* __restrict abl) {
@@ -558,6 +581,7 @@ class SmallNet {
                                                         with_cost);
     }
     // the lanes' sums into the flat gradient (dW, db of every layer)
+    template <int BYTES>
     DNNKIT_ALWAYS_INLINE void reduce(T* grad) const {
         const Arch& a = a_;
         for (int l = 1; l <= a.L(); ++l) {
@@ -566,25 +590,25 @@ class SmallNet {
             T* db = grad + a.boff[l];
             const T* aw = accW_.data() + woff_[l] * B;
             const T* ab = accb_.data() + boff_[l] * B;
-            for (size_t q = 0; q < nw; ++q) dW[q] = small_lane_sum(aw + q * B);
-            for (int u = 0; u < a.n(l); ++u) db[u] = small_lane_sum(ab + size_t(u) * B);
+            for (size_t q = 0; q < nw; ++q) dW[q] = SmallKernel<T, BYTES>::lane_sum(aw + q * B);
+            for (int u = 0; u < a.n(l); ++u) db[u] = SmallKernel<T, BYTES>::lane_sum(ab + size_t(u) * B);
         }
     }
     __attribute__((noinline)) void run_base(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
                                             bool with_cost, double* cost, double* wrong, T* AL, T* grad) {
         call<16>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
-        reduce(grad);
+        reduce<16>(grad);
     }
 #if DNNKIT_HAS_SIMD_CLONES
     DNNKIT_TARGET_AVX2 void run_avx2(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
                                      bool with_cost, double* cost, double* wrong, T* AL, T* grad) {
         call<32>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
-        reduce(grad);
+        reduce<32>(grad);
     }
     DNNKIT_TARGET_AVX512 void run_avx512(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
                                          bool with_cost, double* cost, double* wrong, T* AL, T* grad) {
         call<64>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
-        reduce(grad);
+        reduce<64>(grad);
     }
 #endif
 };
