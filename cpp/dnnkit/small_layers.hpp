@@ -231,47 +231,51 @@ struct SmallKernel {
         return buf[0];
     }
     // dW / db lane sums of one layer from its dZ rows (dz) and the previous layer's activations (ap)
+    template <int W_>
     static DNNKIT_ALWAYS_INLINE void accumulate(int nl, int np, const V* __restrict dz, const V* __restrict ap,
                                                 V* __restrict awl, V* __restrict abl) {
         for (int u = 0; u < nl; ++u) {
             V sb[U];
             for (int g = 0; g < U; ++g) sb[g] = abl[u * U + g];
-            for (int h = 0; h < W; ++h) sb[h % U] = sb[h % U] + dz[u * W + h];
+            for (int h = 0; h < W_; ++h) sb[h % U] = sb[h % U] + dz[u * W_ + h];
             for (int g = 0; g < U; ++g) abl[u * U + g] = sb[g];
         }
         if (np >= nl) {  // the longer loop inside (each accumulator is updated once per iteration either way)
             for (int u = 0; u < nl; ++u) {
-                V d[W];
-                for (int h = 0; h < W; ++h) d[h] = dz[u * W + h];
+                V d[W_];
+                for (int h = 0; h < W_; ++h) d[h] = dz[u * W_ + h];
                 V* awr = awl + size_t(u) * np * U;
 #pragma GCC unroll 2
                 for (int k = 0; k < np; ++k) {
                     V sw[U];
                     for (int g = 0; g < U; ++g) sw[g] = awr[k * U + g];
-                    for (int h = 0; h < W; ++h) sw[h % U] = sw[h % U] + d[h] * ap[k * W + h];
+                    for (int h = 0; h < W_; ++h) sw[h % U] = sw[h % U] + d[h] * ap[k * W_ + h];
                     for (int g = 0; g < U; ++g) awr[k * U + g] = sw[g];
                 }
             }
         } else {
             for (int k = 0; k < np; ++k) {
-                V x[W];
-                for (int h = 0; h < W; ++h) x[h] = ap[k * W + h];
+                V x[W_];
+                for (int h = 0; h < W_; ++h) x[h] = ap[k * W_ + h];
 #pragma GCC unroll 2
                 for (int u = 0; u < nl; ++u) {
                     V* q = awl + (size_t(u) * np + k) * U;
                     V sw[U];
                     for (int g = 0; g < U; ++g) sw[g] = q[g];
-                    for (int h = 0; h < W; ++h) sw[h % U] = sw[h % U] + dz[u * W + h] * x[h];
+                    for (int h = 0; h < W_; ++h) sw[h % U] = sw[h % U] + dz[u * W_ + h] * x[h];
                     for (int g = 0; g < U; ++g) q[g] = sw[g];
                 }
             }
         }
     }
-    template <Act HID, bool DROP>
+    // Examples [jb, je) in iterations of SS blocks (the caller runs the whole iterations with SS = S and a short
+    // rest with SS = 1, so that it is not padded to S blocks; the lanes see the blocks in the same order).
+    template <Act HID, bool DROP, int SS>
     static DNNKIT_ALWAYS_INLINE void body(const Arch& a, const size_t* aoff, const size_t* zoff, const size_t* woff,
                                           const size_t* boff, T* act_, T* z_, T* dz_, T* da_, T* accW_, T* accb_,
                                           double* cost, double* wrong, T* AL_out, const T* theta, const T* X,
-                                          const T* Y, int m, const ByteMasks& bm, bool with_cost) {
+                                          const T* Y, int m, int jb, int je, const ByteMasks& bm, bool with_cost) {
+        constexpr int W_ = U * SS, CB_ = SS * B;  // native vectors / examples per working row
         const int L = a.L(), nL = a.n(L), n0 = a.n(0);
         const T alpha = T(a.alpha), invm = T(1) / T(m);
         const bool count = with_cost && a.loss == Loss::bce;  // misclassified outputs (Trainer::errors' count)
@@ -281,67 +285,67 @@ struct SmallKernel {
         V* __restrict dzB = reinterpret_cast<V*>(da_);
         V* __restrict accW = reinterpret_cast<V*>(accW_);
         V* __restrict accb = reinterpret_cast<V*>(accb_);
-        for (int j0 = 0; j0 < m; j0 += CB) {
-            const int wb = std::min(CB, m - j0);
-            int wh[W];  // valid lanes of each native vector
-            for (int h = 0; h < W; ++h) wh[h] = std::max(0, std::min(NL, wb - h * NL));
+        for (int j0 = jb; j0 < je; j0 += CB_) {
+            const int wb = std::min(CB_, m - j0);
+            int wh[W_];  // valid lanes of each native vector
+            for (int h = 0; h < W_; ++h) wh[h] = std::max(0, std::min(NL, wb - h * NL));
             // ---- forward
             {
-                V* a0 = act + aoff[0] * W;
+                V* a0 = act + aoff[0] * W_;
                 const uint8_t* D = DROP ? bm.get(0) : nullptr;
                 for (int k = 0; k < n0; ++k)
-                    for (int h = 0; h < W; ++h) {
+                    for (int h = 0; h < W_; ++h) {
                         const size_t o = size_t(k) * m + j0 + size_t(h) * NL;
                         V x = load(X + o, wh[h]);
                         if (DROP && D) x = drop(x, D + o, wh[h], T(bm.scale[0]));
-                        a0[k * W + h] = x;
+                        a0[k * W_ + h] = x;
                     }
             }
             for (int l = 1; l <= L; ++l) {
                 const int nl = a.n(l), np = a.n(l - 1);
                 const T* Wl = theta + a.woff[l];
                 const T* bl = theta + a.boff[l];
-                const V* ap = act + aoff[l - 1] * W;
-                V* zl = zs + zoff[l] * W;
-                V* al = act + aoff[l] * W;
+                const V* ap = act + aoff[l - 1] * W_;
+                V* zl = zs + zoff[l] * W_;
+                V* al = act + aoff[l] * W_;
                 const uint8_t* D = DROP && l < L ? bm.get(l) : nullptr;
                 // z[u] = sum_k W[u][k] a[k] in k order, then + b[u], then the activation: per unit in registers
                 for (int u = 0; u < nl; ++u) {
                     const T* wr = Wl + size_t(u) * np;
-                    V acc[W];
+                    V acc[W_];
                     const T w0 = wr[0];
-                    for (int h = 0; h < W; ++h) acc[h] = w0 * ap[h];
+                    for (int h = 0; h < W_; ++h) acc[h] = w0 * ap[h];
 #pragma GCC unroll 4
                     for (int k = 1; k < np; ++k) {
                         const T wk = wr[k];
-                        for (int h = 0; h < W; ++h) acc[h] = acc[h] + wk * ap[k * W + h];
+                        for (int h = 0; h < W_; ++h) acc[h] = acc[h] + wk * ap[k * W_ + h];
                     }
                     const T bu = bl[u];
-                    for (int h = 0; h < W; ++h) {
+                    for (int h = 0; h < W_; ++h) {
                         const V z = acc[h] + bu;
-                        zl[u * W + h] = z;
+                        zl[u * W_ + h] = z;
                         if (l < L) {
                             V av = act_fwd_t<HID>(z, alpha);
                             if (DROP && D)
                                 av = drop(av, D + size_t(u) * m + j0 + size_t(h) * NL, wh[h], T(bm.scale[l]));
-                            al[u * W + h] = av;
+                            al[u * W_ + h] = av;
                         }
                     }
                 }
             }
             // ---- output: activation, cost, dZ[L] (0 on padded lanes) in one pass, in pieces of ND lanes (double)
             {
-                const T* zl = reinterpret_cast<const T*>(zs + zoff[L] * W);
+                const T* zl = reinterpret_cast<const T*>(zs + zoff[L] * W_);
                 T* dzt = reinterpret_cast<T*>(dzA);
                 const VD zero = splat_d(0.0);
                 // block by block, then unit by unit: the cost lanes get the (block, unit) terms in the order of
                 // the one-block iteration (S = 1), so the bits do not depend on S
-                for (int sb = 0; sb < CB; sb += B)
+                for (int sb = 0; sb < CB_; sb += B)
                 for (int u = 0; u < nL; ++u) {
                     const T* yr = Y + size_t(u) * m + j0;
                     for (int p = sb; p < sb + B; p += ND) {
                         VT zt, yt;
-                        std::memcpy(&zt, zl + size_t(u) * CB + p, sizeof(VT));
+                        std::memcpy(&zt, zl + size_t(u) * CB_ + p, sizeof(VT));
                         const int wp = std::max(0, std::min(ND, wb - p));
                         if (wp == ND) {
                             std::memcpy(&yt, yr + p, sizeof(VT));
@@ -392,7 +396,7 @@ struct SmallKernel {
                             std::memcpy(wrong + p % B, &ws, sizeof(VD));
                         }
                         if (wp < ND) d = __builtin_convertvector(valid, VT) > VT{} ? d : VT{};
-                        std::memcpy(dzt + size_t(u) * CB + p, &d, sizeof(VT));
+                        std::memcpy(dzt + size_t(u) * CB_ + p, &d, sizeof(VT));
                         if (wp == ND) std::memcpy(AL_out + size_t(u) * m + j0 + p, &av, sizeof(VT));
                         else
                             for (int t = 0; t < wp; ++t) AL_out[size_t(u) * m + j0 + p + t] = av[t];
@@ -406,50 +410,50 @@ struct SmallKernel {
             for (int l = L; l >= 2; --l) {
                 const int nl = a.n(l), np = a.n(l - 1);
                 const T* Wl = theta + a.woff[l];
-                accumulate(nl, np, dz, act + aoff[l - 1] * W, accW + woff[l] * U, accb + boff[l] * U);
+                accumulate<W_>(nl, np, dz, act + aoff[l - 1] * W_, accW + woff[l] * U, accb + boff[l] * U);
                 const uint8_t* D = DROP ? bm.get(l - 1) : nullptr;
-                const V* zp = zs + zoff[l - 1] * W;
+                const V* zp = zs + zoff[l - 1] * W_;
                 const bool last = l == 2;  // dn is layer 1's dZ: its dW / db sums here
                 const int n1 = a.n(0);
-                const V* a0 = act + aoff[0] * W;
+                const V* a0 = act + aoff[0] * W_;
                 V* aw1 = accW + woff[1] * U;
                 V* ab1 = accb + boff[1] * U;
                 // da[k] = sum_u W[u][k] dz[u] in u order, in registers; then dropout and g'
                 for (int k = 0; k < np; ++k) {
-                    V acc[W];
+                    V acc[W_];
                     const T w0 = Wl[k];
-                    for (int h = 0; h < W; ++h) acc[h] = w0 * dz[h];
+                    for (int h = 0; h < W_; ++h) acc[h] = w0 * dz[h];
 #pragma GCC unroll 4
                     for (int u = 1; u < nl; ++u) {
                         const T wu = Wl[size_t(u) * np + k];
-                        for (int h = 0; h < W; ++h) acc[h] = acc[h] + wu * dz[u * W + h];
+                        for (int h = 0; h < W_; ++h) acc[h] = acc[h] + wu * dz[u * W_ + h];
                     }
-                    for (int h = 0; h < W; ++h) {
+                    for (int h = 0; h < W_; ++h) {
                         V v = acc[h];
                         if (DROP && D) v = drop(v, D + size_t(k) * m + j0 + size_t(h) * NL, wh[h], T(bm.scale[l - 1]));
-                        acc[h] = act_back_t<HID>(zp[k * W + h], v, alpha);
+                        acc[h] = act_back_t<HID>(zp[k * W_ + h], v, alpha);
                     }
                     if (!last) {
-                        for (int h = 0; h < W; ++h) dn[k * W + h] = acc[h];
+                        for (int h = 0; h < W_; ++h) dn[k * W_ + h] = acc[h];
                         continue;
                     }
                     {  // layer 1, unit k: db and dW[k][:] (the order of accumulate's k-outer branch per lane)
                         V sb[U];
                         for (int g = 0; g < U; ++g) sb[g] = ab1[k * U + g];
-                        for (int h = 0; h < W; ++h) sb[h % U] = sb[h % U] + acc[h];
+                        for (int h = 0; h < W_; ++h) sb[h % U] = sb[h % U] + acc[h];
                         for (int g = 0; g < U; ++g) ab1[k * U + g] = sb[g];
                     }
                     V* q = aw1 + size_t(k) * n1 * U;
                     for (int i = 0; i < n1; ++i) {
                         V sw[U];
                         for (int g = 0; g < U; ++g) sw[g] = q[i * U + g];
-                        for (int h = 0; h < W; ++h) sw[h % U] = sw[h % U] + acc[h] * a0[i * W + h];
+                        for (int h = 0; h < W_; ++h) sw[h % U] = sw[h % U] + acc[h] * a0[i * W_ + h];
                         for (int g = 0; g < U; ++g) q[i * U + g] = sw[g];
                     }
                 }
                 std::swap(dz, dn);
             }
-            if (L == 1) accumulate(a.n(1), n0, dz, act + aoff[0] * W, accW + woff[1] * U, accb + boff[1] * U);
+            if (L == 1) accumulate<W_>(a.n(1), n0, dz, act + aoff[0] * W_, accW + woff[1] * U, accb + boff[1] * U);
         }
     }
 };
@@ -575,10 +579,18 @@ class SmallNet {
     template <int BYTES, Act HID, bool DROP>
     DNNKIT_ALWAYS_INLINE void go(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, bool with_cost,
                                  double* cost, double* wrong, T* AL) {
-        SmallKernel<T, BYTES>::template body<HID, DROP>(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(),
-                                                        act_.data(), z_.data(), dz_.data(), da_.data(), accW_.data(),
-                                                        accb_.data(), cost, wrong, AL, theta, X, Y, m, bm,
-                                                        with_cost);
+        typedef SmallKernel<T, BYTES> K;
+        // whole iterations of S blocks; a rest of at most S / 2 blocks then goes block by block (a longer one is
+        // padded to S blocks: one block at a time costs more per example than the padding saves)
+        int whole = m / K::CB * K::CB;
+        if (K::S == 1 || (m - whole + B - 1) / B > K::S / 2) whole = m;
+        K::template body<HID, DROP, K::S>(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(), act_.data(),
+                                          z_.data(), dz_.data(), da_.data(), accW_.data(), accb_.data(), cost, wrong,
+                                          AL, theta, X, Y, m, 0, whole, bm, with_cost);
+        if (K::S > 1 && whole < m)  // the rest block by block
+            K::template body<HID, DROP, 1>(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(), act_.data(),
+                                           z_.data(), dz_.data(), da_.data(), accW_.data(), accb_.data(), cost, wrong,
+                                           AL, theta, X, Y, m, whole, m, bm, with_cost);
     }
     // the lanes' sums into the flat gradient (dW, db of every layer)
     template <int BYTES>
