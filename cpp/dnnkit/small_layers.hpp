@@ -10,13 +10,15 @@
 // goes through all layers and back (a few KB), the dW sums are kept per lane and reduced once per step, and the
 // output's exp / log1p / sigmoid run vectorised in one pass with the cost, the derivative and the error count.
 // Where the time goes (small11b, callgrind on [2, 20, 3, 1], m = 300, AVX2 float64, fit with a history row per
-// epoch: ~110 k instructions a step, was ~220 k): the loops are specialised on the hidden activation and on
+// epoch: ~123 k instructions a step, was ~220 k): the loops are specialised on the hidden activation and on
 // dropout (a run-time test per vector was ~1/3 of the instructions); z = W a + b and g(z), and dA = W^T dZ,
 // dropout and g'(z), are each one register loop per unit (no round trip of z or dA through L1); layer 1's dW / db
 // are summed as its dZ rows are made; 2 (float64) or 4 (float32) blocks of 16 examples go through the layers per
 // iteration on AVX2 (W = 8 vectors per row), so each per-lane accumulator row is loaded and stored once per 32 or
-// 64 examples. What remains is mostly the dW accumulation (mul, add, and the accumulator's load and store per
-// vector) and the forward / dA mul + add chains, about evenly.
+// 64 examples, and a short rest goes block by block instead of padded to S blocks. What remains (float64, ~123 k
+// instructions a step): the forward ~30 %, dA with g' ~19 %, layer 2's dW accumulation (mul, add, the accumulator's
+// load and store per vector) ~15 %, layer 1's dW / db ~13 %, the output's exp / log1p / cost ~8 %; the rest is
+// loop overhead of the tiny trip counts.
 // BLAS stays the path for everything larger (house rule: a real BLAS for real-sized layers): past a few thousand
 // weights the per-lane accumulators leave L1 and BLAS's blocking wins.
 //
