@@ -97,9 +97,10 @@ def step_flops(dims, m):
 
 
 def bench_dnnkit(dims, m, dtype, keep, once=False, validation=None, early_stopping=False, batch_size=None,
-                 fused=True):
+                 fused=None):
     """net.fit as a user calls it (default arguments: log_every=1); once=True: log_every=n (one report);
-    fused=False: the BLAS passes also on a tiny net (the fused small-net step switched off, _core.set_small_layers)."""
+    fused=None: the automatic choice of the fused small-net step (what a user gets on this CPU); False: the BLAS
+    passes also on a tiny net; True: the fused step forced on (_core.set_small_layers)."""
     out, loss = output_of(dims)
     net = dk.Network(dims, output=out, loss=loss, dtype=dtype).initialize("he", rng=0)
     X, Y = data(dims, m, dtype)
@@ -436,26 +437,31 @@ def main():
 
     if any(c[0] == "small" for c in configs):
         print(f"## Steps per second, default call (median of {reps} interleaved rounds, range in brackets; higher is better)\n")
-        print("The small net trains on the fused small-net step (cpp/dnnkit/small_layers.hpp); \"BLAS path\" is the "
-              "default call with it switched off (`_core.set_small_layers(False)`: the GEMM passes of mlp.hpp).\n")
-        print("| net | m | dtype | dropout | dnnkit `fit` default | dnnkit log_every=n | default, BLAS path | reference | "
-              "torch | default vs reference | default vs torch | default vs BLAS path |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        auto = "the fused step" if _core.small_layers_auto() else "the BLAS path"
+        print("\"dnnkit `fit` default\" is the call exactly as a user makes it: the automatic choice between the fused "
+              f"small-net step (cpp/dnnkit/small_layers.hpp) and the BLAS passes, on this CPU **{auto}** "
+              f"(SIMD {_core.simd_info()['active']}). \"BLAS path\" and \"fused step\" are the same call with the choice "
+              "forced (`_core.set_small_layers(False / True)`).\n")
+        print("| net | m | dtype | dropout | dnnkit `fit` default | dnnkit log_every=n | default, BLAS path | "
+              "default, fused step | reference | torch | default vs reference | default vs torch | "
+              "BLAS path vs reference | fused vs reference |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, dims, m in configs:
         if name != "small":
             continue
         for dtype in (np.float32, np.float64):
             for keep in (1.0, KEEP):
                 fns = [bench_dnnkit(dims, m, dtype, keep), bench_dnnkit(dims, m, dtype, keep, once=True),
-                       bench_reference(dims, m, dtype, keep), bench_dnnkit(dims, m, dtype, keep, fused=False)]
+                       bench_reference(dims, m, dtype, keep), bench_dnnkit(dims, m, dtype, keep, fused=False),
+                       bench_dnnkit(dims, m, dtype, keep, fused=True)]
                 if have_torch:
                     fns.append(bench_torch(dims, m, dtype, keep, threads))
                 ts = timings(fns, 500, reps, 0.25)
-                pt = ts[4] if have_torch else None
+                pt = ts[5] if have_torch else None
                 print(f"| {name} {dims} | {m} | {np.dtype(dtype).name} | {'keep 0.8' if keep < 1 else 'none'} | "
-                      f"{rate(ts[0])} | {rate(ts[1])} | {rate(ts[3])} | {rate(ts[2])} | {rate(pt) if pt else '-'} | "
-                      f"{ratio(ts[0], ts[2])} | {ratio(ts[0], pt) if pt else '-'} | {ratio(ts[0], ts[3])} |",
-                      flush=True)
+                      f"{rate(ts[0])} | {rate(ts[1])} | {rate(ts[3])} | {rate(ts[4])} | {rate(ts[2])} | "
+                      f"{rate(pt) if pt else '-'} | {ratio(ts[0], ts[2])} | {ratio(ts[0], pt) if pt else '-'} | "
+                      f"{ratio(ts[3], ts[2])} | {ratio(ts[4], ts[2])} |", flush=True)
     print()
 
     if any(c[0] != "small" for c in configs):

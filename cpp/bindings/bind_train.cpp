@@ -239,4 +239,8 @@ void bind_train(py::module_& m) {
         },
         py::arg("dims"), py::arg("hidden"), py::arg("output"), py::arg("loss"),
         "Whether fit() on this net uses the fused small-net step (sizes and activations only).");
+    m.def(
+        "small_layers_auto", [] { return small::wanted(); },
+        "Whether fit() would use the fused small-net step on an eligible net now (the setting of set_small_layers,\n"
+        "or with None the automatic choice for this CPU).");
 }

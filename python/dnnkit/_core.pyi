@@ -10,7 +10,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['GradcheckProblem', 'MAX_EXAMPLES', 'MAX_LAYER_UNITS', 'MAX_THREADS', 'MLP32', 'MLP64', 'Trainer32', 'Trainer64', 'blas_info', 'dropout_mask', 'gc_numerics', 'get_num_threads', 'gradcheck_component_directions', 'gradcheck_coords', 'gradcheck_directional', 'gradcheck_directions', 'set_num_threads', 'set_simd', 'set_small_layers', 'simd_info', 'small_layers_eligible']
+__all__: list[str] = ['GradcheckProblem', 'MAX_EXAMPLES', 'MAX_LAYER_UNITS', 'MAX_THREADS', 'MLP32', 'MLP64', 'Trainer32', 'Trainer64', 'blas_info', 'dropout_mask', 'gc_numerics', 'get_num_threads', 'gradcheck_component_directions', 'gradcheck_coords', 'gradcheck_directional', 'gradcheck_directions', 'set_num_threads', 'set_simd', 'set_small_layers', 'simd_info', 'small_layers_auto', 'small_layers_eligible']
 class MLP64:
     def __init__(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg1: str, arg2: str, arg3: str, arg4: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
@@ -193,6 +193,11 @@ def set_small_layers(on: bool | None) -> bool | None:
 def simd_info() -> dict:
     """
     The SIMD paths of the native kernels: {'detected', 'active', 'available'} (names baseline, avx2, avx512).
+    """
+def small_layers_auto() -> bool:
+    """
+    Whether fit() would use the fused small-net step on an eligible net now (the setting of set_small_layers,
+    or with None the automatic choice for this CPU).
     """
 def small_layers_eligible(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], hidden: str, output: str, loss: str) -> bool:
     """
