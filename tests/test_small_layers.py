@@ -51,6 +51,9 @@ CASES = {  # name: (dims, m, hidden, output, loss, fit kwargs)
                        dict(batch_size=32, optimizer="adam", learning_rate=0.01, seed=2)),
     "leaky-mse": ([4, 9, 9, 3], 70, "leaky_relu", "linear", "mse", {}),
     "linear-sigmoid-mse": ([3, 10, 2], 50, "linear", "sigmoid", "mse", {}),
+    "logistic": ([4, 1], 50, "relu", "sigmoid", "bce", {}),  # one layer: no dA pass
+    "deep-odd-m": ([6, 30, 12, 5, 1], 301, "relu", "sigmoid", "bce", {}),  # four layers; a last iteration with
+    # whole blocks of padding on the wider SIMD paths (several blocks of 16 examples per iteration)
 }
 
 
@@ -71,11 +74,11 @@ def test_eligibility():
 
 
 def test_automatic_choice_follows_the_cpu_not_a_forced_simd_level():
-    """Automatic (None, the default): the fused step only on CPUs with AVX-512F (on AVX2 / SSE2 it measured slower
-    than BLAS); forcing a SIMD level changes the clone, never the algorithm."""
+    """Automatic (None, the default): the fused step on CPUs with AVX2 or AVX-512F (measured faster than the BLAS
+    path on both; SSE2-only CPUs keep BLAS); forcing a SIMD level changes the clone, never the algorithm."""
     old = C.set_small_layers(None)
     try:
-        want = C.simd_info()["detected"] == "avx512"
+        want = C.simd_info()["detected"] in ("avx2", "avx512")
         assert C.small_layers_eligible([2, 20, 3, 1], "relu", "sigmoid", "bce") is want
         try:
             for name in C.simd_info()["available"]:
@@ -120,6 +123,30 @@ def test_one_step_is_the_reference_gradient(hidden, output, loss):
     assert h.train_cost[0] == pytest.approx(J, rel=1e-13)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", ["course", "dropout-l2", "deep-odd-m", "leaky-mse", "logistic"])
+def test_one_step_gradient_equals_the_blas_path_to_rounding(case, dtype):
+    """lr = 1, one full-batch gd step with the same masks: the fused step's gradient (theta0 - theta1) against the
+    BLAS path's, to rounding (the two sum in different orders); and not bit-identical by accident of a no-op."""
+    dims, m, hidden, output, loss, kw = CASES[case]
+    kw = {k: v for k, v in kw.items() if k in ("keep_prob", "seed", "l2", "l1")}
+    X, Y = data(dims, m, output, loss, dtype=dtype)
+    g = {}
+    for fused in (True, False):
+        old = C.set_small_layers(fused)
+        try:
+            net = net_of(dims, hidden, output, loss, dtype)
+            t0 = net.theta.astype(np.float64)
+            net.fit(X, Y, epochs=1, learning_rate=1.0, **kw)
+            g[fused] = t0 - net.theta.astype(np.float64)
+        finally:
+            C.set_small_layers(old)
+    scale = np.max(np.abs(g[False]))
+    assert scale > 0
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    np.testing.assert_allclose(g[True], g[False], rtol=0, atol=tol * scale)
+
+
 def test_cost_agrees_with_network_cost_at_large_logits():
     """The fused exp / log1p (no libm) against Network.cost (libm exp) on the same parameters, including logits
     beyond the float64 exp range (|z| > 745: exp(-|z|) is 0 there, flushed to 0 below e^-708)."""
@@ -145,7 +172,7 @@ def test_same_bits_for_any_thread_count(case, dtype):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", ["course", "tail", "dropout-l2", "minibatch-adam", "leaky-mse",
-                                  "linear-sigmoid-mse"])
+                                  "linear-sigmoid-mse", "logistic", "deep-odd-m", "one-example"])
 def test_same_bits_on_every_simd_path(case, dtype):
     dims, m, hidden, output, loss, kw = CASES[case]
     info = C.simd_info()
@@ -160,6 +187,31 @@ def test_same_bits_on_every_simd_path(case, dtype):
     assert len(out) >= 1 and "baseline" in out
     for name, v in out.items():
         assert v == out["baseline"], name
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dims,m", [([2, 20, 3, 1], 300), ([3, 7, 5, 2], 37), ([4, 6, 1], 1),
+                                    ([6, 30, 12, 5, 1], 301)])
+def test_error_rate_counted_in_the_output_pass(dims, m, dtype):
+    """The fused step counts the misclassified outputs of a reported epoch in its output pass (padded lanes
+    excluded): the error rate of the parameters the epoch started from, as counted from Network.forward, and
+    the BLAS path's count."""
+    X, Y = data(dims, m, dtype=dtype)
+    rates = []
+    for fused in (True, False):
+        old = C.set_small_layers(fused)
+        try:
+            net = net_of(dims, dtype=dtype)
+            net.theta = net.theta * 3.0  # outputs spread away from 0.5 (a count is exact away from rounding)
+            A = net.predict_proba(X)
+            want = float(np.mean((A > 0.5) != (Y > 0.5)))
+            h = net.fit(X, Y, epochs=2, learning_rate=1e-3)
+        finally:
+            C.set_small_layers(old)
+        assert h.train_error[0] == want
+        rates.append(h.train_error)
+    assert rates[0] == rates[1]
+    assert 0.0 < rates[0][0] < 1.0 or m == 1
 
 
 def test_validation_and_early_stopping_on_the_fused_path():

@@ -230,8 +230,8 @@ void bind_train(py::module_& m) {
         },
         py::arg("on"),
         "Turns the fused small-net training step (cpp/dnnkit/small_layers.hpp) on (True) or off (False) for\n"
-        "Trainers built afterwards, or back to automatic (None: on for CPUs with AVX-512F); returns the previous\n"
-        "setting. For tests and benchmarks (the BLAS path is the reference).");
+        "Trainers built afterwards, or back to automatic (None: on for CPUs with AVX2 or AVX-512F); returns the\n"
+        "previous setting. For tests and benchmarks (the BLAS path is the reference).");
     m.def(
         "small_layers_eligible",
         [](std::vector<int> dims, const std::string& hidden, const std::string& output, const std::string& loss) {

@@ -9,13 +9,23 @@
 // m = 300, the L1 is 48 KB): that is why float64 ran at half the float32 speed. Here one block of 16 examples
 // goes through all layers and back (a few KB), the dW sums are kept per lane and reduced once per step, and the
 // output's exp / log1p / sigmoid run vectorised in one pass with the cost, the derivative and the error count.
+// Where the time goes (small11b, callgrind on [2, 20, 3, 1], m = 300, AVX2 float64, fit with a history row per
+// epoch: ~123 k instructions a step, was ~220 k): the loops are specialised on the hidden activation and on
+// dropout (a run-time test per vector was ~1/3 of the instructions); z = W a + b and g(z), and dA = W^T dZ,
+// dropout and g'(z), are each one register loop per unit (no round trip of z or dA through L1); layer 1's dW / db
+// are summed as its dZ rows are made; 2 (float64) or 4 (float32) blocks of 16 examples go through the layers per
+// iteration on AVX2 (W = 8 vectors per row), so each per-lane accumulator row is loaded and stored once per 32 or
+// 64 examples, and a short rest goes block by block instead of padded to S blocks. What remains (float64, ~123 k
+// instructions a step): the forward ~30 %, dA with g' ~19 %, layer 2's dW accumulation (mul, add, the accumulator's
+// load and store per vector) ~15 %, layer 1's dW / db ~13 %, the output's exp / log1p / cost ~8 %; the rest is
+// loop overhead of the tiny trip counts.
 // BLAS stays the path for everything larger (house rule: a real BLAS for real-sized layers): past a few thousand
 // weights the per-lane accumulators leave L1 and BLAS's blocking wins.
 //
 // Exactness: every lane performs the same IEEE operations in the same order (no FMA: the translation unit is
 // compiled with -ffp-contract=off; no libm call in the vectorised loops: exp_nonpos below and log1p_unit), and
 // the lane sums are reduced in a fixed tree, so the result is bit-identical on the baseline, AVX2 and AVX-512
-// paths (simd.hpp) and, being single-threaded, for any thread count. It is NOT bit-identical to the BLAS path
+// paths (simd.hpp), hence on any x86-64 machine, and, being single-threaded, for any thread count. It is NOT bit-identical to the BLAS path
 // (different summation order of the dW / dA sums; BLAS uses FMA): the gradient agrees to rounding (tests/
 // test_small_layers.py), and fit() on such nets trains to parameters that differ in the last bits from the
 // BLAS path (dev/BITCHECK.md). Network.forward / cost / backward and the gradient checker keep the BLAS path.
@@ -39,10 +49,11 @@ constexpr int SMALL_MAX_WEIGHTS = 512;  // sum of n_l * n_{l-1}: the per-lane dW
 
 namespace small {
 // Switch for tests and benchmarks (_core.set_small_layers; DNNKIT_SMALL_LAYERS=0 / 1 at start-up), read when a
-// Trainer is built: -1 automatic (the default: the fused step on CPUs with AVX-512F, where it was measured faster
-// than the BLAS path; on AVX2 / SSE2 CPUs it measured 1.2-2x slower than BLAS on the course's net, so the BLAS
-// path stays there), 0 off, 1 on whatever the CPU. The choice uses the CPU's capability (simd::detected), not a
-// forced SIMD level, so DNNKIT_SIMD / set_simd change only which clone runs, never which algorithm (the bits).
+// Trainer is built: -1 automatic (the default: the fused step on CPUs with AVX2 or AVX-512F, where it was measured
+// faster than the BLAS path: ~2x on the course's net on a 2-core AVX2 EPYC in both dtypes, bench/RESULTS.md
+// "small11b"; SSE2-only CPUs keep BLAS), 0 off, 1 on whatever the CPU. The choice uses the CPU's capability
+// (simd::detected), not a forced SIMD level, so DNNKIT_SIMD / set_simd change only which clone runs, never which
+// algorithm (the bits).
 inline std::atomic<int>& mode() {
     static std::atomic<int> on{[] {
         const char* s = std::getenv("DNNKIT_SMALL_LAYERS");
@@ -54,7 +65,7 @@ inline std::atomic<int>& mode() {
 }
 inline bool wanted() {
     const int m = mode().load(std::memory_order_relaxed);
-    return m > 0 || (m < 0 && simd::detected() == simd::avx512);
+    return m > 0 || (m < 0 && simd::detected() >= simd::avx2);
 }
 }  // namespace small
 
@@ -169,120 +180,174 @@ struct SmallKernel {
         }
         return v * (__builtin_convertvector(d, V) * scale);
     }
-    static DNNKIT_ALWAYS_INLINE V act_fwd(Act hid, V z, T alpha) {
+    // Workspaces (plain arrays accessed through the lane types: GCC's vector types alias their element type), all
+    // in rows of CB examples (W native vectors): act / z (offsets aoff / zoff in rows), dz / dz2 (max-width rows,
+    // the dZ of two adjacent layers), accW / accb (woff / boff; rows of B = SMALL_LANES lanes: U native vectors),
+    // cost: B doubles. AL_out: the (nL x m) output activations.
+    // A block of B examples is U native vectors per row: U independent dependency chains, one broadcast per weight.
+    // S blocks go through the layers together, so that each accumulator row is loaded and stored once per S blocks
+    // (block s adds its terms after block s - 1's: the same order as S = 1, hence the same bits for any S).
+    static constexpr int U = B / NL;  // native vectors per accumulator row (B lanes)
+    // AVX2: 8 vectors per row (2 blocks in float64, 4 in float32; 16 registers: the per-unit loops hold 8 sums);
+    // SSE2 and AVX-512: 4 or more (as before small11b; AVX-512 float32 at 8 would pad m = 300 to 384 examples)
+    static constexpr int S = BYTES == 32 ? (U >= 8 ? 1 : 8 / U) : (U >= 4 ? 1 : 4 / U);
+    static constexpr int W = U * S, CB = S * B;  // native vectors / examples per working row
+    static_assert(CB <= 4 * SMALL_LANES, "SmallNet sizes its working rows for 4 blocks");
+    // The hidden activation (HID) and whether any layer has dropout (DROP) are template arguments: the per-vector
+    // loops then carry no run-time tests (a few instructions per vector, measured ~1/3 of the AVX2 step).
+    template <Act HID>
+    static DNNKIT_ALWAYS_INLINE V act_fwd_t(V z, T alpha) {
         const V zero = V{};
-        if (hid == Act::relu) return z > zero ? z : zero;
-        if (hid == Act::leaky_relu) return z > zero ? z : alpha * z;
+        if (HID == Act::relu) return z > zero ? z : zero;
+        if (HID == Act::leaky_relu) return z > zero ? z : alpha * z;
         return z;
     }
-    static DNNKIT_ALWAYS_INLINE V act_back(Act hid, V z, V da, T alpha) {
+    template <Act HID>
+    static DNNKIT_ALWAYS_INLINE V act_back_t(V z, V da, T alpha) {
         const V zero = V{};
-        if (hid == Act::relu) return z > zero ? da : zero;
-        if (hid == Act::leaky_relu) return z > zero ? da : alpha * da;
+        if (HID == Act::relu) return z > zero ? da : zero;
+        if (HID == Act::leaky_relu) return z > zero ? da : alpha * da;
         return da;
     }
-
-    // Workspaces (plain arrays accessed through the lane types: GCC's vector types alias their element type), all
-    // in rows of B = SMALL_LANES values (U native vectors): act / z (offsets aoff / zoff in rows), dz / da
-    // (max-width rows), accW / accb (woff / boff), cost: B doubles. AL_out: the (nL x m) output activations.
-    // A block of B examples is U native vectors per row: U independent dependency chains, one broadcast per weight.
-    static constexpr int U = B / NL;              // native vectors per accumulator row (B lanes)
-    static constexpr int S = U >= 4 ? 1 : 4 / U;  // blocks of B examples per iteration (independent work: ILP)
-    static constexpr int W = U * S, CB = S * B;   // native vectors / examples per working row
+    // small_lane_sum's tree (the same adds, hence the same bits) on native vectors while a level's half spans at
+    // least NL lanes, then on scalars
+    static DNNKIT_ALWAYS_INLINE T lane_sum(const T* v) {
+        T buf[B];
+        std::memcpy(buf, v, sizeof(buf));
+#pragma GCC unroll 8
+        for (int h = B / 2; h >= 1; h /= 2) {
+            if (h >= NL) {
+#pragma GCC unroll 8
+                for (int g = 0; g < h; g += NL) {
+                    V x, y;
+                    std::memcpy(&x, buf + g, sizeof(V));
+                    std::memcpy(&y, buf + h + g, sizeof(V));
+                    x = x + y;
+                    std::memcpy(buf + g, &x, sizeof(V));
+                }
+            } else {
+#pragma GCC unroll 8
+                for (int t = 0; t < h; ++t) buf[t] = buf[t] + buf[t + h];
+            }
+        }
+        return buf[0];
+    }
+    // dW / db lane sums of one layer from its dZ rows (dz) and the previous layer's activations (ap)
+    template <int W_>
+    static DNNKIT_ALWAYS_INLINE void accumulate(int nl, int np, const V* __restrict dz, const V* __restrict ap,
+                                                V* __restrict awl, V* __restrict abl) {
+        for (int u = 0; u < nl; ++u) {
+            V sb[U];
+            for (int g = 0; g < U; ++g) sb[g] = abl[u * U + g];
+            for (int h = 0; h < W_; ++h) sb[h % U] = sb[h % U] + dz[u * W_ + h];
+            for (int g = 0; g < U; ++g) abl[u * U + g] = sb[g];
+        }
+        if (np >= nl) {  // the longer loop inside (each accumulator is updated once per iteration either way)
+            for (int u = 0; u < nl; ++u) {
+                V d[W_];
+                for (int h = 0; h < W_; ++h) d[h] = dz[u * W_ + h];
+                V* awr = awl + size_t(u) * np * U;
+#pragma GCC unroll 2
+                for (int k = 0; k < np; ++k) {
+                    V sw[U];
+                    for (int g = 0; g < U; ++g) sw[g] = awr[k * U + g];
+                    for (int h = 0; h < W_; ++h) sw[h % U] = sw[h % U] + d[h] * ap[k * W_ + h];
+                    for (int g = 0; g < U; ++g) awr[k * U + g] = sw[g];
+                }
+            }
+        } else {
+            for (int k = 0; k < np; ++k) {
+                V x[W_];
+                for (int h = 0; h < W_; ++h) x[h] = ap[k * W_ + h];
+#pragma GCC unroll 2
+                for (int u = 0; u < nl; ++u) {
+                    V* q = awl + (size_t(u) * np + k) * U;
+                    V sw[U];
+                    for (int g = 0; g < U; ++g) sw[g] = q[g];
+                    for (int h = 0; h < W_; ++h) sw[h % U] = sw[h % U] + dz[u * W_ + h] * x[h];
+                    for (int g = 0; g < U; ++g) q[g] = sw[g];
+                }
+            }
+        }
+    }
+    // Examples [jb, je) in iterations of SS blocks (the caller runs the whole iterations with SS = S and a short
+    // rest with SS = 1, so that it is not padded to S blocks; the lanes see the blocks in the same order).
+    template <Act HID, bool DROP, int SS>
     static DNNKIT_ALWAYS_INLINE void body(const Arch& a, const size_t* aoff, const size_t* zoff, const size_t* woff,
                                           const size_t* boff, T* act_, T* z_, T* dz_, T* da_, T* accW_, T* accb_,
-                                          double* cost, T* AL_out, const T* theta, const T* X, const T* Y, int m,
-                                          const ByteMasks& bm, bool with_cost) {
+                                          double* cost, double* wrong, T* AL_out, const T* theta, const T* X,
+                                          const T* Y, int m, int jb, int je, const ByteMasks& bm, bool with_cost) {
+        constexpr int W_ = U * SS, CB_ = SS * B;  // native vectors / examples per working row
         const int L = a.L(), nL = a.n(L), n0 = a.n(0);
         const T alpha = T(a.alpha), invm = T(1) / T(m);
-        const Act hid = a.hidden;
+        const bool count = with_cost && a.loss == Loss::bce;  // misclassified outputs (Trainer::errors' count)
         V* __restrict act = reinterpret_cast<V*>(act_);
         V* __restrict zs = reinterpret_cast<V*>(z_);
-        V* __restrict dz = reinterpret_cast<V*>(dz_);
-        V* __restrict da = reinterpret_cast<V*>(da_);
+        V* __restrict dzA = reinterpret_cast<V*>(dz_);
+        V* __restrict dzB = reinterpret_cast<V*>(da_);
         V* __restrict accW = reinterpret_cast<V*>(accW_);
         V* __restrict accb = reinterpret_cast<V*>(accb_);
-        for (int j0 = 0; j0 < m; j0 += CB) {
-            const int wb = std::min(CB, m - j0);
-            int wh[W];  // valid lanes of each native vector
-            for (int h = 0; h < W; ++h) wh[h] = std::max(0, std::min(NL, wb - h * NL));
+        for (int j0 = jb; j0 < je; j0 += CB_) {
+            const int wb = std::min(CB_, m - j0);
+            int wh[W_];  // valid lanes of each native vector
+            for (int h = 0; h < W_; ++h) wh[h] = std::max(0, std::min(NL, wb - h * NL));
             // ---- forward
             {
-                V* a0 = act + aoff[0] * W;
-                const uint8_t* D = bm.get(0);
+                V* a0 = act + aoff[0] * W_;
+                const uint8_t* D = DROP ? bm.get(0) : nullptr;
                 for (int k = 0; k < n0; ++k)
-                    for (int h = 0; h < W; ++h) {
+                    for (int h = 0; h < W_; ++h) {
                         const size_t o = size_t(k) * m + j0 + size_t(h) * NL;
                         V x = load(X + o, wh[h]);
-                        if (D) x = drop(x, D + o, wh[h], T(bm.scale[0]));
-                        a0[k * W + h] = x;
+                        if (DROP && D) x = drop(x, D + o, wh[h], T(bm.scale[0]));
+                        a0[k * W_ + h] = x;
                     }
             }
             for (int l = 1; l <= L; ++l) {
                 const int nl = a.n(l), np = a.n(l - 1);
                 const T* Wl = theta + a.woff[l];
                 const T* bl = theta + a.boff[l];
-                const V* ap = act + aoff[l - 1] * W;
-                V* zl = zs + zoff[l] * W;
-                V* al = act + aoff[l] * W;
-                const uint8_t* D = l < L ? bm.get(l) : nullptr;
-                // z[u] = sum_k W[u][k] a[k] in k order, then + b[u]: per unit in registers when the sum is long,
-                // else k-outer passes over the z rows (the same operations per lane: the same bits)
-                if (np >= nl) {
-                    for (int u = 0; u < nl; ++u) {
-                        const T* wr = Wl + size_t(u) * np;
-                        V acc[W];
-                        const T w0 = wr[0];
-                        for (int h = 0; h < W; ++h) acc[h] = w0 * ap[h];
-#pragma GCC unroll 4
-                        for (int k = 1; k < np; ++k) {
-                            const T wk = wr[k];
-                            for (int h = 0; h < W; ++h) acc[h] = acc[h] + wk * ap[k * W + h];
-                        }
-                        for (int h = 0; h < W; ++h) zl[u * W + h] = acc[h];
-                    }
-                } else {
-#pragma GCC unroll 4
-                    for (int u = 0; u < nl; ++u) {
-                        const T w0 = Wl[size_t(u) * np];
-                        for (int h = 0; h < W; ++h) zl[u * W + h] = w0 * ap[h];
-                    }
-                    for (int k = 1; k < np; ++k) {
-                        V x[W];
-                        for (int h = 0; h < W; ++h) x[h] = ap[k * W + h];
-#pragma GCC unroll 4
-                        for (int u = 0; u < nl; ++u) {
-                            const T wk = Wl[size_t(u) * np + k];
-                            for (int h = 0; h < W; ++h) zl[u * W + h] = zl[u * W + h] + wk * x[h];
-                        }
-                    }
-                }
+                const V* ap = act + aoff[l - 1] * W_;
+                V* zl = zs + zoff[l] * W_;
+                V* al = act + aoff[l] * W_;
+                const uint8_t* D = DROP && l < L ? bm.get(l) : nullptr;
+                // z[u] = sum_k W[u][k] a[k] in k order, then + b[u], then the activation: per unit in registers
                 for (int u = 0; u < nl; ++u) {
+                    const T* wr = Wl + size_t(u) * np;
+                    V acc[W_];
+                    const T w0 = wr[0];
+                    for (int h = 0; h < W_; ++h) acc[h] = w0 * ap[h];
+#pragma GCC unroll 4
+                    for (int k = 1; k < np; ++k) {
+                        const T wk = wr[k];
+                        for (int h = 0; h < W_; ++h) acc[h] = acc[h] + wk * ap[k * W_ + h];
+                    }
                     const T bu = bl[u];
-                    for (int h = 0; h < W; ++h) {
-                        const V z = zl[u * W + h] + bu;
-                        zl[u * W + h] = z;
+                    for (int h = 0; h < W_; ++h) {
+                        const V z = acc[h] + bu;
+                        zl[u * W_ + h] = z;
                         if (l < L) {
-                            V av = act_fwd(hid, z, alpha);
-                            if (D) av = drop(av, D + size_t(u) * m + j0 + size_t(h) * NL, wh[h], T(bm.scale[l]));
-                            al[u * W + h] = av;
+                            V av = act_fwd_t<HID>(z, alpha);
+                            if (DROP && D)
+                                av = drop(av, D + size_t(u) * m + j0 + size_t(h) * NL, wh[h], T(bm.scale[l]));
+                            al[u * W_ + h] = av;
                         }
                     }
                 }
             }
             // ---- output: activation, cost, dZ[L] (0 on padded lanes) in one pass, in pieces of ND lanes (double)
             {
-                const T* zl = reinterpret_cast<const T*>(zs + zoff[L] * W);
-                T* dzt = reinterpret_cast<T*>(dz);
+                const T* zl = reinterpret_cast<const T*>(zs + zoff[L] * W_);
+                T* dzt = reinterpret_cast<T*>(dzA);
                 const VD zero = splat_d(0.0);
                 // block by block, then unit by unit: the cost lanes get the (block, unit) terms in the order of
                 // the one-block iteration (S = 1), so the bits do not depend on S
-                for (int sb = 0; sb < CB; sb += B)
+                for (int sb = 0; sb < CB_; sb += B)
                 for (int u = 0; u < nL; ++u) {
                     const T* yr = Y + size_t(u) * m + j0;
                     for (int p = sb; p < sb + B; p += ND) {
                         VT zt, yt;
-                        std::memcpy(&zt, zl + size_t(u) * CB + p, sizeof(VT));
+                        std::memcpy(&zt, zl + size_t(u) * CB_ + p, sizeof(VT));
                         const int wp = std::max(0, std::min(ND, wb - p));
                         if (wp == ND) {
                             std::memcpy(&yt, yr + p, sizeof(VT));
@@ -323,110 +388,89 @@ struct SmallKernel {
                             cs = cs + (valid > zero ? c : zero);
                             std::memcpy(cost + p % B, &cs, sizeof(VD));
                         }
+                        if (count) {  // (A > 0.5) != (Y > 0.5) on valid lanes, counted exactly in double lanes
+                            const VT half = VT{} + T(0.5);
+                            const auto miss = (av > half) != (yt > half);
+                            const VD one = __builtin_convertvector(miss ? VT{} + T(1) : VT{}, VD);
+                            VD ws;
+                            std::memcpy(&ws, wrong + p % B, sizeof(VD));
+                            ws = ws + (valid > zero ? one : zero);
+                            std::memcpy(wrong + p % B, &ws, sizeof(VD));
+                        }
                         if (wp < ND) d = __builtin_convertvector(valid, VT) > VT{} ? d : VT{};
-                        std::memcpy(dzt + size_t(u) * CB + p, &d, sizeof(VT));
+                        std::memcpy(dzt + size_t(u) * CB_ + p, &d, sizeof(VT));
                         if (wp == ND) std::memcpy(AL_out + size_t(u) * m + j0 + p, &av, sizeof(VT));
                         else
                             for (int t = 0; t < wp; ++t) AL_out[size_t(u) * m + j0 + p + t] = av[t];
                     }
                 }
             }
-            // ---- backward: dW / db lane sums, dA = W^T dZ, g'
-            for (int l = L; l >= 1; --l) {
+            // ---- backward: dW / db lane sums, dA = W^T dZ, g'. dz holds layer l's dZ; the next layer's goes to
+            // the other buffer. Layer 1's sums are taken as its dZ rows are made (the same operations per lane).
+            V* dz = dzA;
+            V* dn = dzB;
+            for (int l = L; l >= 2; --l) {
                 const int nl = a.n(l), np = a.n(l - 1);
                 const T* Wl = theta + a.woff[l];
-                const V* ap = act + aoff[l - 1] * W;
-                V* awl = accW + woff[l] * U;  // accumulator rows: U vectors; block s of the iteration adds after s - 1
-                V* abl = accb + boff[l] * U;
-                for (int u = 0; u < nl; ++u) {
-                    V sb[U];
-                    for (int g = 0; g < U; ++g) sb[g] = abl[u * U + g];
-                    for (int h = 0; h < W; ++h) sb[h % U] = sb[h % U] + dz[u * W + h];
-                    for (int g = 0; g < U; ++g) abl[u * U + g] = sb[g];
-                }
-                if (np >= nl) {  // the longer loop inside (each accumulator is updated once per block either way)
-                    for (int u = 0; u < nl; ++u) {
-                        V d[W];
-                        for (int h = 0; h < W; ++h) d[h] = dz[u * W + h];
-                        V* awr = awl + size_t(u) * np * U;
-#pragma GCC unroll 4
-                        for (int k = 0; k < np; ++k)
-                        {
-                            V sw[U];
-                            for (int g = 0; g < U; ++g) sw[g] = awr[k * U + g];
-                            for (int h = 0; h < W; ++h) sw[h % U] = sw[h % U] + d[h] * ap[k * W + h];
-                            for (int g = 0; g < U; ++g) awr[k * U + g] = sw[g];
-                        }
-                    }
-                } else {
-                    for (int k = 0; k < np; ++k) {
-                        V x[W];
-                        for (int h = 0; h < W; ++h) x[h] = ap[k * W + h];
-#pragma GCC unroll 4
-                        for (int u = 0; u < nl; ++u)
-                        {
-                            V* q = awl + (size_t(u) * np + k) * U;
-                            V sw[U];
-                            for (int g = 0; g < U; ++g) sw[g] = q[g];
-                            for (int h = 0; h < W; ++h) sw[h % U] = sw[h % U] + dz[u * W + h] * x[h];
-                            for (int g = 0; g < U; ++g) q[g] = sw[g];
-                        }
-                    }
-                }
-                if (l == 1) break;
-                const uint8_t* D = bm.get(l - 1);
-                const V* zp = zs + zoff[l - 1] * W;
-                // da[k] = sum_u W[u][k] dz[u] in u order (in registers when the sum is long, else u-outer passes)
-                if (nl >= np) {
-                    for (int k = 0; k < np; ++k) {
-                        V acc[W];
-                        const T w0 = Wl[k];
-                        for (int h = 0; h < W; ++h) acc[h] = w0 * dz[h];
-#pragma GCC unroll 4
-                        for (int u = 1; u < nl; ++u) {
-                            const T wu = Wl[size_t(u) * np + k];
-                            for (int h = 0; h < W; ++h) acc[h] = acc[h] + wu * dz[u * W + h];
-                        }
-                        for (int h = 0; h < W; ++h) da[k * W + h] = acc[h];
-                    }
-                } else {
-                    {
-                        V d[W];
-                        for (int h = 0; h < W; ++h) d[h] = dz[h];
-#pragma GCC unroll 4
-                        for (int k = 0; k < np; ++k)
-                            for (int h = 0; h < W; ++h) da[k * W + h] = Wl[k] * d[h];
-                    }
-                    for (int u = 1; u < nl; ++u) {
-                        V d[W];
-                        for (int h = 0; h < W; ++h) d[h] = dz[u * W + h];
-                        const T* wr = Wl + size_t(u) * np;
-#pragma GCC unroll 4
-                        for (int k = 0; k < np; ++k)
-                            for (int h = 0; h < W; ++h) da[k * W + h] = da[k * W + h] + wr[k] * d[h];
-                    }
-                }
+                accumulate<W_>(nl, np, dz, act + aoff[l - 1] * W_, accW + woff[l] * U, accb + boff[l] * U);
+                const uint8_t* D = DROP ? bm.get(l - 1) : nullptr;
+                const V* zp = zs + zoff[l - 1] * W_;
+                const bool last = l == 2;  // dn is layer 1's dZ: its dW / db sums here
+                const int n1 = a.n(0);
+                const V* a0 = act + aoff[0] * W_;
+                V* aw1 = accW + woff[1] * U;
+                V* ab1 = accb + boff[1] * U;
+                // da[k] = sum_u W[u][k] dz[u] in u order, in registers; then dropout and g'
                 for (int k = 0; k < np; ++k) {
-                    for (int h = 0; h < W; ++h) {
-                        V v = da[k * W + h];
-                        if (D) v = drop(v, D + size_t(k) * m + j0 + size_t(h) * NL, wh[h], T(bm.scale[l - 1]));
-                        dz[k * W + h] = act_back(hid, zp[k * W + h], v, alpha);  // dz now holds layer l-1
+                    V acc[W_];
+                    const T w0 = Wl[k];
+                    for (int h = 0; h < W_; ++h) acc[h] = w0 * dz[h];
+#pragma GCC unroll 4
+                    for (int u = 1; u < nl; ++u) {
+                        const T wu = Wl[size_t(u) * np + k];
+                        for (int h = 0; h < W_; ++h) acc[h] = acc[h] + wu * dz[u * W_ + h];
+                    }
+                    for (int h = 0; h < W_; ++h) {
+                        V v = acc[h];
+                        if (DROP && D) v = drop(v, D + size_t(k) * m + j0 + size_t(h) * NL, wh[h], T(bm.scale[l - 1]));
+                        acc[h] = act_back_t<HID>(zp[k * W_ + h], v, alpha);
+                    }
+                    if (!last) {
+                        for (int h = 0; h < W_; ++h) dn[k * W_ + h] = acc[h];
+                        continue;
+                    }
+                    {  // layer 1, unit k: db and dW[k][:] (the order of accumulate's k-outer branch per lane)
+                        V sb[U];
+                        for (int g = 0; g < U; ++g) sb[g] = ab1[k * U + g];
+                        for (int h = 0; h < W_; ++h) sb[h % U] = sb[h % U] + acc[h];
+                        for (int g = 0; g < U; ++g) ab1[k * U + g] = sb[g];
+                    }
+                    V* q = aw1 + size_t(k) * n1 * U;
+                    for (int i = 0; i < n1; ++i) {
+                        V sw[U];
+                        for (int g = 0; g < U; ++g) sw[g] = q[i * U + g];
+                        for (int h = 0; h < W_; ++h) sw[h % U] = sw[h % U] + acc[h] * a0[i * W_ + h];
+                        for (int g = 0; g < U; ++g) q[i * U + g] = sw[g];
                     }
                 }
+                std::swap(dz, dn);
             }
+            if (L == 1) accumulate<W_>(a.n(1), n0, dz, act + aoff[0] * W_, accW + woff[1] * U, accb + boff[1] * U);
         }
     }
 };
 #pragma GCC diagnostic pop
 
-// Sum of SMALL_LANES values in a fixed tree (the same on every path).
+// Sum of SMALL_LANES values in a fixed tree (the same on every path): v[t] + v[t + 8], then + the one 4 further,
+// then + the one 2 further, then the two (elementwise steps: vectorised within each SIMD clone, the same adds).
 template <class S>
-inline S small_lane_sum(const S* v) {
+DNNKIT_ALWAYS_INLINE S small_lane_sum(const S* v) {
     static_assert(SMALL_LANES == 16, "tree");
-    S s8[8];
+    S s8[8], s4[4], s2[2];
     for (int t = 0; t < 8; ++t) s8[t] = v[t] + v[t + 8];
-    const S s4a = s8[0] + s8[4], s4b = s8[1] + s8[5], s4c = s8[2] + s8[6], s4d = s8[3] + s8[7];
-    return (s4a + s4c) + (s4b + s4d);
+    for (int t = 0; t < 4; ++t) s4[t] = s8[t] + s8[t + 4];
+    for (int t = 0; t < 2; ++t) s2[t] = s4[t] + s4[t + 2];
+    return s2[0] + s2[1];
 }
 
 template <class T>
@@ -486,57 +530,99 @@ class SmallNet {
         double cost[B];
         for (double& c : cost) c = 0.0;
         with_cost = with_cost && Y;
+        double wrong[B];
+        for (double& c : wrong) c = 0.0;
         T* AL = net.A[a_.L()].data();
 #if DNNKIT_HAS_SIMD_CLONES
         switch (simd::level()) {
-            case simd::avx512: run_avx512(theta, X, Y, m, bm, with_cost, cost, AL); break;
-            case simd::avx2: run_avx2(theta, X, Y, m, bm, with_cost, cost, AL); break;
-            default: run_base(theta, X, Y, m, bm, with_cost, cost, AL); break;
+            case simd::avx512: run_avx512(theta, X, Y, m, bm, with_cost, cost, wrong, AL, grad); break;
+            case simd::avx2: run_avx2(theta, X, Y, m, bm, with_cost, cost, wrong, AL, grad); break;
+            default: run_base(theta, X, Y, m, bm, with_cost, cost, wrong, AL, grad); break;
         }
 #else
-        run_base(theta, X, Y, m, bm, with_cost, cost, AL);
+        run_base(theta, X, Y, m, bm, with_cost, cost, wrong, AL, grad);
 #endif
-        // reduce the lanes into the flat gradient; regularization as the BLAS path
+        wrong_ = with_cost && a_.loss == Loss::bce ? small_lane_sum(wrong) : -1.0;
+        // the lanes were reduced into the flat gradient (reduce, in the clone); regularization as the BLAS path
         const Arch& a = a_;
         const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
-        for (int l = 1; l <= a.L(); ++l) {
-            const int nl = a.n(l), np = a.n(l - 1);
-            T* dW = grad + a.woff[l];
-            T* db = grad + a.boff[l];
-            const T* aw = accW_.data() + woff_[l] * B;
-            const T* ab = accb_.data() + boff_[l] * B;
-            for (size_t q = 0; q < size_t(nl) * np; ++q) dW[q] = small_lane_sum(aw + q * B);
-            for (int u = 0; u < nl; ++u) db[u] = small_lane_sum(ab + size_t(u) * B);
-            add_reg_grad(theta + a.woff[l], dW, np, 0, nl, 0, np, cl2, cl1);
-        }
+        if (l2 != 0.0 || l1 != 0.0)
+            for (int l = 1; l <= a.L(); ++l)
+                add_reg_grad(theta + a.woff[l], grad + a.woff[l], a.n(l - 1), 0, a.n(l), 0, a.n(l - 1), cl2, cl1);
         if (!with_cost) return 0.0;
         return small_lane_sum(cost) / m + net.reg_cost(theta, m, l2, l1);
     }
 
+    // Misclassified outputs (bce) of the last run with the cost: the count Trainer::errors would make from its
+    // outputs (an integer, exact in double); < 0 when not counted (no cost, or not bce).
+    double wrong() const { return wrong_; }
+
    private:
+    double wrong_ = -1.0;
     Arch a_;
     std::vector<size_t> aoff_, zoff_, woff_, boff_;
     std::vector<T> act_, z_, dz_, da_, accW_, accb_;
 
     template <int BYTES>
     DNNKIT_ALWAYS_INLINE void call(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, bool with_cost,
-                                   double* cost, T* AL) {
-        SmallKernel<T, BYTES>::body(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(), act_.data(),
-                                    z_.data(), dz_.data(), da_.data(), accW_.data(), accb_.data(), cost, AL, theta,
-                                    X, Y, m, bm, with_cost);
+                                   double* cost, double* wrong, T* AL) {
+        bool drop = false;
+        for (int l = 0; l < a_.L(); ++l) drop = drop || bm.get(l);
+        switch (a_.hidden) {
+            case Act::relu: return drop ? go<BYTES, Act::relu, true>(theta, X, Y, m, bm, with_cost, cost, wrong, AL)
+                                        : go<BYTES, Act::relu, false>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
+            case Act::leaky_relu:
+                return drop ? go<BYTES, Act::leaky_relu, true>(theta, X, Y, m, bm, with_cost, cost, wrong, AL)
+                            : go<BYTES, Act::leaky_relu, false>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
+            default: return drop ? go<BYTES, Act::linear, true>(theta, X, Y, m, bm, with_cost, cost, wrong, AL)
+                                 : go<BYTES, Act::linear, false>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
+        }
+    }
+    template <int BYTES, Act HID, bool DROP>
+    DNNKIT_ALWAYS_INLINE void go(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, bool with_cost,
+                                 double* cost, double* wrong, T* AL) {
+        typedef SmallKernel<T, BYTES> K;
+        // whole iterations of S blocks; a rest of at most S / 2 blocks then goes block by block (a longer one is
+        // padded to S blocks: one block at a time costs more per example than the padding saves)
+        int whole = m / K::CB * K::CB;
+        if (K::S == 1 || (m - whole + B - 1) / B > K::S / 2) whole = m;
+        K::template body<HID, DROP, K::S>(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(), act_.data(),
+                                          z_.data(), dz_.data(), da_.data(), accW_.data(), accb_.data(), cost, wrong,
+                                          AL, theta, X, Y, m, 0, whole, bm, with_cost);
+        if (K::S > 1 && whole < m)  // the rest block by block
+            K::template body<HID, DROP, 1>(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(), act_.data(),
+                                           z_.data(), dz_.data(), da_.data(), accW_.data(), accb_.data(), cost, wrong,
+                                           AL, theta, X, Y, m, whole, m, bm, with_cost);
+    }
+    // the lanes' sums into the flat gradient (dW, db of every layer)
+    template <int BYTES>
+    DNNKIT_ALWAYS_INLINE void reduce(T* grad) const {
+        const Arch& a = a_;
+        for (int l = 1; l <= a.L(); ++l) {
+            const size_t nw = size_t(a.n(l)) * a.n(l - 1);
+            T* dW = grad + a.woff[l];
+            T* db = grad + a.boff[l];
+            const T* aw = accW_.data() + woff_[l] * B;
+            const T* ab = accb_.data() + boff_[l] * B;
+            for (size_t q = 0; q < nw; ++q) dW[q] = SmallKernel<T, BYTES>::lane_sum(aw + q * B);
+            for (int u = 0; u < a.n(l); ++u) db[u] = SmallKernel<T, BYTES>::lane_sum(ab + size_t(u) * B);
+        }
     }
     __attribute__((noinline)) void run_base(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
-                                            bool with_cost, double* cost, T* AL) {
-        call<16>(theta, X, Y, m, bm, with_cost, cost, AL);
+                                            bool with_cost, double* cost, double* wrong, T* AL, T* grad) {
+        call<16>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
+        reduce<16>(grad);
     }
 #if DNNKIT_HAS_SIMD_CLONES
     DNNKIT_TARGET_AVX2 void run_avx2(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
-                                     bool with_cost, double* cost, T* AL) {
-        call<32>(theta, X, Y, m, bm, with_cost, cost, AL);
+                                     bool with_cost, double* cost, double* wrong, T* AL, T* grad) {
+        call<32>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
+        reduce<32>(grad);
     }
     DNNKIT_TARGET_AVX512 void run_avx512(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
-                                         bool with_cost, double* cost, T* AL) {
-        call<64>(theta, X, Y, m, bm, with_cost, cost, AL);
+                                         bool with_cost, double* cost, double* wrong, T* AL, T* grad) {
+        call<64>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
+        reduce<64>(grad);
     }
 #endif
 };

@@ -417,7 +417,7 @@ class Trainer {
                     }
                     if (stats) {
                         cost_sum += J * mb;
-                        err_sum += errors(net, Yp, mb);
+                        err_sum += (small_ && small_->wrong() >= 0.0) ? small_->wrong() : errors(net, Yp, mb);
                     }
                     if (net.post_done) finish_update(stats ? st.grad_norms.data() : nullptr);  // ran inside the pass
                     else update(theta, stats ? st.grad_norms.data() : nullptr);

@@ -187,8 +187,8 @@ def set_simd(name: str) -> None:
 def set_small_layers(on: bool | None) -> bool | None:
     """
     Turns the fused small-net training step (cpp/dnnkit/small_layers.hpp) on (True) or off (False) for
-    Trainers built afterwards, or back to automatic (None: on for CPUs with AVX-512F); returns the previous
-    setting. For tests and benchmarks (the BLAS path is the reference).
+    Trainers built afterwards, or back to automatic (None: on for CPUs with AVX2 or AVX-512F); returns the
+    previous setting. For tests and benchmarks (the BLAS path is the reference).
     """
 def set_wide_fused(on: bool) -> bool:
     """
