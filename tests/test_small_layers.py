@@ -2,6 +2,8 @@
 of 16 examples instead of the BLAS passes. It must train what the BLAS path trains (to rounding: the summation
 order differs), agree with the NumPy reference's gradient, and give the same bits for any thread count and on
 every SIMD path."""
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 
@@ -26,14 +28,21 @@ def net_of(dims, hidden="relu", output="sigmoid", loss="bce", dtype="float64", s
     return dk.Network(dims, hidden=hidden, output=output, loss=loss, dtype=dtype).initialize("he", rng=seed)
 
 
-def train(fused, dims, m, epochs=40, hidden="relu", output="sigmoid", loss="bce", dtype="float64", **kw):
+@contextmanager
+def small_layers(fused):
+    """The fused step forced on (True) or off (False) for the Trainers built inside; the setting restored after."""
     old = C.set_small_layers(fused)
     try:
+        yield
+    finally:
+        C.set_small_layers(old)
+
+
+def train(fused, dims, m, epochs=40, hidden="relu", output="sigmoid", loss="bce", dtype="float64", **kw):
+    with small_layers(fused):
         net = net_of(dims, hidden, output, loss, dtype)
         X, Y = data(dims, m, output, loss, dtype=dtype)
         h = net.fit(X, Y, epochs=epochs, learning_rate=kw.pop("learning_rate", 0.05), **kw)
-    finally:
-        C.set_small_layers(old)
     return net.theta.copy(), h
 
 
@@ -133,14 +142,11 @@ def test_one_step_gradient_equals_the_blas_path_to_rounding(case, dtype):
     X, Y = data(dims, m, output, loss, dtype=dtype)
     g = {}
     for fused in (True, False):
-        old = C.set_small_layers(fused)
-        try:
+        with small_layers(fused):
             net = net_of(dims, hidden, output, loss, dtype)
             t0 = net.theta.astype(np.float64)
             net.fit(X, Y, epochs=1, learning_rate=1.0, **kw)
-            g[fused] = t0 - net.theta.astype(np.float64)
-        finally:
-            C.set_small_layers(old)
+        g[fused] = t0 - net.theta.astype(np.float64)
     scale = np.max(np.abs(g[False]))
     assert scale > 0
     tol = 1e-12 if dtype == "float64" else 2e-5
@@ -199,15 +205,12 @@ def test_error_rate_counted_in_the_output_pass(dims, m, dtype):
     X, Y = data(dims, m, dtype=dtype)
     rates = []
     for fused in (True, False):
-        old = C.set_small_layers(fused)
-        try:
+        with small_layers(fused):
             net = net_of(dims, dtype=dtype)
             net.theta = net.theta * 3.0  # outputs spread away from 0.5 (a count is exact away from rounding)
             A = net.predict_proba(X)
             want = float(np.mean((A > 0.5) != (Y > 0.5)))
             h = net.fit(X, Y, epochs=2, learning_rate=1e-3)
-        finally:
-            C.set_small_layers(old)
         assert h.train_error[0] == want
         rates.append(h.train_error)
     assert rates[0] == rates[1]

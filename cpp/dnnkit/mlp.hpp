@@ -297,6 +297,12 @@ struct WideLayer {
     T cl2, cl1;
     T* grad;
 };
+// Layer l's backward tasks: dW tiles of at most WIDE_TILE_ROWS x WIDE_TILE_COLS (sizes only), dA over the chunks ch.
+template <class T>
+WideLayer<T> wide_layer(const Arch& a, int l, const Chunks& ch, T cl2, T cl1, T* grad) {
+    const Chunks rows = balanced_chunks(a.n(l), WIDE_TILE_ROWS), cols = balanced_chunks(a.n(l - 1), WIDE_TILE_COLS);
+    return WideLayer<T>{l, rows.count() * cols.count(), rows, cols, ch, cl2, cl1, grad};
+}
 template <class T>
 DNNKIT_ALWAYS_INLINE void wide_backward_task(const WideArgs<T>& w, const WideLayer<T>& y, int t) {
     MLP<T>& net = w.net;
@@ -369,18 +375,21 @@ DNNKIT_ALWAYS_INLINE void wide_chunk_backward(const WideArgs<T>& w, const WideLa
     }
     for (int l = L; l >= 2; --l) wide_backward_task(w, ys[l], ys[l].ntiles + c);
 }
+// One column chunk's task of the one-region schedule: its forward, then (with grad) its column-local backward.
 template <class T>
-__attribute__((noinline)) double wide_chunk_base(const WideArgs<T>& w, const WideLayer<T>* ys, int c) {
+DNNKIT_ALWAYS_INLINE double wide_chunk(const WideArgs<T>& w, const WideLayer<T>* ys, int c) {
     const double J = wide_forward_chunk(w, ys[1].ch.begin(c), ys[1].ch.end(c));
     if (ys[1].grad) wide_chunk_backward(w, ys, c);
     return J;
 }
+template <class T>
+__attribute__((noinline)) double wide_chunk_base(const WideArgs<T>& w, const WideLayer<T>* ys, int c) {
+    return wide_chunk(w, ys, c);
+}
 #if defined(__x86_64__) || defined(__i386__)
 template <class T>
 __attribute__((noinline, target("avx2"))) double wide_chunk_avx2(const WideArgs<T>& w, const WideLayer<T>* ys, int c) {
-    const double J = wide_forward_chunk(w, ys[1].ch.begin(c), ys[1].ch.end(c));
-    if (ys[1].grad) wide_chunk_backward(w, ys, c);
-    return J;
+    return wide_chunk(w, ys, c);
 }
 #endif
 
@@ -408,8 +417,7 @@ double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, con
         std::vector<WideLayer<T>> ys(size_t(L) + 1);
         std::vector<std::pair<int, int>> tiles;  // (layer, tile)
         for (int l = 1; l <= L; ++l) {
-            const Chunks rows = balanced_chunks(a.n(l), WIDE_TILE_ROWS), cols = balanced_chunks(a.n(l - 1), WIDE_TILE_COLS);
-            ys[size_t(l)] = WideLayer<T>{l, rows.count() * cols.count(), rows, cols, ch, cl2, cl1, grad};
+            ys[size_t(l)] = wide_layer(a, l, ch, cl2, cl1, grad);
             if (grad)
                 for (int t = 0; t < ys[size_t(l)].ntiles; ++t) tiles.emplace_back(l, t);
         }
@@ -485,9 +493,7 @@ double wide_pass(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, con
     // ---- backward
     output_delta(a.output, a.loss, net.A[L].data(), Y, size_t(nL) * m, T(1) / T(m), net.dZ[L].data());
     for (int l = L; l >= 1; --l) {
-        const int nl = a.n(l), np = a.n(l - 1);
-        const Chunks rows = balanced_chunks(nl, WIDE_TILE_ROWS), cols = balanced_chunks(np, WIDE_TILE_COLS);
-        const WideLayer<T> y{l, rows.count() * cols.count(), rows, cols, ch, cl2, cl1, grad};
+        const WideLayer<T> y = wide_layer(a, l, ch, cl2, cl1, grad);
         const int ntasks = y.ntiles + (l > 1 ? ch.count() : 0);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1 && ntasks > 1)
         for (int t = 0; t < ntasks; ++t) {

@@ -522,7 +522,7 @@ class Trainer {
     // pass reads it only before the gradient is complete.
     double pass(MLP<T>& net, T* theta, const T* Xp, const T* Yp, int mb, const ByteMasks& bm, bool norms) {
         if (small_) return small_->run(net, theta, Xp, Yp, mb, bm, o_.l2, o_.l1, grad_.data(), with_cost_);
-        if (num_threads() > 1 && arch_.nparams > 32768) {  // update()'s condition for a parallel update
+        if (parallel_update()) {
             post_theta_ = theta;
             post_coefs_ = coefs();
             post_norms_ = norms;
@@ -539,9 +539,7 @@ class Trainer {
     bool post_norms_ = false;
     static void post_piece(void* ctx, int i) {
         Trainer& t = *static_cast<Trainer*>(ctx);
-        const UpdatePiece& u = t.pieces_[size_t(i)];
-        t.update_range(t.post_theta_, u.k0, u.k1, t.post_coefs_,
-                       t.post_norms_ && u.layer > 0 ? t.piece_sums_.data() + u.part : nullptr);
+        t.update_one_piece(t.post_theta_, t.pieces_[size_t(i)], t.post_coefs_, t.post_norms_);
     }
 
     // Misclassified entries (bce: output units; ce: examples) of the batch just computed by `net`.
@@ -601,6 +599,10 @@ class Trainer {
     };
     std::vector<UpdatePiece> pieces_;
     std::vector<double> piece_sums_;
+    // One piece of the update; with norms its W block's squares go to piece_sums_ (finish_update adds them up).
+    void update_one_piece(T* theta, const UpdatePiece& u, const UpdateCoefs<T>& c, bool norms) {
+        update_range(theta, u.k0, u.k1, c, norms && u.layer > 0 ? piece_sums_.data() + u.part : nullptr);
+    }
     const std::vector<UpdatePiece>& pieces() {
         if (!pieces_.empty()) return pieces_;
         int np = 0;
@@ -616,9 +618,12 @@ class Trainer {
     // theta -= update(grad). With norms (a reported epoch): also norms[l-1] += ||dW[l]||_F, from the same pass
     // over grad (one read of it, one parallel region instead of two): the per-block sums are sum_squares'
     // blocks and are added in block order, so the norms have sum_squares' bits.
+    // Whether the update runs on several threads (a medium net's 109k parameters: ~3% of a step on one thread);
+    // then the wide path may run it inside its own region (pass, MLP::post).
+    bool parallel_update() const { return arch_.nparams > 32768 && num_threads() > 1; }
     void update(T* theta, double* norms = nullptr) {
         const size_t P = arch_.nparams;
-        const bool par = P > 32768 && num_threads() > 1;  // a medium net's 109k: ~3% of a step on one thread
+        const bool par = parallel_update();
         const UpdateCoefs<T> c = coefs();
         if (!norms) {
             if (!par) return update_range(theta, 0, P, c);
@@ -630,13 +635,11 @@ class Trainer {
             return;
         }
         const std::vector<UpdatePiece>& pc = pieces();
-        double* part = piece_sums_.data();
-        auto piece = [&](const UpdatePiece& u) { update_range(theta, u.k0, u.k1, c, u.layer > 0 ? part + u.part : nullptr); };
         if (!par) {  // small nets: no OpenMP call at all
-            for (const UpdatePiece& u : pc) piece(u);
+            for (const UpdatePiece& u : pc) update_one_piece(theta, u, c, true);
         } else {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
-            for (long long i = 0; i < (long long)pc.size(); ++i) piece(pc[size_t(i)]);
+            for (long long i = 0; i < (long long)pc.size(); ++i) update_one_piece(theta, pc[size_t(i)], c, true);
         }
         finish_update(norms);
     }
