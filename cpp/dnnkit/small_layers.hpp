@@ -362,7 +362,8 @@ struct SmallKernel {
                         VD c = zero;
                         if (a.output == Act::sigmoid) {
                             const VD e = exp_nonpos(zero - (zd < zero ? zero - zd : zd));  // exp(-|z|)
-                            const VD sg = zd >= zero ? 1.0 / (1.0 + e) : e / (1.0 + e);
+                            // one division (the numerator, 1 or e, picked first): each lane's quotient as before
+                            const VD sg = (zd >= zero ? splat_d(1.0) : e) / (1.0 + e);
                             av = __builtin_convertvector(sg, VT);
                             if (with_cost) {
                                 if (a.loss == Loss::bce) {  // bce_logit from the same exp(-|z|)

@@ -349,6 +349,8 @@ class Trainer {
         // the epoch needs no snapshot (a copy of theta and the optimizer state per step: ~5% of a medium-net step,
         // on one thread). Several steps per epoch: snapshot at the epoch's start, roll back on a stop.
         const bool one_step = steps_per_epoch() == 1;
+        const bool budget = std::isfinite(rep.time_budget);  // else no clock reading between epochs
+        EpochStats st;
         for (int e = 0; e < n; ++e) {
             if (one_step && (poll() || step_ + 1 >= stop_at_step)) {  // the same epochs finish as with a rollback
                 res.interrupted = true;
@@ -367,8 +369,9 @@ class Trainer {
             // Statistics only for the epochs that get a history row: the lean path otherwise skips the cost.
             const bool stats = rep.reported((long long)epoch_ + 1);
             with_cost_ = stats && !train_full_;  // train_eval="full" evaluates the cost after the epoch
-            EpochStats st;
+            st.cost = st.error = 0.0;  // (one EpochStats for the call: no allocation per epoch)
             st.grad_norms.assign(L, 0.0);
+            st.steps = 0;
             double cost_sum = 0.0, err_sum = 0.0;
             // On a stop (poll, stop_at_step) or an exception, the unfinished epoch is rolled back: theta, the
             // optimizer state and the step are those of the last finished epoch (and the mask ring, which assumes
@@ -449,7 +452,7 @@ class Trainer {
                     return res;
                 }
             }
-            if (e + 1 < n && now_t() - rep.t_offset >= rep.time_budget) return res;
+            if (budget && e + 1 < n && now_t() - rep.t_offset >= rep.time_budget) return res;
         }
         return res;
     }
