@@ -130,3 +130,28 @@ def test_ten_thousand_calls_do_not_grow_memory():
     grown = _rss_kb() - before
     # a leak of even 100 bytes per call would be 1 MB; the bound is generous for allocator noise
     assert grown < 8 * 1024, f"RSS grew by {grown} kB over 10,000 calls"
+
+
+def _import_env(extra):
+    """OMP_WAIT_POLICY / GOMP_SPINCOUNT as a fresh interpreter sees them after `import dnnkit`."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(extra)
+    code = "import os, dnnkit; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return tuple(out.stdout.split())
+
+
+def test_import_sets_passive_wait_with_a_short_spin():
+    assert _import_env({}) == ("PASSIVE", "3000")
+
+
+@pytest.mark.parametrize("extra,expected", [
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, ("ACTIVE", "None")),  # the user's policy: no spin count added
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, ("PASSIVE", "None")),
+    ({"GOMP_SPINCOUNT": "0"}, ("PASSIVE", "0")),  # the user's spin count kept
+])
+def test_import_keeps_the_users_openmp_wait_settings(extra, expected):
+    assert _import_env(extra) == expected
