@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "mlp.hpp"
@@ -98,6 +99,21 @@ DNNKIT_SMALL_TYPES(float, 16, 4, 2)
 DNNKIT_SMALL_TYPES(float, 32, 8, 4)
 DNNKIT_SMALL_TYPES(float, 64, 16, 8)
 #undef DNNKIT_SMALL_TYPES
+
+// Allocator of 64-byte aligned (cache-line aligned) storage, for the fused step's working rows.
+template <class T>
+struct CacheAligned {
+    using value_type = T;
+    CacheAligned() = default;
+    template <class U>
+    CacheAligned(const CacheAligned<U>&) noexcept {}
+    T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+    void deallocate(T* p, size_t) noexcept { ::operator delete(p, std::align_val_t(64)); }
+    template <class U>
+    bool operator==(const CacheAligned<U>&) const noexcept { return true; }
+    template <class U>
+    bool operator!=(const CacheAligned<U>&) const noexcept { return false; }
+};
 
 template <class T, int BYTES>
 struct SmallKernel {
@@ -189,8 +205,9 @@ struct SmallKernel {
     // (block s adds its terms after block s - 1's: the same order as S = 1, hence the same bits for any S).
     static constexpr int U = B / NL;  // native vectors per accumulator row (B lanes)
     // AVX2: 8 vectors per row (2 blocks in float64, 4 in float32; 16 registers: the per-unit loops hold 8 sums);
-    // SSE2 and AVX-512: 4 or more (as before small11b; AVX-512 float32 at 8 would pad m = 300 to 384 examples)
-    static constexpr int S = BYTES == 32 ? (U >= 8 ? 1 : 8 / U) : (U >= 4 ? 1 : 4 / U);
+    // AVX-512 float64: 8 too (4 blocks; session 4, A/B on an AVX-512 Xeon: 1.17x the step with 4, same bits);
+    // AVX-512 float32 stays at 4 vectors (4 blocks; 8 blocks measured no faster), SSE2 at 4 or more
+    static constexpr int S = BYTES == 32 || (BYTES == 64 && U == 2) ? (U >= 8 ? 1 : 8 / U) : (U >= 4 ? 1 : 4 / U);
     static constexpr int W = U * S, CB = S * B;  // native vectors / examples per working row
     static_assert(CB <= 4 * SMALL_LANES, "SmallNet sizes its working rows for 4 blocks");
     // The hidden activation (HID) and whether any layer has dropout (DROP) are template arguments: the per-vector
@@ -562,7 +579,9 @@ class SmallNet {
     double wrong_ = -1.0;
     Arch a_;
     std::vector<size_t> aoff_, zoff_, woff_, boff_;
-    std::vector<T> act_, z_, dz_, da_, accW_, accb_;
+    // 64-byte aligned: an AVX-512 vector of a working row never straddles two cache lines (with malloc's 16-byte
+    // alignment it did or did not, by the luck of the heap: the same build measured up to 15% apart)
+    std::vector<T, CacheAligned<T>> act_, z_, dz_, da_, accW_, accb_;
 
     template <int BYTES>
     DNNKIT_ALWAYS_INLINE void call(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, bool with_cost,
