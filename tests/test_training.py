@@ -571,3 +571,21 @@ def test_early_stopping_given_twice_runs_once():
     net = dk.Network([2, 5, 1]).initialize("he", rng=0)
     net.fit(X, Y, epochs=3, learning_rate=0.01, validation=(Xd, Yd), early_stopping=es, callbacks=[es, es], seed=0)
     assert calls == [1, 2, 3]
+
+
+def test_fit_leaves_the_gc_setting_as_it_was():
+    # History._extend pauses the cyclic GC while it converts the native rows; it must restore the user's setting
+    import gc
+
+    X = np.random.default_rng(0).standard_normal((2, 40))
+    Y = (X[:1] > 0).astype(float)
+    net = dk.Network([2, 3, 1]).initialize(rng=0)
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            h = net.fit(X, Y, epochs=30, learning_rate=0.1, seed=0)
+            assert gc.isenabled() is enabled
+            assert len(h.grad_norms) == 30 and all(isinstance(g, list) for g in h.grad_norms)
+    finally:
+        (gc.enable if was else gc.disable)()

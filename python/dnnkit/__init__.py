@@ -11,7 +11,7 @@ import os as _os
 # briefly before they sleep (GOMP_SPINCOUNT, libgomp's count of pause loops: 3000 is ~40 us on the
 # Xeon this was measured on, 0.15 ms where a pause is slow): a training step has several barriers and
 # one fork/join, and on a 2-core VM each sleep/wake-up costs tens of microseconds (medium net, float32:
-# 1.18x faster fit; bench/RESULTS.md, "Issue 11, session 4"). Must be set before libgomp is loaded; a
+# 1.22x faster fit; bench/RESULTS.md, "Issue 11, session 4"). Must be set before libgomp is loaded; a
 # user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins (with OMP_WAIT_POLICY set, no spin count is added).
 if "OMP_WAIT_POLICY" not in _os.environ:
     _os.environ.setdefault("GOMP_SPINCOUNT", "3000")

@@ -109,13 +109,13 @@ class History:
         # paused meanwhile: a long fit's rows are thousands of new lists (grad_norms), which would otherwise
         # trigger collections (full ones, over every object of the process, among them) halfway through
         # the conversion (~0.2-0.7 us a row, measured on the course's net).
-        paused = gc.isenabled()
+        was_enabled = gc.isenabled()
         gc.disable()
         try:
             for name in self._SERIES:
                 getattr(self, name).extend(rows[name].tolist())
         finally:
-            if paused:
+            if was_enabled:
                 gc.enable()
 
     def _truncate(self) -> None:
