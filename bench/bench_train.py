@@ -406,6 +406,10 @@ def main():
     print("## Environment\n")
     print(f"- {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()},"
           f" numpy {np.__version__}, torch {torch_version}")
+    print("- PyTorch runs in this process, imported after dnnkit: its OpenMP runtime is the same libgomp.so.1 (one "
+          f"copy per process), started with dnnkit's settings OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+          f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}, not PyTorch's defaults; bench/bench_torch_env.py "
+          "measures PyTorch with its own defaults in separate processes")
     print(f"- dnnkit threads {threads}; dnnkit BLAS: {dk.blas_info()['corename']} "
           f"(threads per call {dk.blas_info()['threads']})")
     try:
