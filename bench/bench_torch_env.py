@@ -21,26 +21,17 @@ import numpy as np
 NETS = {"small": ([2, 20, 3, 1], 300, 2000), "medium": ([784, 128, 64, 10], 256, 300)}
 
 DNNKIT = r"""
-import sys, time, numpy as np
-import dnnkit as dk
+import sys, numpy as np
+sys.path.insert(0, BENCH)
+import dnnkit as dk, bench_train as B
 out = {}
 for name, (dims, m, n) in NETS.items():
     for dt in (np.float32, np.float64):
         small = dims[-1] == 1
         net = dk.Network(dims, output="sigmoid" if small else "softmax", loss="bce" if small else "ce",
                          dtype=dt).initialize("he", rng=0)
-        g = np.random.default_rng(0)
-        X = g.standard_normal((dims[0], m)).astype(dt)
-        Y = ((g.random((1, m)) < 0.5).astype(dt) if small else np.eye(dims[-1], dtype=dt)[:, g.integers(0, dims[-1], m)])
-        th = net.theta.copy()
-        net.fit(X, Y, epochs=3, learning_rate=0.01)
-        best = np.inf
-        for _ in range(3):
-            net.theta = th
-            t = time.perf_counter()
-            net.fit(X, Y, epochs=n, learning_rate=0.01, seed=1)
-            best = min(best, (time.perf_counter() - t) / n)
-        out[f"{name} {np.dtype(dt).name}"] = best
+        X, Y = B.data(dims, m, dt)
+        out[f"{name} {np.dtype(dt).name}"] = B.fit_seconds(net, X, Y, n)
 print(repr(out))
 """
 
@@ -98,7 +89,8 @@ def main():
             env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
             if extra is not None:
                 env.update(extra)
-            out = subprocess.run([sys.executable, "-c", f"NETS = {NETS!r}\n" + code], env=env, capture_output=True,
+            head = f"NETS = {NETS!r}\nBENCH = {os.path.dirname(os.path.abspath(__file__))!r}\n"
+            out = subprocess.run([sys.executable, "-c", head + code], env=env, capture_output=True,
                                  text=True, timeout=900)
             if out.returncode != 0:
                 sys.exit(out.stderr)

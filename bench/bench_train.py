@@ -21,6 +21,7 @@ import argparse
 import os
 import platform
 import sys
+import time
 
 import numpy as np
 
@@ -73,6 +74,21 @@ def ratio(a, b):
     """How many times faster a is than b: ratio of medians (range of the per-round ratios)."""
     r = b.times / a.times
     return f"{b.median / a.median:.1f}x ({r.min():.1f}-{r.max():.1f})"
+
+
+def fit_seconds(net, X, Y, n, reps=3):
+    """Best seconds per epoch of the default call net.fit(X, Y, epochs=n, learning_rate=LR, seed=1) over `reps`
+    runs from the same parameters, after a 3-epoch warm-up: what bench_wait.py and bench_torch_env.py time in
+    their fresh processes."""
+    th = net.theta.copy()
+    net.fit(X, Y, epochs=3, learning_rate=LR)
+    best = np.inf
+    for _ in range(reps):
+        net.theta = th
+        t = time.perf_counter()
+        net.fit(X, Y, epochs=n, learning_rate=LR, seed=1)
+        best = min(best, (time.perf_counter() - t) / n)
+    return best
 
 
 def data(dims, m, dtype, seed=0):

@@ -29,15 +29,7 @@ out = {{}}
 for dt, n in ((np.float32, 600), (np.float64, 300)):
     net = dk.Network([784, 128, 64, 10], output="softmax", loss="ce", dtype=dt).initialize("he", rng=0)
     X, Y = B.data([784, 128, 64, 10], 256, dt)
-    th = net.theta.copy()
-    net.fit(X, Y, epochs=3, learning_rate=0.01)
-    best = np.inf
-    for _ in range(3):
-        net.theta = th
-        t = time.perf_counter()
-        net.fit(X, Y, epochs=n, learning_rate=0.01, seed=1)
-        best = min(best, (time.perf_counter() - t) / n)
-    out[np.dtype(dt).name] = best
+    out[np.dtype(dt).name] = B.fit_seconds(net, X, Y, n)
 step, mat, both = B.bench_interleaved([784, 128, 64, 10], 256, reps=3, iters=200)
 out["both"] = both
 out["sum"] = step + mat
