@@ -36,32 +36,13 @@ print(repr(out))
 """
 
 TORCH = r"""
-import sys, time, numpy as np, torch
-torch.set_num_threads(2)
+import sys, time, numpy as np
+sys.path.insert(0, BENCH)
+from workloads import bench_torch  # bench_train.py's PyTorch step, without importing dnnkit
 out = {}
 for name, (dims, m, n) in NETS.items():
-    for dt in (torch.float32, torch.float64):
-        small = dims[-1] == 1
-        g = np.random.default_rng(0)
-        X = torch.from_numpy(g.standard_normal((m, dims[0]))).to(dt)
-        layers = []
-        for i in range(len(dims) - 1):
-            layers.append(torch.nn.Linear(dims[i], dims[i + 1]))
-            if i < len(dims) - 2:
-                layers.append(torch.nn.ReLU())
-        model = torch.nn.Sequential(*layers).to(dt)
-        if small:
-            y = torch.from_numpy((g.random((m, 1)) < 0.5).astype(float)).to(dt)
-            lf = torch.nn.BCEWithLogitsLoss()
-        else:
-            y = torch.from_numpy(g.integers(0, dims[-1], m))
-            lf = torch.nn.CrossEntropyLoss()
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        def run(k):
-            for _ in range(k):
-                opt.zero_grad(set_to_none=True)
-                lf(model(X), y).backward()
-                opt.step()
+    for dt in (np.float32, np.float64):
+        run = bench_torch(dims, m, dt, 1.0, 2)
         run(5)
         k = max(20, n // 10)
         best = np.inf
@@ -69,7 +50,7 @@ for name, (dims, m, n) in NETS.items():
             t = time.perf_counter()
             run(k)
             best = min(best, (time.perf_counter() - t) / k)
-        out[f"{name} {str(dt).split('.')[-1]}"] = best
+        out[f"{name} {np.dtype(dt).name}"] = best
 print(repr(out))
 """
 

@@ -29,10 +29,10 @@ import dnnkit as dk
 from dnnkit import _core
 from dnnkit import reference as ref
 from dnnkit._timing import compare, measure
+from workloads import LR, bench_torch, data, torch_mlp
 
 CONFIGS = [("small", [2, 20, 3, 1], 300), ("medium", [784, 128, 64, 10], 256), ("large", [784, 1024, 1024, 10], 1024)]
 KEEP = 0.8
-LR = 0.01
 
 
 def best_times(fns, steps, reps, min_time=0.2):
@@ -90,15 +90,6 @@ def fit_seconds(net, X, Y, n, reps=3):
         best = min(best, (time.perf_counter() - t) / n)
     return best
 
-
-def data(dims, m, dtype, seed=0):
-    g = np.random.default_rng(seed)
-    X = g.standard_normal((dims[0], m)).astype(dtype)
-    if dims[-1] == 1:
-        Y = (g.random((1, m)) < 0.5).astype(dtype)
-    else:
-        Y = np.eye(dims[-1], dtype=dtype)[:, g.integers(0, dims[-1], m)]
-    return X, Y
 
 
 def output_of(dims):
@@ -211,22 +202,6 @@ def bench_reference_minibatch(dims, m, dtype, batch):
     return run
 
 
-def torch_mlp(dims, dtype, keep, threads):
-    """The PyTorch counterpart of a dnnkit net: Linear + ReLU (+ Dropout(1 - keep) when keep < 1) per hidden layer,
-    a Linear output (the loss applies the output activation), in dtype, torch.set_num_threads(threads)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    layers = []
-    for l in range(1, len(dims)):
-        layers.append(torch.nn.Linear(dims[l - 1], dims[l]))
-        if l < len(dims) - 1:
-            layers.append(torch.nn.ReLU())
-            if keep < 1:
-                layers.append(torch.nn.Dropout(1 - keep))
-    return torch.nn.Sequential(*layers).to(torch.float64 if dtype == np.float64 else torch.float32)
-
-
 def bench_torch_minibatch(dims, m, dtype, batch, threads):
     """PyTorch without a DataLoader: randperm each epoch, index the batch, step."""
     import torch
@@ -278,29 +253,6 @@ def bench_fit_per_step(dims, m, dtype):
     def run(n):
         for _ in range(n):
             net.fit(X, Y, epochs=1, learning_rate=LR)
-
-    return run
-
-
-def bench_torch(dims, m, dtype, keep, threads):
-    import torch
-
-    model = torch_mlp(dims, dtype, keep, threads)
-    X, Y = data(dims, m, dtype)
-    xt = torch.from_numpy(np.ascontiguousarray(X.T))
-    if dims[-1] == 1:
-        yt = torch.from_numpy(np.ascontiguousarray(Y.T))
-        lossfn = torch.nn.BCEWithLogitsLoss()
-    else:
-        yt = torch.from_numpy(np.argmax(Y, axis=0))
-        lossfn = torch.nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
-
-    def run(n):
-        for _ in range(n):
-            opt.zero_grad(set_to_none=True)
-            lossfn(model(xt), yt).backward()
-            opt.step()
 
     return run
 

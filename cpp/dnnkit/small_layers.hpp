@@ -204,10 +204,11 @@ struct SmallKernel {
     // S blocks go through the layers together, so that each accumulator row is loaded and stored once per S blocks
     // (block s adds its terms after block s - 1's: the same order as S = 1, hence the same bits for any S).
     static constexpr int U = B / NL;  // native vectors per accumulator row (B lanes)
-    // AVX2: 8 vectors per row (2 blocks in float64, 4 in float32; 16 registers: the per-unit loops hold 8 sums);
-    // AVX-512 float64: 8 too (4 blocks; session 4, A/B on an AVX-512 Xeon: 1.17x the step with 4, same bits);
-    // AVX-512 float32 stays at 4 vectors (4 blocks; 8 blocks measured no faster), SSE2 at 4 or more
-    static constexpr int S = BYTES == 32 || (BYTES == 64 && U == 2) ? (U >= 8 ? 1 : 8 / U) : (U >= 4 ? 1 : 4 / U);
+    // Vectors per working row wanted: AVX2 8 (2 blocks in float64, 4 in float32; 16 registers: the per-unit loops
+    // hold 8 sums); AVX-512 float64 8 too (4 blocks; session 4, A/B on an AVX-512 Xeon: 1.17x the step with 4, same
+    // bits); AVX-512 float32 4 (4 blocks; 8 blocks measured no faster); SSE2 4 (one block already has 4 or more).
+    static constexpr int WANT = BYTES == 32 || (BYTES == 64 && sizeof(T) == 8) ? 8 : 4;
+    static constexpr int S = U >= WANT ? 1 : WANT / U;
     static constexpr int W = U * S, CB = S * B;  // native vectors / examples per working row
     static_assert(CB <= 4 * SMALL_LANES, "SmallNet sizes its working rows for 4 blocks");
     // The hidden activation (HID) and whether any layer has dropout (DROP) are template arguments: the per-vector

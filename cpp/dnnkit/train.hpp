@@ -66,6 +66,12 @@ struct EpochStats {
     double cost = 0.0, error = 0.0;
     std::vector<double> grad_norms;
     int steps = 0;
+    // zeros for a new epoch of a net with L layers (the norms' storage is kept: no allocation per epoch)
+    void reset(int L) {
+        cost = error = 0.0;
+        grad_norms.assign(size_t(L), 0.0);
+        steps = 0;
+    }
 };
 
 // What one Trainer::run call reports and when it returns (see train_history.hpp).
@@ -350,7 +356,7 @@ class Trainer {
         // on one thread). Several steps per epoch: snapshot at the epoch's start, roll back on a stop.
         const bool one_step = steps_per_epoch() == 1;
         const bool budget = std::isfinite(rep.time_budget);  // else no clock reading between epochs
-        EpochStats st;
+        EpochStats st;  // one for the call, reset per epoch
         for (int e = 0; e < n; ++e) {
             if (one_step && (poll() || step_ + 1 >= stop_at_step)) {  // the same epochs finish as with a rollback
                 res.interrupted = true;
@@ -369,9 +375,7 @@ class Trainer {
             // Statistics only for the epochs that get a history row: the lean path otherwise skips the cost.
             const bool stats = rep.reported((long long)epoch_ + 1);
             with_cost_ = stats && !train_full_;  // train_eval="full" evaluates the cost after the epoch
-            st.cost = st.error = 0.0;  // (one EpochStats for the call: no allocation per epoch)
-            st.grad_norms.assign(L, 0.0);
-            st.steps = 0;
+            st.reset(L);
             double cost_sum = 0.0, err_sum = 0.0;
             // On a stop (poll, stop_at_step) or an exception, the unfinished epoch is rolled back: theta, the
             // optimizer state and the step are those of the last finished epoch (and the mask ring, which assumes

@@ -214,10 +214,10 @@ def check_labels(Y: np.ndarray, loss: str) -> None:
     elif loss == "ce":
         if Y.min() < 0:
             raise ValueError("ce labels must be non-negative (one-hot or probability columns)")
-        dev = np.abs(Y.sum(axis=0, dtype=np.float64) - 1.0)
+        sums = Y.sum(axis=0, dtype=np.float64)
+        dev = np.abs(sums - 1.0)
         if not dev.max() <= 1e-6:  # np.allclose(sums, 1, rtol=0, atol=1e-6) without its ~30 us of overhead; NaN fails
             j = int(np.argmax(np.where(np.isnan(dev), np.inf, dev)))
-            sums = Y.sum(axis=0, dtype=np.float64)
             raise ValueError(f"ce labels must be one-hot (each column sums to 1); column {j} sums to {sums[j]:g}"
                              " — use dnnkit.data.one_hot(labels)")
 
