@@ -1,8 +1,8 @@
 """dnnkit against PyTorch each with its OWN OpenMP defaults (issue 11, session 4).
 
 dnnkit and PyTorch share one OpenMP runtime in a process (both load a libgomp.so.1; the first one loaded serves
-both, started with the environment of that moment). bench_train.py runs PyTorch in its own process after
-`import dnnkit`, so PyTorch ran with dnnkit's settings: OMP_WAIT_POLICY=PASSIVE (and, since session 4,
+both, started with the environment of that moment). bench_train.py ran PyTorch in its own process after
+`import dnnkit` until session 4 (since session 5 it uses workloads.TorchWorker), so PyTorch ran with dnnkit's settings: OMP_WAIT_POLICY=PASSIVE (and, since session 4,
 GOMP_SPINCOUNT=3000). This benchmark runs every alternative in a fresh process instead, interleaved over the
 rounds: dnnkit as a user runs it (`import dnnkit`: its defaults), PyTorch as a user runs it (no dnnkit, no
 OpenMP variable set), and PyTorch under the two settings dnnkit's import gave it (for reading the older

@@ -7,7 +7,9 @@ One step = forward + backward + gradient-descent update on the full batch (m exa
 default arguments (``log_every=1``: a history row — train cost, error, gradient norms, time — every epoch,
 recorded by the native loop); the column "log_every=n" is the same loop reporting once (the engine alone).
 The reference runs ``cost_and_gradients`` + ``update_parameters``; PyTorch runs an ``nn.Sequential`` with
-``torch.optim.SGD`` in eager mode, same dtype, ``torch.set_num_threads`` = dnnkit's thread count.
+``torch.optim.SGD`` in eager mode, same dtype, ``torch.set_num_threads`` = dnnkit's thread count, in a process of its
+own at its own OpenMP defaults (workloads.TorchWorker; since session 5 — before, it ran in this process with dnnkit's
+passive-waiting OpenMP settings, 2-4x slower than a PyTorch user sees it).
 Dropout: keep_prob 0.8 on every hidden layer (``nn.Dropout(0.2)`` in PyTorch). Every figure is the median
 over ``--reps`` rounds in which the alternatives take turns (dnnkit._timing.compare), with the range over
 the rounds (the machine is shared: state the load). Further sections: dev-set monitoring every epoch
@@ -18,6 +20,7 @@ with NumPy matmuls (the single-pool design). Prints Markdown for bench/RESULTS.m
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import sys
@@ -29,7 +32,7 @@ import dnnkit as dk
 from dnnkit import _core
 from dnnkit import reference as ref
 from dnnkit._timing import compare, measure
-from workloads import LR, bench_torch, data, torch_mlp
+from workloads import LR, TorchWorker, data
 
 CONFIGS = [("small", [2, 20, 3, 1], 300), ("medium", [784, 128, 64, 10], 256), ("large", [784, 1024, 1024, 10], 1024)]
 KEEP = 0.8
@@ -202,30 +205,6 @@ def bench_reference_minibatch(dims, m, dtype, batch):
     return run
 
 
-def bench_torch_minibatch(dims, m, dtype, batch, threads):
-    """PyTorch without a DataLoader: randperm each epoch, index the batch, step."""
-    import torch
-
-    model = torch_mlp(dims, dtype, 1.0, threads)
-    X, Y = data(dims, m, dtype)
-    xt = torch.from_numpy(np.ascontiguousarray(X.T))
-    yt = torch.from_numpy(np.argmax(Y, axis=0))
-    lossfn = torch.nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
-    gen = torch.Generator().manual_seed(0)
-
-    def run(n):
-        for _ in range(n):
-            perm = torch.randperm(m, generator=gen)
-            for j in range(0, m, batch):
-                idx = perm[j:j + batch]
-                opt.zero_grad(set_to_none=True)
-                lossfn(model(xt[idx]), yt[idx]).backward()
-                opt.step()
-
-    return run
-
-
 def bench_backward_loop(dims, m, dtype, update=True):
     """A course-style user loop around dnnkit: one net.backward call per step, the update in NumPy
     (update=False: net.backward alone, to split the loop's time)."""
@@ -281,19 +260,9 @@ def gemm_peak(dtype, n=PEAK_N, reps=5, blas=None):
     return 2.0 * n ** 3 / t.median / 1e9, 2.0 * n ** 3 / t.best / 1e9
 
 
-def torch_peak(dtype, threads, n=PEAK_N, reps=5):
-    """The same GEMM in PyTorch (MKL), GFLOP/s median and best: what torch's own GEMM reaches here."""
-    import torch
-
-    torch.set_num_threads(threads)
-    a = torch.from_numpy(np.random.default_rng(0).standard_normal((n, n)).astype(dtype))
-    c = torch.empty_like(a)
-
-    def run(k):
-        for _ in range(k):
-            torch.mm(a, a, out=c)
-
-    t = timings([run], 1, reps, 0.3)[0]
+def torch_peak(tw, dtype, threads, n=PEAK_N, reps=5):
+    """The same GEMM in PyTorch (MKL), in its worker process: GFLOP/s median and best, what torch's own GEMM reaches."""
+    t = timings([tw.make("gemm", dtype, threads, n)], 1, reps, 0.3)[0]
     return 2.0 * n ** 3 / t.median / 1e9, 2.0 * n ** 3 / t.best / 1e9
 
 
@@ -363,21 +332,21 @@ def main():
     globals()["PAUSE"] = args.pause
     reps = 2 if args.quick else args.reps
     threads = dk.get_num_threads()
-    try:
-        import torch
-
-        have_torch = not args.no_torch
-        torch_version = torch.__version__
-    except ImportError:
-        have_torch, torch_version = False, "not installed"
-
+    tw = None
+    if not args.no_torch and importlib.util.find_spec("torch") is not None:
+        tw = TorchWorker()  # PyTorch at its own defaults, in a process of its own (workloads.TorchWorker)
+    have_torch = tw is not None
+    torch_version = tw.version if tw else "not used"
     print("## Environment\n")
     print(f"- {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()},"
           f" numpy {np.__version__}, torch {torch_version}")
-    print("- PyTorch runs in this process, imported after dnnkit: its OpenMP runtime is the same libgomp.so.1 (one "
-          f"copy per process), started with dnnkit's settings OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-          f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}, not PyTorch's defaults; bench/bench_torch_env.py "
-          "measures PyTorch with its own defaults in separate processes")
+    if tw:
+        print("- PyTorch runs in a process of its own that never imports dnnkit (bench/workloads.py TorchWorker), "
+              f"with its own OpenMP defaults (there: {', '.join(f'{k}={v}' for k, v in tw.omp.items())}); in one "
+              "process it would share dnnkit's libgomp.so.1 and dnnkit's settings (passive waiting), which made it "
+              "2-4x slower (bench/bench_torch_env.py). Its timings include one pipe round trip per timed call "
+              f"(tens of us per turn of >= 0.25 s). dnnkit here: OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+              f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}")
     print(f"- dnnkit threads {threads}; dnnkit BLAS: {dk.blas_info()['corename']} "
           f"(threads per call {dk.blas_info()['threads']})")
     try:
@@ -394,7 +363,7 @@ def main():
 
     peaks = {dt: gemm_peak(dt) for dt in (np.float64, np.float32)}
     peaks1 = {dt: gemm_peak(dt, blas=1) for dt in (np.float64, np.float32)}
-    tpeaks = {dt: torch_peak(dt, threads) for dt in (np.float64, np.float32)} if have_torch else {}
+    tpeaks = {dt: torch_peak(tw, dt, threads) for dt in (np.float64, np.float32)} if have_torch else {}
     print(f"GEMM peak (NumPy's OpenBLAS, {PEAK_N}^3, median (best) of {max(reps, 5)} rounds, {PAUSE} s pause "
           "before each):")
     for dt in (np.float64, np.float32):
@@ -427,7 +396,7 @@ def main():
                        bench_reference(dims, m, dtype, keep), bench_dnnkit(dims, m, dtype, keep, fused=False),
                        bench_dnnkit(dims, m, dtype, keep, fused=True)]
                 if have_torch:
-                    fns.append(bench_torch(dims, m, dtype, keep, threads))
+                    fns.append(tw.make("step", dims, m, dtype, keep, threads))
                 ts = timings(fns, 500, reps, 0.25)
                 pt = ts[5] if have_torch else None
                 print(f"| {name} {dims} | {m} | {np.dtype(dtype).name} | {'keep 0.8' if keep < 1 else 'none'} | "
@@ -456,7 +425,7 @@ def main():
                        bench_reference(dims, m, dtype, keep), bench_reference(dims, m, dtype, keep, blas=1),
                        peak_gemm(dtype)]
                 if have_torch:
-                    fns.append(bench_torch(dims, m, dtype, keep, threads))
+                    fns.append(tw.make("step", dims, m, dtype, keep, threads))
                 ts = timings(fns, n0, reps, mt)
                 pt = ts[5] if have_torch else None
                 rb, rl = ref_best(ts[2:4])
@@ -503,7 +472,7 @@ def main():
         fns = [bench_dnnkit(dims, mm, dtype, 1.0, batch_size=batch), bench_reference_minibatch(dims, mm, dtype, batch),
                blas_threads(bench_reference_minibatch(dims, mm, dtype, batch), 1), peak_gemm(dtype)]
         if have_torch:
-            fns.append(bench_torch_minibatch(dims, mm, dtype, batch, threads))
+            fns.append(tw.make("minibatch", dims, mm, dtype, batch, threads))
         ts = timings(fns, 2, reps, 0.25)
         pt = ts[4] if have_torch else None
         rb, rl = ref_best(ts[1:3])
@@ -526,7 +495,7 @@ def main():
                bench_fit_per_step(dims, m, dtype), bench_dnnkit(dims, m, dtype, 1.0),
                bench_reference(dims, m, dtype, 1.0), bench_reference(dims, m, dtype, 1.0, blas=1)]
         if have_torch:
-            fns.append(bench_torch(dims, m, dtype, 1.0, threads))
+            fns.append(tw.make("step", dims, m, dtype, 1.0, threads))
         ts = timings(fns, 20, reps, 0.25)
         pt = ts[6] if have_torch else None
         rb, rl = ref_best(ts[4:6])
@@ -559,6 +528,8 @@ def main():
         ts, tm, tb = bench_interleaved(dims, m)
         print(f"| {name} | {ts * 1e6:.1f} us | {tm * 1e6:.1f} us | {tb * 1e6:.1f} us | {tb / (ts + tm):.2f}x |")
     print(f"\nload after: {os.getloadavg()}")
+    if tw:
+        tw.close()
 
 
 if __name__ == "__main__":

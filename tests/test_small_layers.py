@@ -63,6 +63,8 @@ CASES = {  # name: (dims, m, hidden, output, loss, fit kwargs)
     "logistic": ([4, 1], 50, "relu", "sigmoid", "bce", {}),  # one layer: no dA pass
     "deep-odd-m": ([6, 30, 12, 5, 1], 301, "relu", "sigmoid", "bce", {}),  # four layers; a last iteration with
     # whole blocks of padding on the wider SIMD paths (several blocks of 16 examples per iteration)
+    # batches of 280, 280 and 40: two parts (a helper thread when there are two threads), then one part
+    "two-part-minibatch": ([3, 10, 4, 1], 600, "relu", "sigmoid", "bce", dict(batch_size=280, seed=4)),
 }
 
 
@@ -153,6 +155,63 @@ def test_one_step_gradient_equals_the_blas_path_to_rounding(case, dtype):
     np.testing.assert_allclose(g[True], g[False], rtol=0, atol=tol * scale)
 
 
+@pytest.mark.parametrize("m", [255, 256, 257, 300, 1001])
+def test_two_part_step_is_the_reference_gradient(m):
+    """From SMALL_SPLIT_MIN = 256 examples a step is two parts of examples [0, h) and [h, m) (h a multiple of 16 near
+    m / 2), summed lane by lane in each part, the two parts' sums added: lr = 1, one full-batch gd step against
+    reference.cost_and_gradients, both sides of the threshold, with 2 threads (a helper thread takes part 1) and 1
+    (one thread runs both parts: the same bits)."""
+    dims = [3, 12, 5, 1]
+    X, Y = data(dims, m)
+    out = {}
+    for n in (2, 1):
+        net = net_of(dims)
+        p0 = {k: v.copy() for k, v in net.params.items()}
+        t0 = net.theta.copy()
+        before = dk.get_num_threads()
+        dk.set_num_threads(n)
+        try:
+            h = net.fit(X, Y, epochs=1, learning_rate=1.0)
+        finally:
+            dk.set_num_threads(before)
+        out[n] = (net.theta.tobytes(), h.train_cost[0], h.train_error[0])
+    assert out[1] == out[2]
+    J, grads = ref.cost_and_gradients(X, Y, p0, "relu", "sigmoid", "bce")
+    g = np.concatenate([grads[f"d{k}{l}"].ravel() for l in range(1, len(dims)) for k in "Wb"])
+    np.testing.assert_allclose(t0 - net.theta, g, rtol=1e-10, atol=1e-14)
+    assert h.train_cost[0] == pytest.approx(J, rel=1e-13)
+    AL, _ = ref.forward_propagation(X, p0, "relu", "sigmoid")
+    assert h.train_error[0] == np.mean((AL > 0.5) != (Y > 0.5))  # both parts' error counts
+
+
+def test_two_part_step_interrupted_and_with_validation():
+    """The helper-thread loop (m >= 256, no dropout) stops where the one-thread loop stops: a native stop after
+    global step 7 (3 steps an epoch) keeps epochs 1-2, bit-identical to training 2 epochs; validation and early
+    stopping see the same costs with 1 and 2 threads."""
+    dims = [2, 20, 3, 1]
+    X, Y = data(dims, 900)
+    Xd, Yd = data(dims, 100, seed=1)
+    net = net_of(dims)
+    t0 = net.theta.copy()
+    h = net.fit(X, Y, epochs=50, learning_rate=0.1, batch_size=300, seed=5, _stop_at_step=7)
+    assert h.interrupted and h.epoch == [1, 2]
+    again = net_of(dims)
+    again.fit(X, Y, epochs=2, learning_rate=0.1, batch_size=300, seed=5)
+    assert net.theta.tobytes() == again.theta.tobytes()
+    runs = {}
+    for n in (1, 2):
+        before = dk.get_num_threads()
+        dk.set_num_threads(n)
+        try:
+            net.theta = t0
+            es = dk.EarlyStopping(patience=2, restore_best=True)
+            h = net.fit(X, Y, epochs=30, learning_rate=2.0, validation=(Xd, Yd), early_stopping=es)
+        finally:
+            dk.set_num_threads(before)
+        runs[n] = (net.theta.tobytes(), np.asarray(h.dev_cost).tobytes(), len(h))
+    assert runs[1] == runs[2]
+
+
 def test_cost_agrees_with_network_cost_at_large_logits():
     """The fused exp / log1p (no libm) against Network.cost (libm exp) on the same parameters, including logits
     beyond the float64 exp range (|z| > 745: exp(-|z|) is 0 there, flushed to 0 below e^-708)."""
@@ -168,7 +227,8 @@ def test_cost_agrees_with_network_cost_at_large_logits():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("case", ["course", "dropout-l2", "minibatch-adam", "leaky-mse"])
+@pytest.mark.parametrize("case", ["course", "dropout-l2", "minibatch-adam", "leaky-mse", "deep-odd-m",
+                                  "two-part-minibatch"])
 def test_same_bits_for_any_thread_count(case, dtype):
     dims, m, hidden, output, loss, kw = CASES[case]
     got = {n: theta_bytes(True, dims, m, epochs=15, hidden=hidden, output=output, loss=loss, dtype=dtype,
@@ -178,7 +238,8 @@ def test_same_bits_for_any_thread_count(case, dtype):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", ["course", "tail", "dropout-l2", "minibatch-adam", "leaky-mse",
-                                  "linear-sigmoid-mse", "logistic", "deep-odd-m", "one-example"])
+                                  "linear-sigmoid-mse", "logistic", "deep-odd-m", "one-example",
+                                  "two-part-minibatch"])
 def test_same_bits_on_every_simd_path(case, dtype):
     dims, m, hidden, output, loss, kw = CASES[case]
     info = C.simd_info()

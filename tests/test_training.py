@@ -479,13 +479,15 @@ def test_native_interrupt_rolls_back_the_unfinished_epoch():
     assert h.interrupted and len(h) == 0 and net.theta.tobytes() == t0.tobytes()
 
 
+@pytest.mark.parametrize("keep", [0.9, 1.0], ids=["dropout-prefetch-thread", "two-part-helper-thread"])
 @pytest.mark.parametrize("log_every", [500, 10**7], ids=["between-intervals", "inside-native-loop"])
-def test_ctrl_c_during_training(log_every):
+def test_ctrl_c_during_training(log_every, keep):
     # a real SIGINT (simulated by interrupt_main) while the main thread trains: with log_every=10**7 it lands
     # inside the native loop (polled between mini-batches), with 500 often between native intervals.
     # The test installs Python's SIGINT handler itself (an inherited SIG_IGN would swallow interrupt_main) and
     # bounds the run in epochs AND time: the epoch budget is sized from a measured rate to ~20 s, so a lost
-    # interrupt fails the test (not interrupted) instead of hanging the suite.
+    # interrupt fails the test (not interrupted) instead of hanging the suite. Both loops with a second thread:
+    # with dropout a thread drawing the masks ahead, without (m = 300) a helper thread taking half of each step.
     import time
 
     from _signals import python_sigint
@@ -495,14 +497,14 @@ def test_ctrl_c_during_training(log_every):
     t0 = net.theta.copy()
     probe = dk.Network([2, 10, 5, 1]).initialize("he", rng=0)
     tic = time.perf_counter()
-    probe.fit(X, Y, epochs=500, learning_rate=0.01, log_every=500, seed=0, keep_prob=0.9)
+    probe.fit(X, Y, epochs=500, learning_rate=0.01, log_every=500, seed=0, keep_prob=keep)
     per_epoch = max(time.perf_counter() - tic, 1e-6) / 500
     epochs = int(min(10**8, max(20_000, 20.0 / per_epoch)))
     with python_sigint():
         timer = threading.Timer(0.3, _thread.interrupt_main)
         timer.start()
         try:
-            h = net.fit(X, Y, epochs=epochs, learning_rate=0.01, log_every=log_every, seed=0, keep_prob=0.9)
+            h = net.fit(X, Y, epochs=epochs, learning_rate=0.01, log_every=log_every, seed=0, keep_prob=keep)
         finally:
             timer.cancel()
             timer.join()
@@ -511,7 +513,7 @@ def test_ctrl_c_during_training(log_every):
     assert 0 < done < epochs and h.epoch[-1] == done
     again = dk.Network([2, 10, 5, 1])
     again.theta = t0
-    again.fit(X, Y, epochs=done, learning_rate=0.01, seed=0, keep_prob=0.9)
+    again.fit(X, Y, epochs=done, learning_rate=0.01, seed=0, keep_prob=keep)
     assert net.theta.tobytes() == again.theta.tobytes()
 
 

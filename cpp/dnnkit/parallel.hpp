@@ -6,6 +6,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <thread>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace dnnkit {
 
@@ -23,6 +27,17 @@ inline int num_threads() {
     return n > 0 ? n : omp_get_max_threads();
 }
 inline void set_num_threads(int n) { thread_setting().store(n, std::memory_order_relaxed); }
+
+// One round of a spin-wait: a pause instruction for the first 4096 rounds, then a yield of the core.
+inline void spin_relax(int spin) {
+    if (spin < 4096) {
+#if defined(__x86_64__) || defined(__i386__)
+        _mm_pause();
+#endif
+    } else {
+        std::this_thread::yield();
+    }
+}
 
 // A 1-D partition of [0, n) into chunks of a fixed width.
 struct Chunks {

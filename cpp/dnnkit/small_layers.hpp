@@ -25,11 +25,16 @@
 // Exactness: every lane performs the same IEEE operations in the same order (no FMA: the translation unit is
 // compiled with -ffp-contract=off; no libm call in the vectorised loops: exp_nonpos below and log1p_unit), and
 // the lane sums are reduced in a fixed tree, so the result is bit-identical on the baseline, AVX2 and AVX-512
-// paths (simd.hpp), hence on any x86-64 machine, and, being single-threaded, for any thread count. It is NOT bit-identical to the BLAS path
+// paths (simd.hpp), hence on any x86-64 machine. From SMALL_SPLIT_MIN examples a step is two parts of examples,
+// [0, h) and [h, m) with h fixed by m (SmallNet::split_at), each with its own lane sums and lane tree, the two
+// results then added: a second thread (Trainer::run's helper) takes part 1 when there is one, and who runs a part
+// never changes its bits, so they are the same for any thread count (session 5; the split changed the last bits of
+// nets trained on batches of >= 256 examples, dev/BITCHECK.md). It is NOT bit-identical to the BLAS path
 // (different summation order of the dW / dA sums; BLAS uses FMA): the gradient agrees to rounding (tests/
 // test_small_layers.py), and fit() on such nets trains to parameters that differ in the last bits from the
 // BLAS path (dev/BITCHECK.md). Network.forward / cost / backward and the gradient checker keep the BLAS path.
 #pragma once
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -47,6 +52,7 @@ namespace dnnkit {
 constexpr int SMALL_LANES = 16;         // examples per block (one AVX-512 float vector, two double vectors)
 constexpr int SMALL_MAX_WIDTH = 64;     // units per layer
 constexpr int SMALL_MAX_WEIGHTS = 512;  // sum of n_l * n_{l-1}: the per-lane dW sums (x16 lanes) stay in L1
+constexpr int SMALL_SPLIT_MIN = 256;    // examples from which a step is two parts (SmallNet::split_at)
 
 namespace small {
 // Switch for tests and benchmarks (_core.set_small_layers; DNNKIT_SMALL_LAYERS=0 / 1 at start-up), read when a
@@ -306,7 +312,7 @@ struct SmallKernel {
         V* __restrict accW = reinterpret_cast<V*>(accW_);
         V* __restrict accb = reinterpret_cast<V*>(accb_);
         for (int j0 = jb; j0 < je; j0 += CB_) {
-            const int wb = std::min(CB_, m - j0);
+            const int wb = std::min(CB_, je - j0);  // je, not m: a part ends inside the examples (SmallNet::split_at)
             int wh[W_];  // valid lanes of each native vector
             for (int h = 0; h < W_; ++h) wh[h] = std::max(0, std::min(NL, wb - h * NL));
             // ---- forward
@@ -511,6 +517,13 @@ class SmallNet {
         return w <= size_t(SMALL_MAX_WEIGHTS);
     }
 
+    // Examples [0, h) and [h, m) are two parts with their own working rows and lane accumulators, run by two
+    // threads when there are two (num_threads() > 1, not inside another parallel region), else one after the
+    // other; their lanes are added lane by lane before the fixed lane tree. h depends on m alone (a multiple of
+    // B, so each column keeps its lane), hence the bits are the same for any thread count and any SIMD level.
+    // Below SMALL_SPLIT_MIN examples one part: handing a part over costs more than half a step saves.
+    static int split_at(int m) { return m >= SMALL_SPLIT_MIN ? (m / 2 + B / 2) / B * B : m; }
+
     explicit SmallNet(const Arch& a) : a_(a) {
         const int L = a.L();
         aoff_.assign(L + 1, 0);
@@ -531,12 +544,15 @@ class SmallNet {
             nb += size_t(a.n(l));
         }
         constexpr size_t CBmax = 4 * B;  // examples per working row of the widest iteration (SmallKernel::CB)
-        act_.assign(na * CBmax, T(0));
-        z_.assign(nz * CBmax, T(0));
-        dz_.assign(size_t(a.max_width()) * CBmax, T(0));
-        da_.assign(size_t(a.max_width()) * CBmax, T(0));
-        accW_.assign(nw * B, T(0));
-        accb_.assign(nb * B, T(0));
+        for (Part& P : parts_) {
+            P.act.assign(na * CBmax, T(0));
+            P.z.assign(nz * CBmax, T(0));
+            P.dz.assign(size_t(a.max_width()) * CBmax, T(0));
+            P.da.assign(size_t(a.max_width()) * CBmax, T(0));
+            P.accW.assign(nw * B, T(0));
+            P.accb.assign(nb * B, T(0));
+            P.g.assign(a.nparams, T(0));
+        }
     }
 
     // One training pass over m examples (X n0 x m, Y nL x m): the cost when with_cost (else 0), the flat gradient
@@ -544,24 +560,29 @@ class SmallNet {
     double run(MLP<T>& net, const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, double l2, double l1,
                T* grad, bool with_cost) {
         net.resize(m);
-        std::fill(accW_.begin(), accW_.end(), T(0));
-        std::fill(accb_.begin(), accb_.end(), T(0));
-        double cost[B];
-        for (double& c : cost) c = 0.0;
         with_cost = with_cost && Y;
-        double wrong[B];
-        for (double& c : wrong) c = 0.0;
         T* AL = net.A[a_.L()].data();
-#if DNNKIT_HAS_SIMD_CLONES
-        switch (simd::level()) {
-            case simd::avx512: run_avx512(theta, X, Y, m, bm, with_cost, cost, wrong, AL, grad); break;
-            case simd::avx2: run_avx2(theta, X, Y, m, bm, with_cost, cost, wrong, AL, grad); break;
-            default: run_base(theta, X, Y, m, bm, with_cost, cost, wrong, AL, grad); break;
+        const int h = split_at(m), np = h < m ? 2 : 1;
+        T* g1 = parts_[1].g.data();
+        if (np == 2 && offering_) {  // part 1 to the helper thread (serve), or to this one if it has not taken it
+            const uint64_t s = ++seq_;
+            offer_.args = PartArgs{h, m, theta, X, Y, m, &bm, with_cost, AL, g1};
+            offer_.state.store(2 * s, std::memory_order_release);
+            part(0, 0, h, theta, X, Y, m, bm, with_cost, AL, grad);
+            uint64_t posted = 2 * s;
+            if (offer_.state.compare_exchange_strong(posted, 2 * s + 1, std::memory_order_acq_rel))
+                part(1, h, m, theta, X, Y, m, bm, with_cost, AL, g1);
+            else
+                for (int spin = 0; offer_.finished.load(std::memory_order_acquire) != s; ++spin) spin_relax(spin);
+        } else {
+            part(0, 0, h, theta, X, Y, m, bm, with_cost, AL, grad);
+            if (np == 2) part(1, h, m, theta, X, Y, m, bm, with_cost, AL, g1);
         }
-#else
-        run_base(theta, X, Y, m, bm, with_cost, cost, wrong, AL, grad);
-#endif
-        wrong_ = with_cost && a_.loss == Loss::bce ? small_lane_sum(wrong) : -1.0;
+        if (np == 2)
+            for (size_t q = 0; q < parts_[1].g.size(); ++q) grad[q] = grad[q] + g1[q];
+        const double cost = np == 2 ? parts_[0].cost_sum + parts_[1].cost_sum : parts_[0].cost_sum;
+        const double wrong = np == 2 ? parts_[0].wrong_sum + parts_[1].wrong_sum : parts_[0].wrong_sum;
+        wrong_ = with_cost && a_.loss == Loss::bce ? wrong : -1.0;
         // the lanes were reduced into the flat gradient (reduce, in the clone); regularization as the BLAS path
         const Arch& a = a_;
         const T cl2 = T(l2 / m), cl1 = T(l1 / (2.0 * m));
@@ -569,81 +590,167 @@ class SmallNet {
             for (int l = 1; l <= a.L(); ++l)
                 add_reg_grad(theta + a.woff[l], grad + a.woff[l], a.n(l - 1), 0, a.n(l), 0, a.n(l - 1), cl2, cl1);
         if (!with_cost) return 0.0;
-        return small_lane_sum(cost) / m + net.reg_cost(theta, m, l2, l1);
+        return cost / m + net.reg_cost(theta, m, l2, l1);
     }
 
     // Misclassified outputs (bce) of the last run with the cost: the count Trainer::errors would make from its
     // outputs (an integer, exact in double); < 0 when not counted (no cost, or not bce).
     double wrong() const { return wrong_; }
 
+    // The helper thread (Trainer::run): offer_parts(true) before the steps, on the training thread, makes run()
+    // offer part 1 of each two-part step; serve(done), on the helper thread, takes the offers until done.
+    void offer_parts(bool on) {
+        if (on) {
+            seq_ = 0;
+            offer_.finished.store(0, std::memory_order_relaxed);
+            offer_.state.store(0, std::memory_order_release);
+        }
+        offering_ = on;
+    }
+    void serve(const std::atomic<bool>& done) {
+        uint64_t last = 0;
+        for (int spin = 0; !done.load(std::memory_order_acquire);) {
+            uint64_t s = offer_.state.load(std::memory_order_acquire);
+            if (s % 2 == 0 && s / 2 > last) {
+                last = s / 2;
+                spin = 0;
+                if (offer_.state.compare_exchange_strong(s, s + 1, std::memory_order_acq_rel)) {
+                    const PartArgs& r = offer_.args;
+                    part(1, r.jb, r.je, r.theta, r.X, r.Y, r.m, *r.bm, r.with_cost, r.AL, r.out);
+                    offer_.finished.store(last, std::memory_order_release);
+                }
+            } else {
+                spin_relax(spin++);
+            }
+        }
+    }
+
    private:
     double wrong_ = -1.0;
     Arch a_;
     std::vector<size_t> aoff_, zoff_, woff_, boff_;
-    // 64-byte aligned: an AVX-512 vector of a working row never straddles two cache lines (with malloc's 16-byte
-    // alignment it did or did not, by the luck of the heap: the same build measured up to 15% apart)
-    std::vector<T, CacheAligned<T>> act_, z_, dz_, da_, accW_, accb_;
+    // One part's working rows and lane sums. 64-byte aligned: an AVX-512 vector of a working row never straddles
+    // two cache lines (with malloc's 16-byte alignment it did or did not, by the luck of the heap: the same build
+    // measured up to 15% apart); the two parts' cost / wrong lanes on cache lines of their own (two threads).
+    struct alignas(64) Part {
+        std::vector<T, CacheAligned<T>> act, z, dz, da, accW, accb;  // accW, accb: zero between runs
+        std::vector<T, CacheAligned<T>> g;  // part 1's gradient (part 0 sums straight into the caller's)
+        double cost[B], wrong[B];
+        double cost_sum = 0.0, wrong_sum = 0.0;  // the lane trees of cost and wrong
+    };
+    Part parts_[2];
+    // The offer of part 1 to the helper thread: state 2s = step s's part 1 offered, 2s + 1 = taken (by either
+    // thread, one compare-exchange); finished = s once the helper has run it.
+    struct PartArgs {
+        int jb, je;
+        const T* theta;
+        const T* X;
+        const T* Y;
+        int m;
+        const ByteMasks* bm;
+        bool with_cost;
+        T* AL;
+        T* out;
+    };
+    struct alignas(64) Offer {
+        std::atomic<uint64_t> state{0};
+        alignas(64) std::atomic<uint64_t> finished{0};
+        PartArgs args{};
+    } offer_;
+    uint64_t seq_ = 0;
+    bool offering_ = false;
+
+    // Part p: examples [jb, je) into parts_[p], on this CPU's SIMD level, then its lane trees: the gradient into
+    // out (flat, as the net's parameters), the cost and error count into cost_sum / wrong_sum. The thread that ran
+    // the part sums its lanes (in its own L1) and leaves them zero for the next run (no separate clearing pass).
+    void part(int p, int jb, int je, const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
+              bool with_cost, T* AL, T* out) {
+        Part& P = parts_[p];
+        if (p == 1)  // the parameters (updated by the other thread) and out (read by it): fetch every line at once
+            for (size_t q = 0; q < a_.nparams; q += 64 / sizeof(T)) {
+                __builtin_prefetch(theta + q, 0, 3);
+                __builtin_prefetch(out + q, 1, 3);
+            }
+        for (int i = 0; i < B; ++i) P.cost[i] = P.wrong[i] = 0.0;
+#if DNNKIT_HAS_SIMD_CLONES
+        switch (simd::level()) {
+            case simd::avx512: part_avx512(P, jb, je, theta, X, Y, m, bm, with_cost, AL, out); break;
+            case simd::avx2: part_avx2(P, jb, je, theta, X, Y, m, bm, with_cost, AL, out); break;
+            default: part_base(P, jb, je, theta, X, Y, m, bm, with_cost, AL, out); break;
+        }
+#else
+        part_base(P, jb, je, theta, X, Y, m, bm, with_cost, AL, out);
+#endif
+        P.cost_sum = small_lane_sum(P.cost);
+        P.wrong_sum = small_lane_sum(P.wrong);
+    }
 
     template <int BYTES>
-    DNNKIT_ALWAYS_INLINE void call(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, bool with_cost,
-                                   double* cost, double* wrong, T* AL) {
+    DNNKIT_ALWAYS_INLINE void call(Part& P, int jb, int je, const T* theta, const T* X, const T* Y, int m,
+                                   const ByteMasks& bm, bool with_cost, T* AL) {
         bool drop = false;
         for (int l = 0; l < a_.L(); ++l) drop = drop || bm.get(l);
         switch (a_.hidden) {
-            case Act::relu: return drop ? go<BYTES, Act::relu, true>(theta, X, Y, m, bm, with_cost, cost, wrong, AL)
-                                        : go<BYTES, Act::relu, false>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
+            case Act::relu: return drop ? go<BYTES, Act::relu, true>(P, jb, je, theta, X, Y, m, bm, with_cost, AL)
+                                        : go<BYTES, Act::relu, false>(P, jb, je, theta, X, Y, m, bm, with_cost, AL);
             case Act::leaky_relu:
-                return drop ? go<BYTES, Act::leaky_relu, true>(theta, X, Y, m, bm, with_cost, cost, wrong, AL)
-                            : go<BYTES, Act::leaky_relu, false>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
-            default: return drop ? go<BYTES, Act::linear, true>(theta, X, Y, m, bm, with_cost, cost, wrong, AL)
-                                 : go<BYTES, Act::linear, false>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
+                return drop ? go<BYTES, Act::leaky_relu, true>(P, jb, je, theta, X, Y, m, bm, with_cost, AL)
+                            : go<BYTES, Act::leaky_relu, false>(P, jb, je, theta, X, Y, m, bm, with_cost, AL);
+            default: return drop ? go<BYTES, Act::linear, true>(P, jb, je, theta, X, Y, m, bm, with_cost, AL)
+                                 : go<BYTES, Act::linear, false>(P, jb, je, theta, X, Y, m, bm, with_cost, AL);
         }
     }
     template <int BYTES, Act HID, bool DROP>
-    DNNKIT_ALWAYS_INLINE void go(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm, bool with_cost,
-                                 double* cost, double* wrong, T* AL) {
+    DNNKIT_ALWAYS_INLINE void go(Part& P, int jb, int je, const T* theta, const T* X, const T* Y, int m,
+                                 const ByteMasks& bm, bool with_cost, T* AL) {
         typedef SmallKernel<T, BYTES> K;
         // whole iterations of S blocks; a rest of at most S / 2 blocks then goes block by block (a longer one is
         // padded to S blocks: one block at a time costs more per example than the padding saves)
-        int whole = m / K::CB * K::CB;
-        if (K::S == 1 || (m - whole + B - 1) / B > K::S / 2) whole = m;
-        K::template body<HID, DROP, K::S>(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(), act_.data(),
-                                          z_.data(), dz_.data(), da_.data(), accW_.data(), accb_.data(), cost, wrong,
-                                          AL, theta, X, Y, m, 0, whole, bm, with_cost);
-        if (K::S > 1 && whole < m)  // the rest block by block
-            K::template body<HID, DROP, 1>(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(), act_.data(),
-                                           z_.data(), dz_.data(), da_.data(), accW_.data(), accb_.data(), cost, wrong,
-                                           AL, theta, X, Y, m, whole, m, bm, with_cost);
+        int whole = jb + (je - jb) / K::CB * K::CB;
+        if (K::S == 1 || (je - whole + B - 1) / B > K::S / 2) whole = je;
+        K::template body<HID, DROP, K::S>(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(), P.act.data(),
+                                          P.z.data(), P.dz.data(), P.da.data(), P.accW.data(), P.accb.data(), P.cost,
+                                          P.wrong, AL, theta, X, Y, m, jb, whole, bm, with_cost);
+        if (K::S > 1 && whole < je)  // the rest block by block
+            K::template body<HID, DROP, 1>(a_, aoff_.data(), zoff_.data(), woff_.data(), boff_.data(), P.act.data(),
+                                           P.z.data(), P.dz.data(), P.da.data(), P.accW.data(), P.accb.data(), P.cost,
+                                           P.wrong, AL, theta, X, Y, m, whole, je, bm, with_cost);
     }
-    // the lanes' sums into the flat gradient (dW, db of every layer)
+    // a part's lane sums into the flat gradient out (dW, db of every layer), each accumulator row zeroed after
     template <int BYTES>
-    DNNKIT_ALWAYS_INLINE void reduce(T* grad) const {
+    DNNKIT_ALWAYS_INLINE void reduce(Part& P, T* out) const {
         const Arch& a = a_;
         for (int l = 1; l <= a.L(); ++l) {
             const size_t nw = size_t(a.n(l)) * a.n(l - 1);
-            T* dW = grad + a.woff[l];
-            T* db = grad + a.boff[l];
-            const T* aw = accW_.data() + woff_[l] * B;
-            const T* ab = accb_.data() + boff_[l] * B;
-            for (size_t q = 0; q < nw; ++q) dW[q] = SmallKernel<T, BYTES>::lane_sum(aw + q * B);
-            for (int u = 0; u < a.n(l); ++u) db[u] = SmallKernel<T, BYTES>::lane_sum(ab + size_t(u) * B);
+            T* dW = out + a.woff[l];
+            T* db = out + a.boff[l];
+            T* aw = P.accW.data() + woff_[l] * B;
+            T* ab = P.accb.data() + boff_[l] * B;
+            for (size_t q = 0; q < nw; ++q) {
+                dW[q] = SmallKernel<T, BYTES>::lane_sum(aw + q * B);
+                std::memset(aw + q * B, 0, B * sizeof(T));
+            }
+            for (size_t u = 0; u < size_t(a.n(l)); ++u) {
+                db[u] = SmallKernel<T, BYTES>::lane_sum(ab + u * B);
+                std::memset(ab + u * B, 0, B * sizeof(T));
+            }
         }
     }
-    __attribute__((noinline)) void run_base(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
-                                            bool with_cost, double* cost, double* wrong, T* AL, T* grad) {
-        call<16>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
-        reduce<16>(grad);
+    __attribute__((noinline)) void part_base(Part& P, int jb, int je, const T* theta, const T* X, const T* Y, int m,
+                                             const ByteMasks& bm, bool with_cost, T* AL, T* out) {
+        call<16>(P, jb, je, theta, X, Y, m, bm, with_cost, AL);
+        reduce<16>(P, out);
     }
 #if DNNKIT_HAS_SIMD_CLONES
-    DNNKIT_TARGET_AVX2 void run_avx2(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
-                                     bool with_cost, double* cost, double* wrong, T* AL, T* grad) {
-        call<32>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
-        reduce<32>(grad);
+    DNNKIT_TARGET_AVX2 void part_avx2(Part& P, int jb, int je, const T* theta, const T* X, const T* Y, int m,
+                                      const ByteMasks& bm, bool with_cost, T* AL, T* out) {
+        call<32>(P, jb, je, theta, X, Y, m, bm, with_cost, AL);
+        reduce<32>(P, out);
     }
-    DNNKIT_TARGET_AVX512 void run_avx512(const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
-                                         bool with_cost, double* cost, double* wrong, T* AL, T* grad) {
-        call<64>(theta, X, Y, m, bm, with_cost, cost, wrong, AL);
-        reduce<64>(grad);
+    DNNKIT_TARGET_AVX512 void part_avx512(Part& P, int jb, int je, const T* theta, const T* X, const T* Y, int m,
+                                          const ByteMasks& bm, bool with_cost, T* AL, T* out) {
+        call<64>(P, jb, je, theta, X, Y, m, bm, with_cost, AL);
+        reduce<64>(P, out);
     }
 #endif
 };

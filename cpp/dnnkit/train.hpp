@@ -266,7 +266,34 @@ class Trainer {
                   uint64_t stop_at_step = std::numeric_limits<uint64_t>::max()) {
         ReportPlan plan = rep;
         if (plan.last_epoch <= 0) plan.last_epoch = (long long)epoch_ + n;
-        if (!prefetch_worth()) return run_steps(theta, n, poll, plan, stop_at_step, false);
+        if (!prefetch_worth()) {
+            if (!helper_worth()) return run_steps(theta, n, poll, plan, stop_at_step, false);
+            // Small nets without dropout, batches of at least SMALL_SPLIT_MIN examples: the fused step is two
+            // parts of examples (SmallNet::split_at). A second thread, started once for the whole call, takes
+            // part 1 of each step when it is offered; when that thread is late (its core busy with another
+            // program), this one runs part 1 itself rather than wait, so a busy machine costs no more than one
+            // thread. Who runs a part never changes its bits. Both threads spin only while this call trains.
+            std::atomic<bool> done{false};
+            std::exception_ptr err;
+            RunResult result;
+#pragma omp parallel num_threads(2)
+            {
+                if (omp_get_thread_num() == 0) {
+                    small_->offer_parts(omp_get_num_threads() >= 2);  // 1 thread: inside another parallel region
+                    try {
+                        result = run_steps(theta, n, poll, plan, stop_at_step, false);
+                    } catch (...) {
+                        err = std::current_exception();
+                    }
+                    small_->offer_parts(false);
+                    done.store(true, std::memory_order_release);
+                } else {
+                    small_->serve(done);
+                }
+            }
+            if (err) std::rethrow_exception(err);
+            return result;
+        }
         // Small nets with dropout: the Philox masks are ~30% of a step, and the step itself is one thread's
         // work (the lean path). A second thread draws the masks of the coming steps into a ring while this
         // one computes; the masks are a pure function of (seed, step, layer, unit, example), so the result is
@@ -321,20 +348,15 @@ class Trainer {
     std::unique_ptr<MaskSlot[]> ring_{new MaskSlot[kRing]};
     std::atomic<bool> producer_failed_{false};
 
+    bool helper_worth() const {
+        return small_ && num_threads() >= 2 && SmallNet<T>::split_at(bs_) < bs_;
+    }
     bool prefetch_worth() const {
         bool any = false;
         for (int l = 0; l < int(dp_.keep.size()); ++l) any = any || dp_.on(l);
         return any && num_threads() >= 2 && lean_worth(arch_, bs_);
     }
-    static void relax(int spin) {
-        if (spin < 4096) {
-#if defined(__x86_64__) || defined(__i386__)
-            _mm_pause();
-#endif
-        } else {
-            std::this_thread::yield();
-        }
-    }
+    static void relax(int spin) { spin_relax(spin); }
     // The masks of step `step` over mb examples into a ring slot: the same draw as MLP<T>::masks (dropout.hpp),
     // on this (the prefetch) thread only.
     void draw_masks(uint64_t step, int mb, MaskSlot& sl) const {
