@@ -237,9 +237,24 @@ struct SmallKernel {
     // least NL lanes, then on scalars
     static DNNKIT_ALWAYS_INLINE T lane_sum(const T* v) {
         T buf[B];
-        std::memcpy(buf, v, sizeof(buf));
+        // the first level straight from v: copying v to buf first (GCC: 16-byte moves) made the wider loads that
+        // followed wait for store forwarding (~10% of a one-step call, perf annotate)
+        constexpr int h0 = B / 2;
+        if (h0 >= NL) {
 #pragma GCC unroll 8
-        for (int h = B / 2; h >= 1; h /= 2) {
+            for (int g = 0; g < h0; g += NL) {
+                V x, y;
+                std::memcpy(&x, v + g, sizeof(V));
+                std::memcpy(&y, v + h0 + g, sizeof(V));
+                x = x + y;
+                std::memcpy(buf + g, &x, sizeof(V));
+            }
+        } else {
+#pragma GCC unroll 8
+            for (int t = 0; t < h0; ++t) buf[t] = v[t] + v[t + h0];
+        }
+#pragma GCC unroll 8
+        for (int h = B / 4; h >= 1; h /= 2) {
             if (h >= NL) {
 #pragma GCC unroll 8
                 for (int g = 0; g < h; g += NL) {
@@ -517,12 +532,13 @@ class SmallNet {
         return w <= size_t(SMALL_MAX_WEIGHTS);
     }
 
-    // Examples [0, h) and [h, m) are two parts with their own working rows and lane accumulators, run by two
-    // threads when there are two (num_threads() > 1, not inside another parallel region), else one after the
-    // other; their lanes are added lane by lane before the fixed lane tree. h depends on m alone (a multiple of
-    // B, so each column keeps its lane), hence the bits are the same for any thread count and any SIMD level.
-    // Below SMALL_SPLIT_MIN examples one part: handing a part over costs more than half a step saves.
-    static int split_at(int m) { return m >= SMALL_SPLIT_MIN ? (m / 2 + B / 2) / B * B : m; }
+    // Examples [0, h) and [h, m) are two parts, each summed in its own lanes and lane tree, the two results then
+    // added: the helper thread (Trainer::run, serve) takes part 1 when it is there in time, else the training
+    // thread runs it after part 0 on the same (zeroed) lanes. h depends on m alone (a multiple of 2B: each column
+    // keeps its lane, and whole iterations of 32 examples on AVX2), hence the bits are the same for any thread
+    // count and any SIMD level. Below SMALL_SPLIT_MIN examples one part: handing a part over costs more than half
+    // a step saves.
+    static int split_at(int m) { return m >= SMALL_SPLIT_MIN ? (m / 2 + B) / (2 * B) * (2 * B) : m; }
 
     explicit SmallNet(const Arch& a) : a_(a) {
         const int L = a.L();
@@ -544,7 +560,8 @@ class SmallNet {
             nb += size_t(a.n(l));
         }
         constexpr size_t CBmax = 4 * B;  // examples per working row of the widest iteration (SmallKernel::CB)
-        for (Part& P : parts_) {
+        for (int pi = 0; pi < 2; ++pi) {
+            Part& P = parts_[pi];
             P.act.assign(na * CBmax, T(0));
             P.z.assign(nz * CBmax, T(0));
             P.dz.assign(size_t(a.max_width()) * CBmax, T(0));
@@ -564,24 +581,33 @@ class SmallNet {
         T* AL = net.A[a_.L()].data();
         const int h = split_at(m), np = h < m ? 2 : 1;
         T* g1 = parts_[1].g.data();
+        Part& P0 = parts_[0];  // this thread's working rows and lanes (part 0, and part 1 when it runs it too)
+        double c[2] = {0.0, 0.0}, w[2] = {0.0, 0.0};
+        bool mine = true;  // part 1 runs on this thread
         if (np == 2 && offering_) {  // part 1 to the helper thread (serve), or to this one if it has not taken it
             const uint64_t s = ++seq_;
             offer_.args = PartArgs{h, m, theta, X, Y, m, &bm, with_cost, AL, g1};
             offer_.state.store(2 * s, std::memory_order_release);
-            part(0, 0, h, theta, X, Y, m, bm, with_cost, AL, grad);
+            part(P0, 0, h, theta, X, Y, m, bm, with_cost, AL, grad);
+            c[0] = P0.cost_sum, w[0] = P0.wrong_sum;
             uint64_t posted = 2 * s;
-            if (offer_.state.compare_exchange_strong(posted, 2 * s + 1, std::memory_order_acq_rel))
-                part(1, h, m, theta, X, Y, m, bm, with_cost, AL, g1);
-            else
+            mine = offer_.state.compare_exchange_strong(posted, 2 * s + 1, std::memory_order_acq_rel);
+            if (!mine) {
                 for (int spin = 0; offer_.finished.load(std::memory_order_acquire) != s; ++spin) spin_relax(spin);
+                c[1] = parts_[1].cost_sum, w[1] = parts_[1].wrong_sum;
+            }
         } else {
-            part(0, 0, h, theta, X, Y, m, bm, with_cost, AL, grad);
-            if (np == 2) part(1, h, m, theta, X, Y, m, bm, with_cost, AL, g1);
+            part(P0, 0, h, theta, X, Y, m, bm, with_cost, AL, grad);
+            c[0] = P0.cost_sum, w[0] = P0.wrong_sum;
+        }
+        if (np == 2 && mine) {  // the same lanes again: part 0's were summed and zeroed (one L1 footprint)
+            part(P0, h, m, theta, X, Y, m, bm, with_cost, AL, g1);
+            c[1] = P0.cost_sum, w[1] = P0.wrong_sum;
         }
         if (np == 2)
             for (size_t q = 0; q < parts_[1].g.size(); ++q) grad[q] = grad[q] + g1[q];
-        const double cost = np == 2 ? parts_[0].cost_sum + parts_[1].cost_sum : parts_[0].cost_sum;
-        const double wrong = np == 2 ? parts_[0].wrong_sum + parts_[1].wrong_sum : parts_[0].wrong_sum;
+        const double cost = np == 2 ? c[0] + c[1] : c[0];
+        const double wrong = np == 2 ? w[0] + w[1] : w[0];
         wrong_ = with_cost && a_.loss == Loss::bce ? wrong : -1.0;
         // the lanes were reduced into the flat gradient (reduce, in the clone); regularization as the BLAS path
         const Arch& a = a_;
@@ -616,7 +642,7 @@ class SmallNet {
                 spin = 0;
                 if (offer_.state.compare_exchange_strong(s, s + 1, std::memory_order_acq_rel)) {
                     const PartArgs& r = offer_.args;
-                    part(1, r.jb, r.je, r.theta, r.X, r.Y, r.m, *r.bm, r.with_cost, r.AL, r.out);
+                    part(parts_[1], r.jb, r.je, r.theta, r.X, r.Y, r.m, *r.bm, r.with_cost, r.AL, r.out);
                     offer_.finished.store(last, std::memory_order_release);
                 }
             } else {
@@ -660,13 +686,13 @@ class SmallNet {
     uint64_t seq_ = 0;
     bool offering_ = false;
 
-    // Part p: examples [jb, je) into parts_[p], on this CPU's SIMD level, then its lane trees: the gradient into
-    // out (flat, as the net's parameters), the cost and error count into cost_sum / wrong_sum. The thread that ran
-    // the part sums its lanes (in its own L1) and leaves them zero for the next run (no separate clearing pass).
-    void part(int p, int jb, int je, const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
+    // Examples [jb, je) on the working rows and lanes of P (parts_[0]: the training thread's, parts_[1]: the
+    // helper's), on this CPU's SIMD level, then their lane trees: the gradient into out (flat, as the net's
+    // parameters), the cost and error count into P.cost_sum / P.wrong_sum. The thread that ran the part sums its
+    // lanes (in its own L1) and leaves them zero for the next part (no separate clearing pass).
+    void part(Part& P, int jb, int je, const T* theta, const T* X, const T* Y, int m, const ByteMasks& bm,
               bool with_cost, T* AL, T* out) {
-        Part& P = parts_[p];
-        if (p == 1)  // the parameters (updated by the other thread) and out (read by it): fetch every line at once
+        if (&P == &parts_[1])  // the parameters (updated by the other thread) and out (read by it): every line at once
             for (size_t q = 0; q < a_.nparams; q += 64 / sizeof(T)) {
                 __builtin_prefetch(theta + q, 0, 3);
                 __builtin_prefetch(out + q, 1, 3);
@@ -716,7 +742,7 @@ class SmallNet {
                                            P.z.data(), P.dz.data(), P.da.data(), P.accW.data(), P.accb.data(), P.cost,
                                            P.wrong, AL, theta, X, Y, m, whole, je, bm, with_cost);
     }
-    // a part's lane sums into the flat gradient out (dW, db of every layer), each accumulator row zeroed after
+    // a part's lane sums into the flat gradient out (dW, db of every layer), the accumulators zeroed after
     template <int BYTES>
     DNNKIT_ALWAYS_INLINE void reduce(Part& P, T* out) const {
         const Arch& a = a_;
@@ -726,15 +752,12 @@ class SmallNet {
             T* db = out + a.boff[l];
             T* aw = P.accW.data() + woff_[l] * B;
             T* ab = P.accb.data() + boff_[l] * B;
-            for (size_t q = 0; q < nw; ++q) {
-                dW[q] = SmallKernel<T, BYTES>::lane_sum(aw + q * B);
-                std::memset(aw + q * B, 0, B * sizeof(T));
-            }
-            for (size_t u = 0; u < size_t(a.n(l)); ++u) {
-                db[u] = SmallKernel<T, BYTES>::lane_sum(ab + u * B);
-                std::memset(ab + u * B, 0, B * sizeof(T));
-            }
+            for (size_t q = 0; q < nw; ++q) dW[q] = SmallKernel<T, BYTES>::lane_sum(aw + q * B);
+            for (size_t u = 0; u < size_t(a.n(l)); ++u) db[u] = SmallKernel<T, BYTES>::lane_sum(ab + u * B);
         }
+        // zero for the next part, in two passes (a memset per 16-lane row compiled to `rep stos`: ~30 cycles each)
+        std::memset(P.accW.data(), 0, P.accW.size() * sizeof(T));
+        std::memset(P.accb.data(), 0, P.accb.size() * sizeof(T));
     }
     __attribute__((noinline)) void part_base(Part& P, int jb, int je, const T* theta, const T* X, const T* Y, int m,
                                              const ByteMasks& bm, bool with_cost, T* AL, T* out) {

@@ -267,7 +267,10 @@ class Trainer {
         ReportPlan plan = rep;
         if (plan.last_epoch <= 0) plan.last_epoch = (long long)epoch_ + n;
         if (!prefetch_worth()) {
-            if (!helper_worth()) return run_steps(theta, n, poll, plan, stop_at_step, false);
+            // (A call of a few steps runs them alone: starting the helper, often asleep since the last call, and
+            // joining it costs more than it saves; e.g. a loop of fit(epochs=1) calls.)
+            if (!helper_worth() || uint64_t(n) * uint64_t(steps_per_epoch()) < 16)
+                return run_steps(theta, n, poll, plan, stop_at_step, false);
             // Small nets without dropout, batches of at least SMALL_SPLIT_MIN examples: the fused step is two
             // parts of examples (SmallNet::split_at). A second thread, started once for the whole call, takes
             // part 1 of each step when it is offered; when that thread is late (its core busy with another
