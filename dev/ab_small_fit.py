@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """A/B of the small net's default `fit` between two trees (e.g. a copy of python/ made before a change, and
-python/), in alternating subprocesses: [2, 20, 3, 1], m = 300, sigmoid + bce, 20,000 epochs, best of 3 per
+python/), in alternating subprocesses: [2, 20, 3, 1], m = 300 (--m), sigmoid + bce, 20,000 epochs, best of 3 per
 process; "every" is the default call (a history row per epoch), "once" is log_every=n. Prints the medians
 [ranges] of microseconds per epoch, the per-round ratio A/B, and whether the last train_cost has the same bits.
 
@@ -20,7 +20,8 @@ dt = np.float32 if sys.argv[2] == "float32" else np.float64
 once = sys.argv[3] == "once"
 net = dk.Network([2, 20, 3, 1], output="sigmoid", loss="bce", dtype=dt).initialize("he", rng=0)
 g = np.random.default_rng(0)
-X = g.standard_normal((2, 300)).astype(dt); Y = (g.random((1, 300)) < 0.5).astype(dt)
+m = int(sys.argv[4])
+X = g.standard_normal((2, m)).astype(dt); Y = (g.random((1, m)) < 0.5).astype(dt)
 th = net.theta.copy(); n = 20000
 net.fit(X, Y, epochs=100, learning_rate=0.01, seed=1)
 v = []
@@ -37,6 +38,7 @@ def main():
     ap.add_argument("a")
     ap.add_argument("b")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--m", type=int, default=300, help="examples (full batch)")
     args = ap.parse_args()
     for dt in ("float64", "float32"):
         for mode in ("every", "once"):
@@ -44,7 +46,7 @@ def main():
             bits = {}
             for _ in range(args.rounds):
                 for p in res:
-                    out = subprocess.run([sys.executable, "-c", CHILD, p, dt, mode], capture_output=True, text=True,
+                    out = subprocess.run([sys.executable, "-c", CHILD, p, dt, mode, str(args.m)], capture_output=True, text=True,
                                          timeout=600)
                     if out.returncode != 0:
                         sys.exit(out.stderr)

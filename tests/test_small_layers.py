@@ -155,9 +155,9 @@ def test_one_step_gradient_equals_the_blas_path_to_rounding(case, dtype):
     np.testing.assert_allclose(g[True], g[False], rtol=0, atol=tol * scale)
 
 
-@pytest.mark.parametrize("m", [255, 256, 257, 300, 1001])
+@pytest.mark.parametrize("m", [127, 128, 129, 255, 256, 300, 1001])
 def test_two_part_step_is_the_reference_gradient(m):
-    """From SMALL_SPLIT_MIN = 256 examples a step is two parts of examples [0, h) and [h, m) (h a multiple of 16 near
+    """From SMALL_SPLIT_MIN = 128 examples a step is two parts of examples [0, h) and [h, m) (h a multiple of 32 near
     m / 2), summed lane by lane in each part, the two parts' sums added: lr = 1, one full-batch gd step against
     reference.cost_and_gradients, both sides of the threshold, with 2 threads (a helper thread takes part 1) and 1
     (one thread runs both parts: the same bits)."""
@@ -185,7 +185,7 @@ def test_two_part_step_is_the_reference_gradient(m):
 
 
 def test_two_part_step_interrupted_and_with_validation():
-    """The helper-thread loop (m >= 256, no dropout) stops where the one-thread loop stops: a native stop after
+    """The helper-thread loop (m >= 128, no dropout) stops where the one-thread loop stops: a native stop after
     global step 7 (3 steps an epoch) keeps epochs 1-2, bit-identical to training 2 epochs; validation and early
     stopping see the same costs with 1 and 2 threads."""
     dims = [2, 20, 3, 1]

@@ -29,7 +29,7 @@
 // [0, h) and [h, m) with h fixed by m (SmallNet::split_at), each with its own lane sums and lane tree, the two
 // results then added: a second thread (Trainer::run's helper) takes part 1 when there is one, and who runs a part
 // never changes its bits, so they are the same for any thread count (session 5; the split changed the last bits of
-// nets trained on batches of >= 256 examples, dev/BITCHECK.md). It is NOT bit-identical to the BLAS path
+// nets trained on batches of >= 128 examples, dev/BITCHECK.md). It is NOT bit-identical to the BLAS path
 // (different summation order of the dW / dA sums; BLAS uses FMA): the gradient agrees to rounding (tests/
 // test_small_layers.py), and fit() on such nets trains to parameters that differ in the last bits from the
 // BLAS path (dev/BITCHECK.md). Network.forward / cost / backward and the gradient checker keep the BLAS path.
@@ -52,7 +52,7 @@ namespace dnnkit {
 constexpr int SMALL_LANES = 16;         // examples per block (one AVX-512 float vector, two double vectors)
 constexpr int SMALL_MAX_WIDTH = 64;     // units per layer
 constexpr int SMALL_MAX_WEIGHTS = 512;  // sum of n_l * n_{l-1}: the per-lane dW sums (x16 lanes) stay in L1
-constexpr int SMALL_SPLIT_MIN = 256;    // examples from which a step is two parts (SmallNet::split_at)
+constexpr int SMALL_SPLIT_MIN = 128;    // examples from which a step is two parts (SmallNet::split_at)
 
 namespace small {
 // Switch for tests and benchmarks (_core.set_small_layers; DNNKIT_SMALL_LAYERS=0 / 1 at start-up), read when a
