@@ -237,36 +237,23 @@ struct SmallKernel {
     // least NL lanes, then on scalars
     static DNNKIT_ALWAYS_INLINE T lane_sum(const T* v) {
         T buf[B];
-        // the first level straight from v: copying v to buf first (GCC: 16-byte moves) made the wider loads that
-        // followed wait for store forwarding (~10% of a one-step call, perf annotate)
-        constexpr int h0 = B / 2;
-        if (h0 >= NL) {
+        // the first level reads straight from v: copying v to buf first (GCC: 16-byte moves) made the wider loads
+        // that followed wait for store forwarding (~10% of a one-step call, perf annotate)
+        const T* src = v;
 #pragma GCC unroll 8
-            for (int g = 0; g < h0; g += NL) {
-                V x, y;
-                std::memcpy(&x, v + g, sizeof(V));
-                std::memcpy(&y, v + h0 + g, sizeof(V));
-                x = x + y;
-                std::memcpy(buf + g, &x, sizeof(V));
-            }
-        } else {
-#pragma GCC unroll 8
-            for (int t = 0; t < h0; ++t) buf[t] = v[t] + v[t + h0];
-        }
-#pragma GCC unroll 8
-        for (int h = B / 4; h >= 1; h /= 2) {
+        for (int h = B / 2; h >= 1; h /= 2, src = buf) {
             if (h >= NL) {
 #pragma GCC unroll 8
                 for (int g = 0; g < h; g += NL) {
                     V x, y;
-                    std::memcpy(&x, buf + g, sizeof(V));
-                    std::memcpy(&y, buf + h + g, sizeof(V));
+                    std::memcpy(&x, src + g, sizeof(V));
+                    std::memcpy(&y, src + h + g, sizeof(V));
                     x = x + y;
                     std::memcpy(buf + g, &x, sizeof(V));
                 }
             } else {
 #pragma GCC unroll 8
-                for (int t = 0; t < h; ++t) buf[t] = buf[t] + buf[t + h];
+                for (int t = 0; t < h; ++t) buf[t] = src[t] + src[t + h];
             }
         }
         return buf[0];

@@ -23,7 +23,6 @@
 #include <chrono>
 #include <exception>
 #include <memory>
-#include <thread>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -323,7 +322,7 @@ class Trainer {
                     MaskSlot& sl = ring_[s % kRing];
                     for (int spin = 0; sl.tag.load(std::memory_order_acquire) != 0; ++spin) {
                         if (done.load(std::memory_order_acquire)) break;
-                        relax(spin);
+                        spin_relax(spin);
                     }
                     if (done.load(std::memory_order_acquire)) break;
                     const uint64_t k = (s - first) % uint64_t(steps_per_epoch());
@@ -359,7 +358,6 @@ class Trainer {
         for (int l = 0; l < int(dp_.keep.size()); ++l) any = any || dp_.on(l);
         return any && num_threads() >= 2 && lean_worth(arch_, bs_);
     }
-    static void relax(int spin) { spin_relax(spin); }
     // The masks of step `step` over mb examples into a ring slot: the same draw as MLP<T>::masks (dropout.hpp),
     // on this (the prefetch) thread only.
     void draw_masks(uint64_t step, int mb, MaskSlot& sl) const {
@@ -440,7 +438,7 @@ class Trainer {
                         for (int spin = 0; sl.tag.load(std::memory_order_acquire) != step_ + 1; ++spin) {
                             if (producer_failed_.load(std::memory_order_acquire))
                                 throw std::runtime_error("mask prefetch failed");  // the producer's exception is rethrown
-                            relax(spin);
+                            spin_relax(spin);
                         }
                         J = pass(net, theta, Xp, Yp, mb, sl.masks.masks(), stats);
                         sl.tag.store(0, std::memory_order_release);
